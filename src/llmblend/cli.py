@@ -1,0 +1,64 @@
+"""The `llmblend` command: one subcommand per workflow stage (what each Snakemake rule runs).
+
+Each stage module exposes `register(subparsers)`; the subcommand's handler gets the parsed
+arguments and the merged, validated config. A user-facing error (bad input, bad config, an
+unreachable source) prints one line naming what is wrong and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from llmblend.errors import LLMBlendError
+from llmblend.runlog import setup_logging
+
+STAGE_MODULES = [
+    "llmblend.data.cli",
+    "llmblend.models.cli",
+    "llmblend.workflow.cli",
+]
+
+log = logging.getLogger("llmblend")
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", action="append", metavar="YAML",
+                   help="config file; repeat to overlay a profile on params.yaml (default: params.yaml)")
+    p.add_argument("--log", metavar="FILE", help="also write the log to FILE (the rule's log:)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llmblend", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="<stage>")
+    for name in STAGE_MODULES:
+        importlib.import_module(name).register(sub, add_common)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(getattr(args, "log", None))
+    try:
+        rc = args.func(args)
+    except LLMBlendError as e:
+        log.error("%s", e)
+        print(f"llmblend {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"llmblend {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(rc or 0)
+
+
+def config_of(args) -> dict:
+    from llmblend.config import load_config
+
+    return load_config(args.config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Model specs, resolution to local directories, and loading (see resolve.py)."""

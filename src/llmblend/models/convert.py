@@ -1,0 +1,56 @@
+"""Convert a GGUF model once into a plain safetensors directory (fp32), so later loads are fast.
+
+transformers dequantises a GGUF file on load (25-70 s for the packaged models on 2 cores) and
+cannot save a model loaded that way; so load once, copy the weights into a fresh model built
+from the same config, and save that. Reloading the result takes well under a second.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from llmblend.io import write_json
+from llmblend.models.resolve import ModelError, package_path, parse
+
+log = logging.getLogger("llmblend.models")
+
+
+def gguf_file(spec: str) -> Path:
+    scheme, rest = parse(spec)
+    if scheme == "gguf":
+        p = Path(rest)
+    elif scheme == "package":
+        p = package_path(rest)
+    else:
+        raise ModelError(f"model spec {spec!r} is not a GGUF file")
+    if p.suffix != ".gguf" or not p.is_file():
+        raise ModelError(f"model spec {spec!r}: {p} is not a .gguf file")
+    return p
+
+
+def convert_gguf(spec: str, out_dir) -> Path:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    src = gguf_file(spec)
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    log.info("loading %s (dequantising GGUF; this takes a while once)", src)
+    tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
+    model = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=torch.float32)
+    cfg = model.config
+    if hasattr(cfg, "quantization_config"):
+        del cfg.quantization_config
+    fresh = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    fresh.load_state_dict(model.state_dict())
+    fresh.generation_config = model.generation_config
+    fresh.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    write_json(tmp / "llmblend_source.json", {"spec": spec, "gguf": src.name})
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+    log.info("wrote %s", out_dir)
+    return out_dir

@@ -1,0 +1,31 @@
+"""`llmblend export-dvc`: write (or check) dvc.yaml from the Snakefile for every profile."""
+
+from pathlib import Path
+
+from llmblend.errors import LLMBlendError
+
+
+def register(sub, add_common):
+    p = sub.add_parser("export-dvc", help="generate dvc.yaml (and dvc/<run>/dvc.yaml) from the Snakefile")
+    p.add_argument("--config", action="append", metavar="YAML",
+                   help="one profile's config files (default: the default profile and every config/*.yaml)")
+    p.add_argument("--check", action="store_true", help="fail if a committed dvc.yaml differs from the generated one")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    from llmblend.io import write_text
+    from llmblend.workflow.dvcgen import dvc_path, profiles, render
+
+    stale = []
+    for files in ([args.config] if args.config else profiles()):
+        target = dvc_path(files)
+        text = render(files)
+        if args.check:
+            if not target.exists() or target.read_text(encoding="utf-8") != text:
+                stale.append(str(target))
+        else:
+            write_text(target, text)
+            print(f"wrote {target}")
+    if stale:
+        raise LLMBlendError(f"stale generated file(s): {', '.join(stale)}; run `llmblend export-dvc`")
