@@ -17,3 +17,4 @@ rule all:
 
 
 include: "workflow/rules/data.smk"
+include: "workflow/rules/models.smk"

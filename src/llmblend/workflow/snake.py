@@ -23,8 +23,26 @@ def config_args(workflow) -> str:
     return " ".join(f"--config {f}" for f in config_files(workflow))
 
 
+def lookup(config: dict, dotted: str):
+    node = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def has_key(config: dict, dotted: str) -> bool:
+    node = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
 def config_slice(config: dict, *keys: str) -> dict:
-    """The config keys a rule reads. Used as the rule's `params`, so that Snakemake reruns the rule
-    (and what follows) when one of them changes, and `llmblend export-dvc` lists them as the
-    DVC stage's params."""
-    return {k: config.get(k) for k in keys}
+    """The config keys a rule reads (dotted for nested keys, e.g. "models.smollm2"). Used as the
+    rule's `params`, so that Snakemake reruns the rule (and what follows) when one of them changes,
+    and `llmblend export-dvc` lists them as the DVC stage's params."""
+    return {k: lookup(config, k) for k in keys}
