@@ -102,7 +102,7 @@ class FakeOpenAI:
     def start(self) -> "FakeOpenAI":
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True, name="fake-openai").start()
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True, name="fake-openai").start()
         return self
 
     def stop(self) -> None:
