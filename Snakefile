@@ -12,7 +12,7 @@ include: "workflow/rules/common.smk"
 
 rule all:
     input:
-        all_targets,
+        lambda wc: TARGETS,
     default_target: True
 
 

