@@ -1,0 +1,272 @@
+"""The judge stage as plain functions: `judge_split` (rule judge_pairs) and `judge_fused` (rule judge_fused).
+
+Output record (one per example, in input order):
+    {"id": ..., "cmp_results": {"<A>,<B>": label, ...},
+     "judge": {"backend", "model", "temperature", "prompt_version", "pairs", "both_orders"},
+     "errors": {"<A>,<B>": reason, ...}}          # only pairs labelled error/unparsable, with why
+Keys are in the order shown to the judge. The metrics file holds the counts: calls, cache hits,
+faults by kind, spend, label distribution, order agreement, dropped pairs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+
+from llmblend.errors import InputError, LLMBlendError
+from llmblend.io import iter_jsonl, write_json, write_jsonl
+from llmblend.judge.cache import LabelCache
+from llmblend.judge.labels import ALL_LABELS, FAILED, INCONSISTENT, flip, pair_key
+from llmblend.judge.schedule import make_schedule, n_pairs
+
+log = logging.getLogger("llmblend.judge")
+
+FUSED_MODEL = "llm-blender"
+
+
+def read_examples(path) -> list[dict]:
+    """Split records with candidates; every candidate needs a model name (unique) and a text."""
+    out = []
+    for lineno, rec in iter_jsonl(path, {"id": str, "candidates": list}):
+        names = []
+        for k, c in enumerate(rec["candidates"]):
+            if not isinstance(c, dict) or not isinstance(c.get("model"), str):
+                raise InputError(path, lineno, f"candidates[{k}].model", "missing or not a string")
+            if not isinstance(c.get("text"), str):
+                raise InputError(path, lineno, f"candidates[{k}].text", "missing or not a string")
+            if c["model"] in names:
+                raise InputError(path, lineno, f"candidates[{k}].model", f"duplicate model name {c['model']!r}")
+            names.append(c["model"])
+        rec["_where"], rec["_line"] = str(path), lineno
+        out.append(rec)
+    return out
+
+
+def make_backend(cfg: dict, name: str, split: str, records: list[dict], cache_path, allow_over_budget=False,
+                 client=None):
+    jcfg = cfg["judge"]
+    if name == "rubric":
+        from llmblend.judge.backends import RubricJudge
+
+        return RubricJudge()
+    if name == "replay":
+        from llmblend.judge.backends import ReplayJudge
+
+        return ReplayJudge(cfg, split, records)
+    if name == "openai":
+        from llmblend.judge.backends import OpenAIJudge
+
+        return OpenAIJudge(jcfg, LabelCache(cache_path), seed=cfg["seed"], max_usd=jcfg.get("max_usd"),
+                           retry_errors=jcfg.get("retry_errors", False), client=client)
+    raise LLMBlendError(f"unknown judge backend {name!r}")
+
+
+def _check_budget(backend, jobs_upper_bound: list, allow_over_budget: bool) -> dict:
+    """Print the cost estimate of the calls still to make; refuse above judge.max_usd unless told."""
+    if backend.name != "openai":
+        return {}
+    keys, cached, todo = backend.plan(jobs_upper_bound)
+    est = backend.estimate_usd([backend.request_body(jobs_upper_bound[i][0], jobs_upper_bound[i][3],
+                                                     jobs_upper_bound[i][4]) for i in todo])
+    msg = (f"judge cost estimate: {len(todo)} calls to make ({len(jobs_upper_bound) - len(todo)} cached), "
+           f"about {est:.4f} USD (model {backend.o['model']}; cap judge.max_usd = {backend.max_usd})")
+    print(msg, flush=True)
+    log.info("%s", msg)
+    if backend.max_usd is not None and est > backend.max_usd and not allow_over_budget:
+        raise LLMBlendError(f"{msg}: the estimate is above the cap; raise judge.max_usd or pass --allow-over-budget "
+                            "(the run then stops when the cap is reached)")
+    return {"estimate_usd": est, "calls_planned": len(todo)}
+
+
+def _jobs_for(rec, pairs, texts, both_orders):
+    jobs = []
+    for a, b in pairs:
+        jobs.append((rec, a, b, texts[a], texts[b]))
+        if both_orders:
+            jobs.append((rec, b, a, texts[b], texts[a]))
+    return jobs
+
+
+def _combine(res_ab: dict, res_ba: dict | None) -> tuple[str | None, str | None, bool | None]:
+    """(label, reason, orders agreed?) of one pair from one or both shown orders."""
+    if res_ba is None:
+        return res_ab["label"], res_ab.get("reason"), None
+    la, lb = res_ab["label"], res_ba["label"]
+    if la is None or lb is None:
+        return None, res_ab.get("reason") or res_ba.get("reason"), None
+    if la in FAILED or lb in FAILED:
+        bad = res_ab if la in FAILED else res_ba
+        return bad["label"], bad.get("reason"), None
+    if la == flip(lb):
+        return la, None, True
+    return INCONSISTENT, f"order A,B said {la!r}; order B,A said {lb!r}", False
+
+
+def label_examples(examples, backend, schedule: str, seed: int, both_orders: bool, extra: dict | None = None):
+    """Run the schedule of every example round by round through the backend.
+
+    `extra` (for fused answers) maps example id -> (name, text): then only the pairs of that extra
+    output against each candidate are judged (all of them, in a seeded order each).
+    Returns (records, counters).
+    """
+    from llmblend.judge.schedule import shown_order
+
+    counts: Counter = Counter()
+    state = []
+    for rec in examples:
+        texts = {c["model"]: c["text"] for c in rec["candidates"]}
+        if extra is not None:
+            name, text = extra[rec["id"]]
+            texts = {**texts, name: text}
+            sched = _FixedPairs([shown_order(seed, rec["id"], name, m) for m in texts if m != name])
+        else:
+            sched = make_schedule(schedule, list(texts), seed, rec["id"])
+        state.append({"rec": rec, "texts": texts, "sched": sched, "cmp": {}, "errors": {}})
+    round_no = 0
+    while True:
+        jobs, owners = [], []
+        for st in state:
+            pairs = st["sched"].pending()
+            if pairs:
+                js = _jobs_for(st["rec"], pairs, st["texts"], both_orders)
+                owners.append((st, pairs, len(jobs), len(js)))
+                jobs.extend(js)
+        if not jobs:
+            break
+        round_no += 1
+        log.info("judge round %d: %d judgments for %d examples", round_no, len(jobs), len(owners))
+        results = backend.judge(jobs)
+        for st, pairs, start, n in owners:
+            res = results[start:start + n]
+            step = 2 if both_orders else 1
+            fed = {}
+            for k, (a, b) in enumerate(pairs):
+                label, reason, agreed = _combine(res[k * step], res[k * step + 1] if both_orders else None)
+                if agreed is not None:
+                    counts["orders_agree" if agreed else "orders_disagree"] += 1
+                if label is None:
+                    counts["dropped_pairs"] += 1
+                    continue
+                st["cmp"][pair_key(a, b)] = label
+                if label in FAILED and reason:
+                    st["errors"][pair_key(a, b)] = reason
+                fed[(a, b)] = label
+                counts[label] += 1
+            st["sched"].feed(fed)
+    return state, counts
+
+
+class _FixedPairs:
+    def __init__(self, pairs):
+        self._pairs, self._done = pairs, False
+
+    def pending(self):
+        return [] if self._done else list(self._pairs)
+
+    def feed(self, labels):
+        self._done = True
+
+
+def _write(state, backend, jcfg, schedule, both_orders, out_path) -> None:
+    meta = {**backend.meta, "pairs": schedule, "both_orders": both_orders}
+
+    def rows():
+        for st in state:
+            row = {"id": st["rec"]["id"], "cmp_results": st["cmp"], "judge": meta}
+            if st["errors"]:
+                row["errors"] = st["errors"]
+            yield row
+
+    write_jsonl(out_path, rows())
+
+
+def _metrics(state, backend, counts, extra: dict, schedule, both_orders) -> dict:
+    agree, disagree = counts.get("orders_agree", 0), counts.get("orders_disagree", 0)
+    stats = dict(backend.stats)
+    m = {
+        "backend": backend.meta, "pairs": schedule, "both_orders": both_orders,
+        "examples": len(state), "examples_with_labels": sum(1 for st in state if st["cmp"]),
+        "pairs_labelled": sum(len(st["cmp"]) for st in state),
+        "labels": {lab: counts.get(lab, 0) for lab in ALL_LABELS},
+        "dropped_pairs": counts.get("dropped_pairs", 0),
+        "order_agreement": {"agree": agree, "disagree": disagree,
+                            "rate": agree / (agree + disagree) if agree + disagree else None},
+        "backend_stats": stats,
+    }
+    if backend.name == "openai":
+        m["spent_usd"] = round(backend.spent_usd, 6)
+        m["calls"] = stats.get("calls", 0)
+        m["cache_hits"] = stats.get("cache_hits", 0)
+    m.update(extra)
+    return m
+
+
+def judge_split(cfg: dict, candidates, out, metrics, cache, split: str = "test", allow_over_budget: bool = False,
+                client=None) -> dict:
+    """Label the candidate pairs of one split (rule judge_pairs); returns the metrics written."""
+    jcfg = cfg["judge"]
+    schedule, both_orders = jcfg.get("pairs", "all"), bool(jcfg.get("both_orders", False))
+    examples = read_examples(candidates)
+    backend = make_backend(cfg, jcfg["backend"], split, examples, cache, allow_over_budget, client)
+    extra = {}
+    if backend.name == "openai":
+        if schedule != "all":
+            # the later rounds depend on earlier labels; bound the estimate by the first round's size ratio
+            log.info("pairs: %s - the estimate counts %s pairs per example", schedule, "N-1")
+        upper = []
+        for rec in examples:
+            texts = {c["model"]: c["text"] for c in rec["candidates"]}
+            sched = make_schedule("all", list(texts), cfg["seed"], rec["id"])
+            pairs = sched.pending()
+            if schedule != "all":
+                pairs = pairs[:n_pairs(schedule, len(texts))]
+            upper.extend(_jobs_for(rec, pairs, texts, both_orders))
+        extra = _check_budget(backend, upper, allow_over_budget)
+    state, counts = label_examples(examples, backend, schedule, cfg["seed"], both_orders)
+    _write(state, backend, jcfg, schedule, both_orders, out)
+    m = _metrics(state, backend, counts, extra, schedule, both_orders)
+    m["split"] = split
+    write_json(metrics, m)
+    log.info("judge %s: %d examples, %d pairs labelled, labels %s", split, m["examples"], m["pairs_labelled"],
+             {k: v for k, v in m["labels"].items() if v})
+    return m
+
+
+def judge_fused(cfg: dict, fused, candidates, out, metrics, cache, allow_over_budget: bool = False,
+                client=None) -> dict:
+    """Judge each example's fused answer against every original candidate (rule judge_fused)."""
+    jcfg = cfg["judge"]
+    both_orders = bool(jcfg.get("both_orders", False))
+    name = jcfg.get("fused_backend") or jcfg["backend"]
+    if name == "replay":
+        raise LLMBlendError("judge.backend is replay, but a fused answer has no released label: set "
+                            "judge.fused_backend to rubric or openai")
+    examples = read_examples(candidates)
+    by_id = {}
+    for lineno, rec in iter_jsonl(fused, {"id": str, "candidates": list}):
+        c = rec["candidates"]
+        if len(c) != 1 or not isinstance(c[0], dict) or not isinstance(c[0].get("text"), str):
+            raise InputError(fused, lineno, "candidates", "expected exactly one fused candidate with a text")
+        by_id[rec["id"]] = (FUSED_MODEL, c[0]["text"])
+    missing = [r["id"] for r in examples if r["id"] not in by_id]
+    if missing:
+        raise InputError(fused, None, "id", f"{len(missing)} test examples have no fused answer (first: {missing[0]})")
+    backend = make_backend(cfg, name, "test", examples, cache, allow_over_budget, client)
+    extra = {}
+    if backend.name == "openai":
+        from llmblend.judge.schedule import shown_order
+
+        upper = []
+        for rec in examples:
+            texts = {c["model"]: c["text"] for c in rec["candidates"]}
+            texts[FUSED_MODEL] = by_id[rec["id"]][1]
+            pairs = [shown_order(cfg["seed"], rec["id"], FUSED_MODEL, m) for m in texts if m != FUSED_MODEL]
+            upper.extend(_jobs_for(rec, pairs, texts, both_orders))
+        extra = _check_budget(backend, upper, allow_over_budget)
+    state, counts = label_examples(examples, backend, "all", cfg["seed"], both_orders, extra=by_id)
+    _write(state, backend, jcfg, "fused-vs-each", both_orders, out)
+    m = _metrics(state, backend, counts, extra, "fused-vs-each", both_orders)
+    m["split"] = "fused_test"
+    write_json(metrics, m)
+    return m
