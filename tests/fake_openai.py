@@ -100,8 +100,7 @@ class FakeOpenAI:
         return f"http://{host}:{port}/v1"
 
     def start(self) -> "FakeOpenAI":
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), _make_handler(self))
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True, name="fake-openai").start()
         return self
 
@@ -168,6 +167,17 @@ class FakeOpenAI:
         ofid = self._add_file(("\n".join(out) + "\n").encode("utf-8"), f"{bid}_output.jsonl", "batch_output")
         b["obj"].update(status="completed", output_file_id=ofid, completed_at=int(time.time()),
                         request_counts={"total": len(out), "completed": len(out), "failed": 0})
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        import sys
+
+        # a client that gave up (timeout, reset test) closes its end: not an error of the fake
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
 
 
 def _make_handler(fake: FakeOpenAI):
