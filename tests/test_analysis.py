@@ -1,0 +1,348 @@
+"""The evaluate stage on synthetic artifacts that follow docs/architecture.md (upstream stages not needed)."""
+
+import csv
+import itertools
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.stats import pearsonr, spearmanr
+
+from llmblend.analysis import judged as J
+from llmblend.analysis.evaluate import evaluate
+from llmblend.analysis.inputs import load_inputs
+from llmblend.analysis.stats import correlations
+from llmblend.analysis.tables import Evaluation, settings_of
+from llmblend.cli import main
+from llmblend.errors import InputError
+
+MODELS = ["alpha", "beta", "gamma", "delta"]
+METHODS = ["random", "pairranker", "pairranker-bubble", "oracle-gpt_rank", "oracle-bartscore"]
+
+
+def _write(path, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+def _label(qa, qb, rng):
+    d = qa - qb + rng.normal(scale=0.3)
+    if abs(d) < 0.25:
+        return "Same good" if qa + qb > 0 else "Same bad"
+    return "A is better" if d > 0 else "B is better"
+
+
+def _ranks_desc(x):
+    """1 + number of strictly larger values (ties share the better rank)."""
+    return [1 + int(np.sum(x > v)) for v in x]
+
+
+def make_artifacts(root, n=40, seed=0):
+    """Scored test split, judge labels, rankings, fused answers and their labels, all synthetic."""
+    rng = np.random.default_rng(seed)
+    q = rng.normal(size=(n, len(MODELS))) + np.array([0.6, 0.3, 0.0, -0.6])
+    ids = [f"syn/{i:03d}" for i in range(n)]
+    scored, judge, fused, fused_judge = [], [], [], []
+    ranks = {m: [] for m in METHODS}
+    for i, ex in enumerate(ids):
+        cands = []
+        for c, m in enumerate(MODELS):
+            s = {"bertscore": 0.6 + 0.05 * q[i, c] + rng.normal(scale=0.01), "bartscore": -3.5 + 0.3 * q[i, c],
+                 "bleu": max(0.0, 20 + 5 * q[i, c]), "rouge2": 0.2 + 0.05 * q[i, c] + rng.normal(scale=0.02)}
+            cands.append({"model": m, "decoding_method": "greedy", "text": f"answer {m} {i}", "scores": s})
+        scored.append({"id": ex, "instruction": "q", "input": "", "output": "ref", "candidates": cands})
+        cmp = {}
+        for a, b in itertools.combinations(range(len(MODELS)), 2):
+            if rng.random() < 0.5:
+                a, b = b, a
+            cmp[f"{MODELS[a]},{MODELS[b]}"] = _label(q[i, a], q[i, b], rng)
+        if i == 3:
+            cmp[next(iter(cmp))] = "unparsable"
+        judge.append({"id": ex, "cmp_results": None if i == 5 else cmp})
+        fq = q[i].max() + 0.2
+        fcmp = {}
+        for c, m in enumerate(MODELS):
+            fcmp[f"llm-blender,{m}" if c % 2 else f"{m},llm-blender"] = (
+                _label(fq, q[i, c], rng) if c % 2 else _label(q[i, c], fq, rng))
+        fused.append({"id": ex, "candidates": [{"model": "llm-blender", "text": "fused",
+                                                "scores": {"bertscore": 0.7, "bartscore": -3.0 + 0.01 * i}}]})
+        fused_judge.append({"id": ex, "cmp_results": fcmp})
+        ranks["random"].append(list(rng.permutation(len(MODELS)) + 1))
+        ranks["pairranker"].append(_ranks_desc(q[i] + rng.normal(scale=0.3, size=len(MODELS))))
+        ranks["pairranker-bubble"].append(_ranks_desc(q[i] + rng.normal(scale=0.8, size=len(MODELS))))
+        ranks["oracle-bartscore"].append(_ranks_desc(np.array([c["scores"]["bartscore"] for c in cands])))
+        ranks["oracle-gpt_rank"].append(None)  # filled from the labels below
+    paths = {"scored": root / "scored.jsonl", "judge": root / "judge.jsonl", "fused": root / "fused.jsonl",
+             "fused_judge": root / "fused_judge.jsonl"}
+    _write(paths["scored"], scored)
+    _write(paths["judge"], judge)
+    _write(paths["fused"], fused)
+    _write(paths["fused_judge"], fused_judge)
+    # the GPT-Rank oracle ranks by the judge's own rule (what the ranker stage's oracle does)
+    inputs = load_inputs(paths["scored"], judge=paths["judge"])
+    gr = J.gpt_ranks(inputs.outcomes[:, :4, :4], np.ones(4, bool))
+    ranks["oracle-gpt_rank"] = [list(map(int, r)) if inputs.judged[i] else [1, 2, 3, 4] for i, r in enumerate(gr)]
+    n_forward = {"random": 0, "pairranker": 12, "pairranker-bubble": 6, "oracle-gpt_rank": 0, "oracle-bartscore": 0}
+    rankings = {}
+    for m in METHODS:
+        p = root / "rankings" / m / "test.jsonl"
+        _write(p, [{"id": ex, "ranks": [int(v) for v in ranks[m][i]], "scores": [0.0] * 4, "n_forward": n_forward[m]}
+                   for i, ex in enumerate(ids)])
+        rankings[m] = p
+    paths["rankings"] = rankings
+    return paths
+
+
+PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+CFG = {"run": "syn", "seed": 7, "evaluate": {"vicuna": "alpha", "oa": "beta", "bootstrap": {"samples": 200}}}
+
+
+def run_eval(tmp_path, cfg=CFG, **over):
+    paths = make_artifacts(tmp_path / "in")
+    kw = dict(judge=paths["judge"], rankings=paths["rankings"], fused=paths["fused"], fused_judge=paths["fused_judge"])
+    kw.update(over)
+    out = tmp_path / "results"
+    summary = evaluate(cfg, paths["scored"], out, **kw)
+    return out, summary, paths
+
+
+def read_csv(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+# the reference's rules --------------------------------------------------------------------------
+def test_gpt_rank_follows_the_reference_rule():
+    o = np.zeros((3, 3), dtype=np.int8)
+    idx = {"a": 0, "b": 1, "c": 2}
+    counts = {}
+    J.fill_outcomes(o, {"a,b": "A is better", "c,b": "A is better", "a,c": "Same good"}, idx, counts)
+    # a: +2 (beats b) 0 (tie c); c: +2 (beats b); b: -4 -> a and c share rank 1
+    assert J.gpt_ranks(o, np.ones(3, bool)).tolist() == [1, 3, 1]
+    J.fill_outcomes(o, {"a,c": "B is better"}, idx, counts)
+    assert J.gpt_ranks(o, np.ones(3, bool)).tolist() == [2, 3, 1]
+    # leaving c out of the pool re-ranks a and b only
+    assert J.gpt_ranks(o, np.array([True, True, False]))[:2].tolist() == [1, 2]
+    J.fill_outcomes(o, {"a,b": "error", "x,a": "Same bad"}, idx, counts)
+    assert counts == {"error": 1, "pairs_outside": 1}
+    with pytest.raises(ValueError, match="not one of"):
+        J.fill_outcomes(o, {"a,b": "tie"}, idx, counts)
+
+
+def test_vectorised_gpt_rank_and_ge_agree_with_the_judge_stage_helpers(tmp_path):
+    from llmblend.judge import gpt_rank as ref
+
+    paths = make_artifacts(tmp_path, n=25, seed=3)
+    inputs = load_inputs(paths["scored"], judge=paths["judge"], fused=paths["fused"],
+                         fused_judge=paths["fused_judge"])
+    st = settings_of(CFG)
+    ev = Evaluation(inputs, st, [], "head_to_head")
+    fused_rows = {r["key"]: r for r in ev.rows()}
+    labels = {json.loads(l)["id"]: json.loads(l)["cmp_results"] for l in paths["judge"].read_text().splitlines()}
+    flabels = {json.loads(l)["id"]: json.loads(l)["cmp_results"]
+               for l in paths["fused_judge"].read_text().splitlines()}
+    for i, ex in enumerate(inputs.ids):
+        if labels[ex] is None:
+            assert np.isnan(ev.ranks[i]).all()
+            continue
+        assert ev.ranks[i].tolist() == ref.gpt_ranks(labels[ex], MODELS)
+        assert ev.ext_ranks[i, -1] == ref.rank_with_extra(labels[ex], flabels[ex], MODELS, "llm-blender")
+        for m in MODELS:
+            want = ref.beats_or_ties(labels[ex], m, "alpha", "paper")
+            got = fused_rows[m]["gpt"]["ge_vic"][i]
+            assert (np.isnan(got) if want is None or m == "alpha" else got == 100 * want), (ex, m)
+
+
+def test_correlations_match_the_reference_per_candidate_average():
+    rng = np.random.default_rng(0)
+    ref = np.array([rng.permutation(5) + 1 for _ in range(30)], dtype=float)
+    hyp = np.array([rng.permutation(5) + 1 for _ in range(30)], dtype=float)
+    hyp[:15] = ref[:15]
+    got = correlations(hyp, ref, "per_candidate")
+    want_p = np.mean([pearsonr(hyp[:, j], ref[:, j])[0] for j in range(5)]) * 100
+    want_s = np.mean([spearmanr(hyp[:, j], ref[:, j])[0] for j in range(5)]) * 100
+    assert got["pearson"] == pytest.approx(want_p)
+    assert got["spearman"] == pytest.approx(want_s)
+    assert got["footrule"] == pytest.approx(np.abs(hyp - ref).sum(1).mean())
+    per_ex = correlations(hyp, ref, "per_example")
+    assert per_ex["pearson"] == pytest.approx(np.mean([pearsonr(hyp[i], ref[i])[0] for i in range(30)]) * 100)
+    same = correlations(ref, ref)
+    assert same["pearson"] == pytest.approx(100) and same["footrule"] == 0
+
+
+def test_ge_readings_on_a_hand_checked_example(tmp_path):
+    # one example, three models; judge: alpha beats beta, beta vs gamma Same good, alpha vs gamma Same bad
+    _write(tmp_path / "s.jsonl", [{"id": "e", "candidates": [{"model": m, "scores": {"bertscore": 0.5}}
+                                                              for m in ("alpha", "beta", "gamma")]}])
+    _write(tmp_path / "j.jsonl", [{"id": "e", "cmp_results": {"alpha,beta": "A is better", "beta,gamma": "Same good",
+                                                              "gamma,alpha": "Same bad"}}])
+    inputs = load_inputs(tmp_path / "s.jsonl", judge=tmp_path / "j.jsonl")
+    st = settings_of({"evaluate": {"vicuna": "alpha", "oa": "beta"}})
+    rows = {r["key"]: r["values"] for r in Evaluation(inputs, st, [], "paper").rows()}
+    # scores: alpha +2, beta -2, gamma 0 -> ranks 1, 3, 2
+    assert [rows[m]["gpt_rank"] for m in ("alpha", "beta", "gamma")] == [1, 3, 2]
+    assert rows["alpha"]["ge_vic"] is None and rows["beta"]["ge_oa"] is None  # a model against itself: N/A
+    assert rows["gamma"]["ge_vic"] == 0 and rows["gamma"]["ge_oa"] == 100  # by rank: 2 > 1, 2 <= 3
+    issue6 = {r["key"]: r["values"] for r in Evaluation(inputs, st, [], "issue6").rows()}
+    assert issue6["gamma"]["ge_vic"] == 0 and issue6["gamma"]["ge_oa"] == 50  # Same bad 0, Same good 0.5
+    assert issue6["beta"]["ge_vic"] == 0
+    h2h = {r["key"]: r["values"] for r in Evaluation(inputs, st, [], "head_to_head").rows()}
+    assert h2h["gamma"]["ge_vic"] == 100 and h2h["beta"]["ge_vic"] == 0  # Same bad counts as a tie here
+    assert rows["beta"]["top3"] == 100 and rows["alpha"]["bertscore"] == pytest.approx(50)
+
+
+# the stage end to end ---------------------------------------------------------------------------
+EXPECTED = ["tables/table2.csv", "tables/table2.md", "tables/table2.tex", "tables/table3.csv", "tables/table3.md",
+            "tables/table3.tex", "tables/table2_vs_paper.md", "tables/table3_vs_paper.md",
+            "tables/table2_readings.csv", "tables/table3_readings.csv", "tables/summary.json",
+            "metrics/headline.json", "plots/first_place.csv", "plots/gpt_rank_distribution.csv", "plots/tradeoff.csv"] + [
+    f"figures/{f}.{e}" for f in ("figure1", "gpt_rank_distribution", "correlation_heatmap", "tradeoff")
+    for e in ("png", "svg")]
+
+
+def test_evaluate_writes_every_output_with_the_contract_columns(tmp_path):
+    out, summary, _ = run_eval(tmp_path)
+    for rel in EXPECTED:
+        assert (out / rel).stat().st_size > 0, rel
+    with open(out / "tables/table2.csv", encoding="utf-8") as f:
+        assert f.readline().strip() == "category,method,bertscore,bartscore,bleurt,gpt_rank,ge_vic,ge_oa,top3"
+    with open(out / "tables/table3.csv", encoding="utf-8") as f:
+        assert f.readline().strip() == "method,pearson,spearman,footrule"
+    t2 = {r["method"]: r for r in read_csv(out / "tables/table2.csv")}
+    assert [r["category"] for r in read_csv(out / "tables/table2.csv")] == \
+        ["LLMs"] * 4 + ["Analysis"] * 2 + ["Rankers"] * 3 + ["LLM-Blender"]
+    # BLEURT is not computed here: every cell empty, never zero
+    assert all(r["bleurt"] == "" for r in t2.values())
+    assert t2["Oracle (GPT-Rank)"]["gpt_rank"] == "1.0"
+    assert float(t2["Oracle (GPT-Rank)"]["ge_vic"]) == 100 and float(t2["Oracle (GPT-Rank)"]["top3"]) == 100
+    assert t2["alpha"]["ge_vic"] == "" and t2["beta"]["ge_oa"] == ""
+    # the latent quality order shows through: the best model beats the worst, PairRanker beats Random
+    assert float(t2["alpha"]["gpt_rank"]) < float(t2["delta"]["gpt_rank"])
+    assert float(t2["PairRanker"]["gpt_rank"]) < float(t2["Random"]["gpt_rank"])
+    assert float(t2["PR (K=3) + GF"]["bertscore"]) == pytest.approx(70)
+    t3 = {r["method"]: r for r in read_csv(out / "tables/table3.csv")}
+    assert list(t3) == ["Random", "BLEU", "Rouge2", "BERTScore", "BLEURT", "BARTScore", "PairRanker",
+                        "PairRanker (Bubble)"]
+    assert t3["BLEURT"]["pearson"] == "" and t3["BLEURT"]["footrule"] == ""
+    assert float(t3["PairRanker"]["spearman"]) > float(t3["Random"]["spearman"])
+    assert float(t3["PairRanker"]["footrule"]) < float(t3["Random"]["footrule"])
+    # counts of what was missing: one unlabelled example, one unparsable label
+    assert summary["counts"]["judge.examples_unlabelled"] == 1
+    assert summary["counts"]["judge.unparsable"] == 1
+    assert summary["rows_gpt_examples"]["alpha"] == 39
+    head = json.loads((out / "metrics/headline.json").read_text())
+    assert head["n_judged"] == 39 and "bleurt" not in head["table2"]["alpha"]
+    assert head["table2"]["pairranker"]["gpt_rank_lo"] <= head["table2"]["pairranker"]["gpt_rank"] \
+        <= head["table2"]["pairranker"]["gpt_rank_hi"]
+    trade = read_csv(out / "plots/tradeoff.csv")
+    assert [(r["method"], r["n_forward"]) for r in trade] == [("pairranker", "12.0"), ("pairranker-bubble", "6.0")]
+    assert "Not comparable" in (out / "tables/table2_vs_paper.md").read_text()
+    shares = read_csv(out / "plots/first_place.csv")
+    assert sum(float(r["share"]) for r in shares) == pytest.approx(100)
+
+
+def test_the_other_readings_are_reported_beside(tmp_path):
+    cfg = {**CFG, "evaluate": {**CFG["evaluate"], "gpt_rank_alt_exclude": ["delta"]}}
+    out, _, _ = run_eval(tmp_path, cfg)
+    readings = read_csv(out / "tables/table2_readings.csv")
+    labels = sorted({r["reading"] for r in readings})
+    assert labels == ["pool=all candidates; ge=head_to_head", "pool=all candidates; ge=issue6",
+                      "pool=all candidates; ge=paper (configured)", "pool=without delta; ge=paper"]
+    by = {(r["reading"], r["method"]): r for r in readings}
+    # with delta (the weakest) left out, every rank can only improve
+    assert float(by["pool=without delta; ge=paper", "alpha"]["gpt_rank"]) <= \
+        float(by["pool=all candidates; ge=paper (configured)", "alpha"]["gpt_rank"])
+    assert by["pool=without delta; ge=paper", "delta"]["gpt_rank"] == ""
+    t3r = {r["reading"] for r in read_csv(out / "tables/table3_readings.csv")}
+    assert "pool=all candidates; correlation=per_example" in t3r
+
+
+def test_evaluate_is_byte_deterministic(tmp_path):
+    out1, _, _ = run_eval(tmp_path / "a")
+    out2, _, _ = run_eval(tmp_path / "b")
+    for rel in EXPECTED:
+        if rel.endswith("summary.json"):
+            continue  # names the input paths, which differ here
+        assert (out1 / rel).read_bytes() == (out2 / rel).read_bytes(), rel
+
+
+def test_vs_paper_when_the_profile_declares_it_comparable(tmp_path):
+    cfg = {**CFG, "evaluate": {**CFG["evaluate"], "models": {"alpha": "Vicuna", "beta": "Open Assistant",
+                                                             "gamma": "Alpaca", "delta": "Flan-T5"},
+                               "paper": {"compare": True}}}
+    out, _, _ = run_eval(tmp_path, cfg)
+    text = (out / "tables/table2_vs_paper.md").read_text()
+    assert "| Vicuna | Vicuna | gpt_rank | 4.13 |" in text
+    assert "PairRanker (Bubble)" in text  # a row of ours without a paper row is named
+    assert "| PairRanker | PairRanker | pearson | 46.98 |" in (out / "tables/table3_vs_paper.md").read_text()
+    cfg["evaluate"]["ge_reading"] = "issue6"
+    out, _, _ = run_eval(tmp_path / "b", cfg)
+    assert "Not comparable: evaluate.ge_reading" in (out / "tables/table2_vs_paper.md").read_text()
+
+
+def test_without_fused_answers_there_is_no_blender_row(tmp_path):
+    out, _, _ = run_eval(tmp_path, fused=None, fused_judge=None)
+    assert "LLM-Blender" not in {r["category"] for r in read_csv(out / "tables/table2.csv")}
+
+
+# bad input --------------------------------------------------------------------------------------
+def test_a_bad_judge_label_names_file_line_and_field_and_writes_nothing(tmp_path):
+    paths = make_artifacts(tmp_path / "in")
+    lines = paths["judge"].read_text().splitlines()
+    rec = json.loads(lines[6])
+    rec["cmp_results"][next(iter(rec["cmp_results"]))] = "maybe"
+    lines[6] = json.dumps(rec)
+    paths["judge"].write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=r"judge.jsonl:7: field 'cmp_results': label 'maybe'"):
+        evaluate(CFG, paths["scored"], tmp_path / "out", judge=paths["judge"], rankings=paths["rankings"])
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_short_ranking_and_mismatched_candidates_are_errors(tmp_path):
+    paths = make_artifacts(tmp_path / "in")
+    p = paths["rankings"]["pairranker"]
+    lines = p.read_text().splitlines()
+    rec = json.loads(lines[2])
+    rec["ranks"] = rec["ranks"][:3]
+    lines[2] = json.dumps(rec)
+    p.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=r"test.jsonl:3: field 'ranks': 3 ranks for 4 candidates"):
+        load_inputs(paths["scored"], rankings={"pairranker": p})
+    lines = paths["scored"].read_text().splitlines()
+    rec = json.loads(lines[1])
+    rec["candidates"] = rec["candidates"][::-1]
+    lines[1] = json.dumps(rec)
+    paths["scored"].write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=r"scored.jsonl:2: field 'candidates': models"):
+        load_inputs(paths["scored"])
+
+
+def test_cli_runs_the_stage_and_exits_2_on_bad_input(tmp_path, capsys):
+    paths = make_artifacts(tmp_path / "in")
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text("run: syn\nevaluate: {vicuna: alpha, oa: beta, bootstrap: {samples: 50}}\n")
+    args = ["evaluate", "--config", str(PARAMS), "--config", str(cfg), "--scored", str(paths["scored"]), "--judge", str(paths["judge"]),
+            "--out-dir", str(tmp_path / "out")]
+    args += [f"--ranking={m}={p}" for m, p in paths["rankings"].items()]
+    assert main(args) == 0
+    assert (tmp_path / "out/tables/table2.csv").exists()
+    bad = args[:5] + ["--scored", str(tmp_path / "nope.jsonl")] + args[7:]
+    assert main(bad) == 2
+    assert "nope.jsonl: file not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--scored"])
+    assert main(args + ["--ranking", "x"]) == 2
+
+
+def test_bootstrap_ci_brackets_the_estimate_and_tightens_with_more_examples(tmp_path):
+    _, s_small, _ = run_eval(tmp_path / "a")
+    out, _, _ = run_eval(tmp_path / "b")
+    head = json.loads((out / "metrics/headline.json").read_text())["table2"]["alpha"]
+    assert head["gpt_rank_lo"] <= head["gpt_rank"] <= head["gpt_rank_hi"]
+    paths = make_artifacts(tmp_path / "big", n=160)
+    evaluate(CFG, paths["scored"], tmp_path / "big_out", judge=paths["judge"])
+    big = json.loads((tmp_path / "big_out/metrics/headline.json").read_text())["table2"]["alpha"]
+    assert big["gpt_rank_hi"] - big["gpt_rank_lo"] < head["gpt_rank_hi"] - head["gpt_rank_lo"]
+    assert not math.isnan(big["gpt_rank"])
