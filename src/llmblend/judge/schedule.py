@@ -32,7 +32,7 @@ def _rng(*parts) -> random.Random:
 def shown_order(seed: int, example_id: str, a: str, b: str) -> tuple[str, str]:
     """(a, b) or (b, a), by a coin that depends only on the seed, the example and the (unordered) pair."""
     lo, hi = sorted((a, b))
-    return (a, b) if _rng(seed, example_id, lo, hi).random() < 0.5 else (b, a)
+    return (lo, hi) if _rng(seed, example_id, lo, hi).random() < 0.5 else (hi, lo)
 
 
 class AllPairs:
