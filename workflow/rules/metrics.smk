@@ -1,0 +1,120 @@
+# Metrics: every candidate scored against the record's reference (llmblend.metrics.stage).
+# score_candidates (one job per split and shard) -> gather_scores (per split) -> summarize_scores;
+# score_fused scores the fuser's answers with the same function (the evaluation stage reads it).
+
+MCFG = config.get("metrics")
+
+if MCFG:
+    SCORE_SPLITS = ["train", "val", "test"]
+    SCORE_SHARDS = list(range(MCFG["shards"]))
+    # enabled model-based metric -> a `models` name or a spec
+    _METRIC_MODELS = {m: MCFG[m]["model"] for m in ("bartscore", "clm_logprob", "bleurt", "bertscore")
+                      if MCFG[m]["enabled"]}
+    _METRIC_MODEL_NAMES = sorted({ref for ref in _METRIC_MODELS.values() if ref in MODELS})
+    METRIC_MODEL_INPUTS = [p for ref in _METRIC_MODEL_NAMES for p in model_input(ref)]
+    METRIC_MODEL_ARGS = " ".join(f"--model {m}={model_arg(ref) if ref in MODELS else ref}"
+                                 for m, ref in _METRIC_MODELS.items())
+    METRIC_CFG = ["metrics"] + [f"models.{ref}" for ref in _METRIC_MODEL_NAMES]
+
+    def _score_runtime(wildcards, input, attempt):
+        # minutes: model loading plus about 1 s per 10 kB of candidates on CPU (a GPU is faster)
+        return attempt * (5 + int(input.size_mb * 100 / len(SCORE_SHARDS)))
+
+    rule score_candidates:
+        input:
+            candidates=f"{DATA}/candidates/{{split}}.jsonl",
+            models=METRIC_MODEL_INPUTS,
+        output:
+            scored=f"{DATA}/scored/shards/{{split}}/shard-{{shard}}.jsonl",
+            report=f"{DATA}/scored/shards/{{split}}/shard-{{shard}}.report.json",
+        wildcard_constraints:
+            split="train|val|test",
+            shard=r"\d+",
+        params:
+            cfg=config_slice(config, *METRIC_CFG),
+            cfgargs=CONFIG_ARGS,
+            models=METRIC_MODEL_ARGS,
+            n_shards=len(SCORE_SHARDS),
+        log:
+            f"{LOGS}/score_candidates/{{split}}/shard-{{shard}}.log",
+        benchmark:
+            f"{BENCH}/score_candidates/{{split}}/shard-{{shard}}.tsv"
+        threads: MCFG["threads"]
+        resources:
+            mem_mb=MCFG.get("mem_mb", 3000),
+            runtime=_score_runtime,
+            gpu=1 if MCFG["device"].startswith("cuda") else 0,
+        conda:
+            ENV
+        shell:
+            "llmblend score-candidates {params.cfgargs} --in {input.candidates} --out {output.scored}"
+            " --report {output.report} --shard {wildcards.shard} --n-shards {params.n_shards}"
+            " {params.models} --threads {threads} --log {log}"
+
+    rule gather_scores:
+        input:
+            shards=expand(f"{DATA}/scored/shards/{{{{split}}}}/shard-{{shard}}.jsonl", shard=SCORE_SHARDS),
+            reports=expand(f"{DATA}/scored/shards/{{{{split}}}}/shard-{{shard}}.report.json", shard=SCORE_SHARDS),
+        output:
+            scored=f"{DATA}/scored/{{split}}.jsonl",
+            report=f"{DATA}/scored/{{split}}.report.json",
+        wildcard_constraints:
+            split="train|val|test",
+        params:
+            cfgargs=CONFIG_ARGS,
+        log:
+            f"{LOGS}/gather_scores/{{split}}.log",
+        conda:
+            ENV
+        shell:
+            "llmblend gather-scores {params.cfgargs} --shards {input.shards} --reports {input.reports}"
+            " --out {output.scored} --report {output.report} --log {log}"
+
+    rule summarize_scores:
+        input:
+            scored=expand(f"{DATA}/scored/{{split}}.jsonl", split=SCORE_SPLITS),
+            reports=expand(f"{DATA}/scored/{{split}}.report.json", split=SCORE_SPLITS),
+        output:
+            metrics=f"{RESULTS}/metrics/candidate_scores.json",
+            table=f"{RESULTS}/tables/candidate_scores.csv",
+            report=f"{RESULTS}/reports/score_candidates.json",
+        params:
+            cfg=config_slice(config, "metrics"),
+            cfgargs=CONFIG_ARGS,
+            scored=" ".join(f"{s}={DATA}/scored/{s}.jsonl" for s in SCORE_SPLITS),
+            reports=" ".join(f"{s}={DATA}/scored/{s}.report.json" for s in SCORE_SPLITS),
+        log:
+            f"{LOGS}/summarize_scores.log",
+        conda:
+            ENV
+        shell:
+            "llmblend summarize-scores {params.cfgargs} --scored {params.scored} --reports {params.reports}"
+            " --metrics-json {output.metrics} --table {output.table} --report {output.report} --log {log}"
+
+    rule score_fused:
+        input:
+            fused=f"{RESULTS}/fuser/test_fused.jsonl",
+            models=METRIC_MODEL_INPUTS,
+        output:
+            scored=f"{RESULTS}/fuser/test_fused_scored.jsonl",
+            report=f"{RESULTS}/fuser/test_fused_scored.report.json",
+        params:
+            cfg=config_slice(config, *METRIC_CFG),
+            cfgargs=CONFIG_ARGS,
+            models=METRIC_MODEL_ARGS,
+        log:
+            f"{LOGS}/score_fused.log",
+        benchmark:
+            f"{BENCH}/score_fused.tsv"
+        threads: MCFG["threads"]
+        resources:
+            mem_mb=MCFG.get("mem_mb", 3000),
+            runtime=lambda wildcards, input, attempt: attempt * (5 + int(input.size_mb * 100)),
+            gpu=1 if MCFG["device"].startswith("cuda") else 0,
+        conda:
+            ENV
+        shell:
+            "llmblend score-candidates {params.cfgargs} --in {input.fused} --out {output.scored}"
+            " --report {output.report} {params.models} --threads {threads} --log {log}"
+
+    TARGETS += rules.summarize_scores.output
