@@ -18,3 +18,4 @@ rule all:
 
 include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
+include: "workflow/rules/metrics.smk"

@@ -18,6 +18,7 @@ from llmblend.runlog import setup_logging
 STAGE_MODULES = [
     "llmblend.data.cli",
     "llmblend.models.cli",
+    "llmblend.metrics.cli",
     "llmblend.judge.cli",
     "llmblend.analysis.cli",
     "llmblend.workflow.cli",
