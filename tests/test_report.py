@@ -1,0 +1,83 @@
+"""report.html: self-contained, and it renders in a headless browser with its tables and images."""
+
+import base64
+from html import escape as html_escape
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from llmblend.analysis.report import build_report, markdown_to_html
+from llmblend.errors import InputError
+from test_analysis import CFG, run_eval
+
+CAPTIONS = __import__("pathlib").Path(__file__).resolve().parents[1] / "workflow" / "report"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("report")
+    out, _, _ = run_eval(tmp)
+    bench = out / "benchmarks" / "rank_candidates"
+    bench.mkdir(parents=True)
+    (bench / "pairranker.tsv").write_text("s\th:m:s\tmax_rss\tmax_vms\n12.5\t0:00:12\t812.3\t900.1\n")
+    cfg = {**CFG, "_files": ["params.yaml"]}
+    html = build_report(cfg, out, CAPTIONS, out / "report.html")
+    return out, html
+
+
+def test_report_is_self_contained_with_tables_figures_config_and_benchmarks(built):
+    out, html = built
+    text = html.read_text(encoding="utf-8")
+    assert not re.search(r"""(src|href)=["'](?!data:|#)""", text)  # nothing loaded from elsewhere
+    assert "<script" not in text
+    imgs = re.findall(r"src='data:image/png;base64,([^']+)'", text)
+    assert len(imgs) == 4
+    for data in imgs:
+        assert base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Table 2: main results" in text and "Table 3: correlation with GPT-Rank" in text
+    assert "PairRanker" in text and "Oracle (GPT-Rank)" in text
+    assert "rank_candidates/pairranker" in text and "12.5" in text  # the benchmark time
+    assert "bootstrap:" in text  # the config
+    assert "judge.examples_unlabelled" in text  # what was missing
+    for cap in ("figure1", "tradeoff", "table2"):
+        assert html_escape((CAPTIONS / f"{cap}.rst").read_text().strip()[:40]) in text
+
+
+def test_report_needs_the_evaluate_outputs(tmp_path):
+    with pytest.raises(InputError, match="summary.json: missing"):
+        build_report({"run": "x"}, tmp_path, CAPTIONS, tmp_path / "r.html")
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_markdown_tables_become_html_tables():
+    html = markdown_to_html("# T\n\nnote <b>\n\n| a | b |\n|---|---|\n| 1 | 2 |\n")
+    assert "<h3>T</h3>" in html and "&lt;b&gt;" in html
+    assert "<th>a</th><th>b</th>" in html and "<td>1</td><td>2</td>" in html and "---" not in html
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install -y chromium)")
+def test_report_renders_headless_with_tables_and_images(built, tmp_path):
+    _, html = built
+    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000"]
+    dom = subprocess.run(flags + ["--dump-dom", html.as_uri()], capture_output=True, text=True, timeout=120,
+                         check=True).stdout
+    # the browser parsed the page into tables and images (the DOM after rendering, not our source text)
+    assert dom.count("<table") >= 6
+    assert dom.count("<img") == 4
+    assert "Table 2: main results" in dom
+    shot = tmp_path / "shot.png"
+    subprocess.run(flags + ["--window-size=1200,3000", f"--screenshot={shot}", html.as_uri()],
+                   capture_output=True, timeout=120, check=True)
+    import matplotlib.image as mpimg
+
+    pixels = mpimg.imread(shot)
+    assert pixels.shape[0] >= 3000 and pixels.shape[1] >= 1200
+    # the embedded figures drew something: many distinct colours, not a blank or text-only page
+    colours = {tuple(p) for p in (pixels[::7, ::7, :3] * 255).astype(int).reshape(-1, 3)}
+    assert len(colours) > 50
