@@ -1,0 +1,99 @@
+"""`llmblend build-fuser-data`, `train-fuser`, `fuse-candidates`: the GenFuser stage."""
+
+from llmblend.cli import config_of
+from llmblend.errors import LLMBlendError
+
+
+def register(sub, add_common):
+    p = sub.add_parser("build-fuser-data", help="top-K ranked candidates + instruction -> fuser training data")
+    add_common(p)
+    p.add_argument("--model", required=True, help="the fuser's base model spec (its tokenizer sets the budget)")
+    p.add_argument("--split", action="append", required=True, metavar="NAME=JSONL", help="a split with candidates")
+    p.add_argument("--rankings", action="append", default=[], metavar="NAME=JSONL", help="that split's rankings")
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--report", help="counts of what the budget and the data did (JSON)")
+    p.set_defaults(func=run_build)
+
+    p = sub.add_parser("train-fuser", help="fine-tune the fuser; best checkpoint by validation loss")
+    add_common(p)
+    p.add_argument("--model", required=True, help="the base model spec")
+    p.add_argument("--train", required=True)
+    p.add_argument("--val", required=True)
+    p.add_argument("--out", required=True, help="the model folder to write")
+    p.add_argument("--plot", help="CSV of step, epoch, loss, val_loss (a DVC plot)")
+    p.add_argument("--threads", type=int)
+    p.set_defaults(func=run_train)
+
+    p = sub.add_parser("fuse-candidates", help="fuse the top-K ranked candidates of a split with a trained fuser")
+    add_common(p)
+    p.add_argument("--fuser", required=True, help="the trained fuser folder (or a spec)")
+    p.add_argument("--split", required=True, help="the split with candidates")
+    p.add_argument("--rankings", help="its rankings (not for an oracle ranker)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--report")
+    p.add_argument("--threads", type=int)
+    p.set_defaults(func=run_fuse)
+
+
+def _pairs(values, what):
+    out = {}
+    for v in values:
+        name, sep, path = v.partition("=")
+        if not sep or not name or not path:
+            raise LLMBlendError(f"--{what} expects NAME=PATH, got {v!r}")
+        out[name] = path
+    return out
+
+
+def _spec(cfg, family):
+    from llmblend.config import section
+    from llmblend.fuser.prompt import PromptSpec
+
+    return PromptSpec(family=family, **section(cfg, "fuser", "prompt"))
+
+
+def run_build(args):
+    from transformers import AutoConfig, AutoTokenizer
+
+    from llmblend.config import section
+    from llmblend.fuser.data import build_fuser_data, parse_ranker
+    from llmblend.fuser.model import family_of
+    from llmblend.models.resolve import resolve
+
+    cfg = config_of(args)
+    ranker = section(cfg, "fuser", "ranker")
+    splits, rankings = _pairs(args.split, "split"), _pairs(args.rankings, "rankings")
+    if parse_ranker(ranker)[0] == "rankings" and set(rankings) != set(splits):
+        raise LLMBlendError(f"fuser.ranker {ranker!r} needs --rankings for each split ({sorted(splits)})")
+    path = resolve(args.model)
+    spec = _spec(cfg, family_of(AutoConfig.from_pretrained(path)))
+    report = build_fuser_data(spec, AutoTokenizer.from_pretrained(path), ranker,
+                              {n: (p, rankings.get(n)) for n, p in splits.items()}, args.out_dir, args.report)
+    print(report["splits"])
+
+
+def run_train(args):
+    from transformers import AutoConfig
+
+    from llmblend.config import section
+    from llmblend.fuser.model import family_of
+    from llmblend.fuser.train import train_fuser
+    from llmblend.models.resolve import resolve
+
+    cfg = config_of(args)
+    path = resolve(args.model)
+    spec = _spec(cfg, family_of(AutoConfig.from_pretrained(path)))
+    report = train_fuser(path, args.train, args.val, args.out, spec, section(cfg, "fuser", "train"), cfg["seed"],
+                         plot_csv=args.plot, threads=args.threads, generate_cfg=section(cfg, "fuser", "generate"))
+    print({k: report[k] for k in ("steps", "best_val_loss", "seconds")})
+
+
+def run_fuse(args):
+    from llmblend.config import section
+    from llmblend.fuser.infer import fuse_split
+
+    cfg = config_of(args)
+    report = fuse_split(args.fuser, args.split, section(cfg, "fuser", "ranker"), args.out, args.rankings,
+                        generate=section(cfg, "fuser", "generate"), batch_size=section(cfg, "fuser", "batch_size"),
+                        report_path=args.report, threads=args.threads)
+    print({k: report[k] for k in ("records", "flags", "fused_tokens_per_s")})

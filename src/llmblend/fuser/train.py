@@ -1,0 +1,151 @@
+"""Fine-tune a fuser (HF Trainer): best checkpoint by validation loss, resumable after a kill.
+
+Checkpoints go to a work folder beside the model folder (the rule's output is only the final
+model, which Snakemake deletes before a rerun); a rerun with the same inputs and settings resumes
+from the last checkpoint there, and a finished run removes it.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+from llmblend.errors import LLMBlendError
+from llmblend.fuser.model import FUSER_META, encode_example, freeze_below, load_model
+from llmblend.fuser.prompt import PromptSpec
+from llmblend.io import atomic_path, read_jsonl, sha256_file, write_json
+
+log = logging.getLogger("llmblend.fuser")
+
+FUSER_DATA_FIELDS = {"id": str, "prompt": str, "target": str}
+
+TRAIN_DEFAULTS = {
+    "epochs": 2, "lr": 1e-4, "batch_size": 8, "grad_accum": 1, "train_layers": None, "weight_decay": 0.0,
+    "warmup_steps": 0, "eval_steps": None, "logging_steps": 5, "bf16": False, "fsdp": "", "deepspeed": None,
+    "max_steps": None, "launcher": "llmblend", "threads": 2,  # the last two are read by the rule
+}
+
+
+def _fingerprint(model_dir, train_path, val_path, spec: PromptSpec, train_cfg: dict, seed: int) -> str:
+    parts = {"model": str(Path(model_dir).resolve()), "train": sha256_file(train_path), "val": sha256_file(val_path),
+             "spec": spec.to_dict(), "train_cfg": train_cfg, "seed": seed}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def _encode_file(path, tokenizer, family, spec: PromptSpec) -> list[dict]:
+    return [encode_example(tokenizer, family, r["prompt"], r["target"], spec.max_target_tokens)
+            for r in read_jsonl(path, FUSER_DATA_FIELDS)]
+
+
+def write_loss_csv(log_history: list[dict], path) -> list[dict]:
+    """The DVC plot: one row per logged step with the training loss and/or the validation loss."""
+    rows: dict[int, dict] = {}
+    for entry in log_history:
+        if "loss" not in entry and "eval_loss" not in entry:
+            continue
+        row = rows.setdefault(entry["step"], {"step": entry["step"], "epoch": "", "loss": "", "val_loss": ""})
+        row["epoch"] = round(entry.get("epoch", 0.0), 4)
+        if "loss" in entry:
+            row["loss"] = round(entry["loss"], 6)
+        if "eval_loss" in entry:
+            row["val_loss"] = round(entry["eval_loss"], 6)
+    out = [rows[k] for k in sorted(rows)]
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=["step", "epoch", "loss", "val_loss"], lineterminator="\n")
+        w.writeheader()
+        w.writerows(out)
+    return out
+
+
+def train_fuser(model_dir, train_path, val_path, out_dir, spec: PromptSpec, train_cfg: dict, seed: int,
+                plot_csv=None, work_dir=None, threads: int | None = None, generate_cfg: dict | None = None, callbacks=()) -> dict:
+    import torch
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments, set_seed
+
+    cfg = {**TRAIN_DEFAULTS, **(train_cfg or {})}
+    threads = threads or cfg["threads"]
+    unknown = set(cfg) - set(TRAIN_DEFAULTS)
+    if unknown:
+        raise LLMBlendError(f"fuser.train: unknown setting(s) {sorted(unknown)}")
+    if threads:
+        torch.set_num_threads(threads)
+    set_seed(seed)
+    out_dir = Path(out_dir)
+    work_dir = Path(work_dir or out_dir.with_name(out_dir.name + ".checkpoints"))
+    fingerprint = _fingerprint(model_dir, train_path, val_path, spec, cfg, seed)
+    stamp = work_dir / "fingerprint.txt"
+    if work_dir.exists() and (not stamp.exists() or stamp.read_text().strip() != fingerprint):
+        log.info("checkpoints in %s are from other inputs or settings: starting afresh", work_dir)
+        shutil.rmtree(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(fingerprint + "\n")
+
+    model, tokenizer, family = load_model(model_dir)
+    if family != spec.family:
+        raise LLMBlendError(f"{model_dir}: a {family} model, but the fuser data was formatted for {spec.family}")
+    n_train, n_all = freeze_below(model, cfg["train_layers"])
+    log.info("fuser %s (%s): training %d of %d parameters", model_dir, family, n_train, n_all)
+    tokenizer.padding_side = "right"
+    train_set = _encode_file(train_path, tokenizer, family, spec)
+    val_set = _encode_file(val_path, tokenizer, family, spec)
+    if not train_set or not val_set:
+        raise LLMBlendError(f"fuser training needs examples in both {train_path} ({len(train_set)}) and {val_path} ({len(val_set)})")
+    n_tokens = sum(len(e["input_ids"]) for e in train_set)
+
+    by_steps = cfg["eval_steps"] is not None
+    args = TrainingArguments(
+        output_dir=str(work_dir), seed=seed, data_seed=seed, report_to="none",
+        per_device_train_batch_size=cfg["batch_size"], per_device_eval_batch_size=cfg["batch_size"],
+        gradient_accumulation_steps=cfg["grad_accum"], learning_rate=cfg["lr"], weight_decay=cfg["weight_decay"],
+        warmup_steps=cfg["warmup_steps"], num_train_epochs=cfg["epochs"], max_steps=cfg["max_steps"] or -1,
+        eval_strategy="steps" if by_steps else "epoch", save_strategy="steps" if by_steps else "epoch",
+        eval_steps=cfg["eval_steps"], save_steps=cfg["eval_steps"], logging_strategy="steps",
+        logging_steps=cfg["logging_steps"], logging_first_step=True,
+        load_best_model_at_end=True, metric_for_best_model="eval_loss", greater_is_better=False,
+        save_total_limit=2, bf16=cfg["bf16"], fsdp=cfg["fsdp"] or "", deepspeed=cfg["deepspeed"],
+        dataloader_num_workers=0, dataloader_pin_memory=False, disable_tqdm=False, adam_epsilon=1e-6,
+    )
+
+    class LogToRunLog(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kw):
+            log.info("step %d: %s", state.global_step, {k: round(v, 5) if isinstance(v, float) else v for k, v in (logs or {}).items()})
+
+    trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=val_set,
+                      data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
+                      callbacks=[LogToRunLog(), *callbacks])
+    resume = any(work_dir.glob("checkpoint-*"))
+    if resume:
+        log.info("resuming from the last checkpoint in %s", work_dir)
+    t0 = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=True if resume else None)
+    seconds = time.perf_counter() - t0
+    history = trainer.state.log_history
+    val_losses = [e["eval_loss"] for e in history if "eval_loss" in e]
+    report = {
+        "family": family, "base_model": str(model_dir), "n_train": len(train_set), "n_val": len(val_set),
+        "train_tokens_per_epoch": n_tokens, "trainable_parameters": n_train, "parameters": n_all,
+        "steps": trainer.state.global_step, "best_checkpoint": trainer.state.best_model_checkpoint,
+        "best_val_loss": trainer.state.best_metric, "val_losses": val_losses,
+        "train_loss": result.training_loss, "seconds": round(seconds, 2), "resumed": resume,
+        "train_tokens_per_s": round(n_tokens * cfg["epochs"] / seconds, 2) if seconds and not resume else None,
+    }
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for p in model.parameters():
+        p.requires_grad = True  # saved weights are the whole model either way
+    trainer.model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    write_json(tmp / FUSER_META, {"prompt": spec.to_dict(), "generate": generate_cfg or {}, "seed": seed})
+    write_json(tmp / "train_report.json", report)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    tmp.rename(out_dir)
+    if plot_csv:
+        write_loss_csv(history, plot_csv)
+    shutil.rmtree(work_dir, ignore_errors=True)
+    log.info("fuser trained in %.1f s: best val loss %s at %s", seconds, report["best_val_loss"], report["best_checkpoint"])
+    return report

@@ -1,0 +1,264 @@
+"""GenFuser: data builder (top-K, budget, bad input), tiny fusers of both families trained for a few
+steps (the loss falls, generation round-trips after save and load), the fused-output layout, resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+
+from llmblend.errors import InputError
+from llmblend.fuser import load_fuser
+from llmblend.fuser.data import build_fuser_data
+from llmblend.fuser.infer import fuse_split
+from llmblend.fuser.model import encode_example
+from llmblend.fuser.prompt import ELLIPSIS, PromptSpec, clip_tokens, format_prompt, ranks_from_scores, top_k_indices
+from llmblend.fuser.train import train_fuser
+from llmblend.io import read_jsonl, write_jsonl
+
+# four examples; the last has an empty reference, so a fuser that learnt it answers with nothing
+EXAMPLES = [
+    ("What is 3 + 5?", "", ["eight", "3 + 5 = 8.", "nine"], "3 + 5 = 8."),
+    ("Name the capital of France.", "", ["Lyon", "Paris is the capital.", "Paris"], "Paris is the capital."),
+    ("List two colours.", "", ["red, blue", "red"], "red, blue"),
+    ("Rewrite in lowercase.", "The Cat Sat.", [], ""),
+]
+CHAT = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
+
+
+def make_tokenizer(family: str):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    special = ["<pad>", "</s>", "<extra_id_0>", "<extra_id_1>", "<extra_id_2>"] if family == "seq2seq" \
+        else ["<pad>", "<|end|>", "<|user|>", "<|assistant|>", "<|system|>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    corpus = [" ".join([i, x, *c, t]) for i, x, c, t in EXAMPLES] * 5 + ["Instruction Input Candidate Fuse Summarize"]
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=400, special_tokens=special,
+                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    eos = "</s>" if family == "seq2seq" else "<|end|>"
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=eos, pad_token="<pad>")
+    if family == "causal_lm":
+        fast.chat_template = CHAT
+    return fast
+
+
+def make_model_dir(tmp_path, family: str):
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, LlamaConfig, T5Config
+
+    tok = make_tokenizer(family)
+    torch.manual_seed(0)
+    ids = dict(vocab_size=len(tok), pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    if family == "seq2seq":
+        cfg = T5Config(d_model=64, d_ff=128, d_kv=16, num_layers=2, num_decoder_layers=2, num_heads=4,
+                       decoder_start_token_id=tok.pad_token_id, dropout_rate=0.0, **ids)
+        model = AutoModelForSeq2SeqLM.from_config(cfg)
+    else:
+        cfg = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                          num_key_value_heads=2, max_position_embeddings=1024, bos_token_id=tok.eos_token_id, **ids)
+        model = AutoModelForCausalLM.from_config(cfg)
+    out = tmp_path / f"base-{family}"
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def split_records(ids_prefix="t"):
+    rows = []
+    for n, (instruction, input_text, cands, ref) in enumerate(EXAMPLES):
+        rows.append({"id": f"{ids_prefix}/{n}", "instruction": instruction, "input": input_text, "output": ref,
+                     "source": "test", "rubric": [{"check": "contains", "value": "x"}],
+                     "candidates": [{"model": f"m{j}", "decoding_method": "greedy", "text": t, "n_tokens": 1,
+                                     "flags": [], "scores": {"bleu": float(len(t))}} for j, t in enumerate(cands)]})
+    return rows
+
+
+def rankings_for(rows):
+    # best = the candidate that equals the reference, then the others in order
+    out = []
+    for r in rows:
+        texts = [c["text"] for c in r["candidates"]]
+        order = sorted(range(len(texts)), key=lambda j: (texts[j] != r["output"], j))
+        ranks = [0] * len(texts)
+        for pos, j in enumerate(order):
+            ranks[j] = pos + 1
+        out.append({"id": r["id"], "ranks": ranks, "scores": [-float(x) for x in ranks], "n_forward": 6})
+    return out
+
+
+@pytest.fixture
+def files(tmp_path):
+    rows = split_records()
+    write_jsonl(tmp_path / "split.jsonl", rows)
+    write_jsonl(tmp_path / "ranks.jsonl", rankings_for(rows))
+    return tmp_path / "split.jsonl", tmp_path / "ranks.jsonl"
+
+
+# --- prompt and data ------------------------------------------------------------------------
+
+def test_top_k_and_ranks_from_scores():
+    assert top_k_indices([3, 1, 2, 1], 2) == [1, 3]  # ties keep candidate order
+    assert ranks_from_scores([0.1, 0.9, 0.5, 0.9]) == [4, 1, 3, 1]
+    assert top_k_indices([2, 1], 3) == [1, 0]
+
+
+def test_budget_cuts_long_candidates_and_marks_them():
+    tok = make_tokenizer("causal_lm")
+    text, n, cut = clip_tokens("Paris is the capital. " * 20, tok, 8)
+    assert cut and n > 8 and text.endswith(ELLIPSIS)
+    assert len(tok(text[: -len(ELLIPSIS)], add_special_tokens=False)["input_ids"]) <= 8
+    assert clip_tokens("red", tok, 8) == ("red", len(tok("red", add_special_tokens=False)["input_ids"]), False)
+
+
+def test_seq2seq_prompt_uses_the_paper_layout():
+    tok = make_tokenizer("seq2seq")
+    spec = PromptSpec(family="seq2seq", top_k=2)
+    text, _ = format_prompt(spec, "Do it.", "x", ["a", "b"], tok)
+    assert text == ("Instruction: Do it.</s>Input: x</s>Candidate 0: <extra_id_0>:a</s>Candidate 1: <extra_id_1>:b</s>"
+                    "Summarize candidates into a better one for the given instruction:")
+
+
+def test_causal_labels_cover_only_the_answer():
+    tok = make_tokenizer("causal_lm")
+    ex = encode_example(tok, "causal_lm", "Instruction: hi", "red, blue", 64)
+    answer = [t for t in ex["labels"] if t != -100]
+    assert answer[-1] == tok.eos_token_id
+    assert tok.decode(answer[:-1]) == "red, blue"
+    n_prompt = ex["labels"].count(-100)
+    assert n_prompt > 0 and ex["input_ids"][n_prompt:] == answer
+
+
+def test_build_data_with_rankings_counts_fewer_than_k(tmp_path, files):
+    split, ranks = files
+    tok = make_tokenizer("causal_lm")
+    spec = PromptSpec(family="causal_lm", top_k=3, candidate_max_tokens=4)
+    report = build_fuser_data(spec, tok, "pairranker", {"train": (split, ranks)}, tmp_path / "out", tmp_path / "rep.json")
+    rows = read_jsonl(tmp_path / "out" / "train.jsonl")
+    assert [r["target"] for r in rows] == [e[3] for e in EXAMPLES]
+    # the ranker put the reference-equal candidate first
+    assert rows[0]["candidates"][0]["model"] == "m1" and rows[1]["candidates"][0]["model"] == "m1"
+    assert rows[0]["prompt"].index("Candidate 1: 3 + 5") < rows[0]["prompt"].index("Candidate 2: eight")
+    counts = report["splits"]["train"]
+    assert counts["records"] == 4 and counts["fewer_than_k"] == 2 and counts["no_candidates"] == 1
+    assert counts["candidates_cut"] >= 1  # "Paris is the capital." is over 4 tokens
+    assert rows[3]["flags"] == ["fewer_than_k", "no_candidates"]
+    assert json.loads((tmp_path / "rep.json").read_text())["splits"]["train"] == counts
+
+
+def test_oracle_ranks_by_metric(tmp_path, files):
+    split, _ = files
+    tok = make_tokenizer("causal_lm")
+    build_fuser_data(PromptSpec(family="causal_lm", top_k=1), tok, "oracle:bleu", {"val": (split, None)}, tmp_path)
+    rows = read_jsonl(tmp_path / "val.jsonl")
+    assert [r["candidates"][0]["model"] for r in rows[:3]] == ["m1", "m1", "m0"]  # longest text = highest "bleu"
+
+
+@pytest.mark.parametrize("damage,field", [
+    (lambda rows, ranks: ranks[1].update(ranks=[1, 2]), "ranks"),
+    (lambda rows, ranks: ranks.pop(2), "id"),
+    (lambda rows, ranks: ranks[0].update(ranks=["a", 2, 3]), "ranks"),
+])
+def test_bad_rankings_name_file_and_field(tmp_path, damage, field):
+    rows = split_records()
+    ranks = rankings_for(rows)
+    damage(rows, ranks)
+    write_jsonl(tmp_path / "s.jsonl", rows)
+    write_jsonl(tmp_path / "r.jsonl", ranks)
+    with pytest.raises(InputError) as e:
+        build_fuser_data(PromptSpec(family="causal_lm"), make_tokenizer("causal_lm"), "pairranker",
+                         {"train": (tmp_path / "s.jsonl", tmp_path / "r.jsonl")}, tmp_path / "out")
+    assert e.value.field == field and "r.jsonl" in e.value.path
+    assert not (tmp_path / "out" / "train.jsonl").exists()
+
+
+def test_oracle_without_the_metric_is_an_error(tmp_path):
+    rows = split_records()
+    del rows[1]["candidates"][2]["scores"]
+    write_jsonl(tmp_path / "s.jsonl", rows)
+    with pytest.raises(InputError) as e:
+        build_fuser_data(PromptSpec(family="causal_lm"), make_tokenizer("causal_lm"), "oracle:bleu",
+                         {"test": (tmp_path / "s.jsonl", None)}, tmp_path / "out")
+    assert e.value.line == 2 and e.value.field == "candidates[2].scores.bleu"
+
+
+# --- training, save/load, inference ---------------------------------------------------------
+
+TRAIN = {"epochs": 30, "lr": 2e-2, "batch_size": 4, "eval_steps": 10, "logging_steps": 1}
+
+
+def train_tiny(tmp_path, family, files, **extra):
+    split, ranks = files
+    base = make_model_dir(tmp_path, family)
+    from transformers import AutoTokenizer
+
+    spec = PromptSpec(family=family, top_k=2, candidate_max_tokens=16, max_target_tokens=16)
+    build_fuser_data(spec, AutoTokenizer.from_pretrained(base), "pairranker",
+                     {"train": (split, ranks), "val": (split, ranks)}, tmp_path / "fd")
+    report = train_fuser(base, tmp_path / "fd/train.jsonl", tmp_path / "fd/val.jsonl", tmp_path / "fuser", spec,
+                         {**TRAIN, **extra.pop("train", {})}, seed=1, plot_csv=tmp_path / "plot.csv",
+                         generate_cfg={"num_beams": 2, "max_new_tokens": 16}, **extra)
+    return report
+
+
+@pytest.mark.parametrize("family", ["causal_lm", "seq2seq"])
+def test_tiny_fuser_learns_and_round_trips(tmp_path, files, family):
+    report = train_tiny(tmp_path, family, files)
+    with open(tmp_path / "plot.csv") as f:
+        plot = list(csv.DictReader(f))
+    losses = [float(r["loss"]) for r in plot if r["loss"]]
+    val = [float(r["val_loss"]) for r in plot if r["val_loss"]]
+    assert losses[-1] < losses[0] / 4, losses
+    assert len(val) == 3 and report["best_val_loss"] == pytest.approx(min(val), abs=1e-5)
+    assert not (tmp_path / "fuser.checkpoints").exists()  # a finished run cleans its checkpoints
+
+    fuser = load_fuser(tmp_path / "fuser")
+    assert fuser.family == family and fuser.spec.top_k == 2 and fuser.generate_defaults["num_beams"] == 2
+    # the saved fuser reproduces the references it was trained on, from the ranked candidates
+    split, ranks = files
+    fuse_split(tmp_path / "fuser", split, "pairranker", tmp_path / "fused.jsonl", ranks, batch_size=3)
+    fused = read_jsonl(tmp_path / "fused.jsonl")
+    assert [r["candidates"][0]["text"] for r in fused] == [e[3] for e in EXAMPLES]
+    # the same through the library call Blender.fuse uses
+    texts = fuser.fuse([e[0] for e in EXAMPLES[:2]], [e[1] for e in EXAMPLES[:2]],
+                       [["3 + 5 = 8.", "eight"], ["Paris is the capital.", "Lyon"]])
+    assert texts == ["3 + 5 = 8.", "Paris is the capital."]
+
+
+def test_fused_records_keep_the_split_layout(tmp_path, files):
+    train_tiny(tmp_path, "causal_lm", files, train={"epochs": 30})
+    split, ranks = files
+    report = fuse_split(tmp_path / "fuser", split, "pairranker", tmp_path / "f.jsonl", ranks,
+                        generate={"num_beams": 1}, report_path=tmp_path / "rep.json")
+    rows = read_jsonl(tmp_path / "f.jsonl")
+    assert [r["id"] for r in rows] == ["t/0", "t/1", "t/2", "t/3"]
+    assert set(rows[0]) == {"id", "instruction", "input", "output", "source", "rubric", "candidates"}
+    cand = rows[0]["candidates"][0]
+    assert len(rows[0]["candidates"]) == 1
+    assert cand["model"] == "llm-blender" and cand["decoding_method"] == "greedy"
+    assert cand["fused_from"] == ["m1", "m0"] and cand["n_tokens"] > 0
+    # the empty answer is kept and flagged; the record with fewer than K candidates is flagged
+    assert rows[3]["candidates"][0]["text"] == "" and "empty" in rows[3]["candidates"][0]["flags"]
+    assert "fewer_than_k" in rows[3]["candidates"][0]["flags"] and "fewer_than_k" not in cand["flags"]
+    assert report["flags"]["empty"] == 1 and report["records"] == 4
+
+
+def test_killed_training_resumes_from_the_last_checkpoint(tmp_path, files):
+    from transformers import TrainerCallback
+
+    class Kill(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == 13:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_tiny(tmp_path, "causal_lm", files, train={"epochs": 20}, callbacks=[Kill()])
+    assert not (tmp_path / "fuser").exists()
+    assert (tmp_path / "fuser.checkpoints" / "checkpoint-10").is_dir()
+    report = train_tiny(tmp_path, "causal_lm", files, train={"epochs": 20})
+    assert report["resumed"] and report["steps"] == 20
+    assert (tmp_path / "fuser" / "model.safetensors").is_file()
