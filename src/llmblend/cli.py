@@ -19,6 +19,7 @@ STAGE_MODULES = [
     "llmblend.data.cli",
     "llmblend.models.cli",
     "llmblend.metrics.cli",
+    "llmblend.ranker.cli",
     "llmblend.judge.cli",
     "llmblend.analysis.cli",
     "llmblend.workflow.cli",

@@ -1,0 +1,62 @@
+"""Rankers that are not trained here: Random, causal-LM scoring (MLM-Scoring's stand-in) and oracles.
+
+MLM-Scoring (the paper's unsupervised baseline) is the pseudo-log-likelihood of the candidate under
+a masked LM. The only encoder shipped offline (all-MiniLM-L6-v2) has no MLM head, so the default
+profile uses `clm_scoring` instead: the mean token log-probability of the candidate given the
+instruction under a causal LM (SmolLM2-135M-Instruct), named for what it is. Like MLM-Scoring it
+sees no reference and no labels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from llmblend.runlog import progress
+
+
+def random_scores(examples, seed: int):
+    rng = np.random.default_rng(seed)
+    return [rng.permutation(len(ex.texts)).astype(float).tolist() for ex in examples]
+
+
+def clm_scores(model_dir, examples, max_len: int = 256, batch_size: int = 8, device="cpu"):
+    """Mean log-probability of each candidate's tokens given `source + "\\n\\n"` (one forward per candidate)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device).eval()
+    pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+    items = []
+    for e, ex in enumerate(examples):
+        prompt = tok(ex.source + "\n\n", add_special_tokens=False)["input_ids"][-max_len:]
+        for i, text in enumerate(ex.texts):
+            cand = tok(text, add_special_tokens=False)["input_ids"][:max_len]
+            items.append((e, i, prompt, cand))
+    out = [[0.0] * len(ex.texts) for ex in examples]
+    order = sorted(range(len(items)), key=lambda k: -(len(items[k][2]) + len(items[k][3])))
+    bar = progress(total=len(items), desc="clm scoring", unit="cand")
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            chunk = [items[k] for k in order[start: start + batch_size]]
+            width = max(len(p) + len(c) for _, _, p, c in chunk)
+            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            tgt = torch.zeros_like(ids, dtype=torch.bool)
+            for r, (_, _, p, c) in enumerate(chunk):
+                seq = p + c
+                ids[r, : len(seq)] = torch.tensor(seq)
+                mask[r, : len(seq)] = 1
+                tgt[r, len(p): len(seq)] = True
+            logp = torch.log_softmax(model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float(),
+                                     dim=-1)
+            # token t is predicted at position t-1
+            tok_lp = logp[:, :-1].gather(-1, ids[:, 1:].to(device).unsqueeze(-1)).squeeze(-1).cpu()
+            is_tgt = tgt[:, 1:]
+            for r, (e, i, _, c) in enumerate(chunk):
+                n = int(is_tgt[r].sum())
+                # an empty candidate has no tokens to score: it ranks last
+                out[e][i] = float(tok_lp[r][is_tgt[r]].sum() / n) if n else -1e9
+            bar.update(len(chunk))
+    bar.close()
+    return out

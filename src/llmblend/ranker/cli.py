@@ -1,0 +1,64 @@
+"""`llmblend train-ranker` and `llmblend rank-candidates` (rules train_ranker, rank_*)."""
+
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger("llmblend.ranker")
+
+
+def register(sub, add_common):
+    p = sub.add_parser("train-ranker", help="train PairRanker, SimCLS or SummaReranker; best epoch on val")
+    add_common(p)
+    p.add_argument("--type", required=True, choices=["pairranker", "simcls", "summareranker"])
+    p.add_argument("--train", required=True, help="scored train split (JSONL)")
+    p.add_argument("--val", required=True, help="scored val split (JSONL)")
+    p.add_argument("--train-judge", help="judge labels of the train split (signal type judge)")
+    p.add_argument("--val-judge", help="judge labels of the val split (signal type judge)")
+    p.add_argument("--backbone", required=True, help="model spec of the encoder backbone")
+    p.add_argument("--out", required=True, help="output model directory")
+    p.add_argument("--curve", required=True, help="CSV of loss and val score per epoch (a DVC plot)")
+    p.add_argument("--report", help="JSON report (counts, history, seconds)")
+    p.set_defaults(func=run_train)
+
+    p = sub.add_parser("rank-candidates", help="rank each example's candidates with one or more methods")
+    add_common(p)
+    p.add_argument("--methods", required=True, help="comma-separated method names (see ranker.methods)")
+    p.add_argument("--input", required=True, help="scored split (JSONL)")
+    p.add_argument("--split", required=True, help="split name: output is <out-dir>/<method>/<split>.jsonl")
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--model", action="append", default=[], metavar="TYPE=DIR",
+                   help="a trained ranker directory, e.g. pairranker=data/demo/rankers/pairranker/model")
+    p.add_argument("--judge", help="judge labels of this split (oracle-gpt_rank)")
+    p.add_argument("--clm-model", help="causal LM spec for clm_scoring")
+    p.set_defaults(func=run_rank)
+
+
+def run_train(args):
+    from llmblend.cli import config_of
+    from llmblend.io import write_json
+    from llmblend.models.resolve import resolve
+    from llmblend.ranker.stage import train_ranker
+
+    cfg = config_of(args)
+    report = train_ranker(cfg, args.type, args.train, args.val, resolve(args.backbone), args.out, args.curve,
+                          train_judge=args.train_judge, val_judge=args.val_judge, backbone_spec=args.backbone)
+    if args.report:
+        write_json(args.report, report)
+
+
+def run_rank(args):
+    from llmblend.cli import config_of
+    from llmblend.errors import LLMBlendError
+    from llmblend.models.resolve import resolve
+    from llmblend.ranker.stage import rank_split
+
+    cfg = config_of(args)
+    models = {}
+    for item in args.model:
+        kind, sep, path = item.partition("=")
+        if not sep:
+            raise LLMBlendError(f"--model {item!r}: expected TYPE=DIR")
+        models[kind] = path
+    rank_split(cfg, [m for m in args.methods.split(",") if m], args.input, args.out_dir, args.split, models,
+               judge_path=args.judge, clm_model_dir=resolve(args.clm_model) if args.clm_model else None)

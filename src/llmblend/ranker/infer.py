@@ -1,0 +1,169 @@
+"""Inference: PairRanker comparison matrices (both orders in one batched pass), the aggregations
+MaxLogits / MaxWins / bubble, and the single-candidate and dual-encoder scorers.
+
+Speed comes from tokenising every source and candidate once, building all ordered pairs of all
+examples, sorting them by length and running them in batches under a padded-token budget (dynamic
+padding), so short pairs never pay for long ones and both orders share batches.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from llmblend.ranker.model import PairEncoder, collate, token_batches
+from llmblend.runlog import progress
+
+
+def _run_batches(seqs, positions, model_fn, pad_id, max_tokens, max_batch, device, desc, unit):
+    """Run model_fn over all sequences in length-bucketed batches; returns a list of per-item outputs."""
+    out: list = [None] * len(seqs)
+    batches = token_batches([len(s) for s in seqs], max_tokens, max_batch)
+    bar = progress(total=len(seqs), desc=desc, unit=unit, disable=len(seqs) == 0)
+    with torch.inference_mode():
+        for b in batches:
+            ids, mask, pos = collate([seqs[i] for i in b], [positions[i] for i in b] if positions else None,
+                                     pad_id, device)
+            res = model_fn(ids, mask, pos)
+            for k, i in enumerate(b):
+                out[i] = res[k]
+            bar.update(len(b))
+    bar.close()
+    return out
+
+
+def _encode_examples(enc: PairEncoder, sources, candidates, share=2):
+    srcs = [enc.source(s) for s in sources]
+    cands = [enc.candidates(c, len(src), share) for src, c in zip(srcs, candidates)]
+    return srcs, cands
+
+
+def pair_logits(model, tokenizer, sources, candidates, pairs, max_tokens=16384, max_batch=64, device="cpu",
+                desc="compare"):
+    """Logits of the requested ordered pairs: pairs[e] = [(i, j), ...] for example e.
+    Returns one list of logits per example (logit > 0: candidate i beats j)."""
+    model.eval()
+    enc = PairEncoder(tokenizer, model.config)
+    srcs, cands = _encode_examples(enc, sources, candidates)
+    seqs, poss, where = [], [], []
+    for e, plist in enumerate(pairs):
+        for k, (i, j) in enumerate(plist):
+            s, p = enc.pair(srcs[e], cands[e][i], cands[e][j])
+            seqs.append(s)
+            poss.append(p)
+            where.append((e, k))
+
+    def fn(ids, mask, pos):
+        s1, s2 = model(ids, mask, pos)
+        return (s1 - s2).float().cpu().numpy()
+
+    flat = _run_batches(seqs, poss, fn, tokenizer.pad_token_id, max_tokens, max_batch, device, desc, "pair")
+    out = [[0.0] * len(p) for p in pairs]
+    for (e, k), v in zip(where, flat):
+        out[e][k] = float(v)
+    return out
+
+
+def full_matrices(model, tokenizer, sources, candidates, **kw) -> list[np.ndarray]:
+    """M[i, j] = logit(candidate i first, candidate j second) for all i != j; N(N-1) forward passes."""
+    pairs = [[(i, j) for i in range(len(c)) for j in range(len(c)) if i != j] for c in candidates]
+    logits = pair_logits(model, tokenizer, sources, candidates, pairs, **kw)
+    mats = []
+    for c, plist, vals in zip(candidates, pairs, logits):
+        m = np.zeros((len(c), len(c)), dtype=np.float64)
+        for (i, j), v in zip(plist, vals):
+            m[i, j] = v
+        mats.append(m)
+    return mats
+
+
+def max_logits(m: np.ndarray) -> np.ndarray:
+    """s_i = mean_j (M_ij - M_ji), the reference's MaxLogits (a mean, so scores compare across N)."""
+    n = m.shape[0]
+    return (m - m.T).sum(axis=1) / max(n, 1)
+
+
+def max_wins(m: np.ndarray) -> np.ndarray:
+    """s_i = #{j: M_ij > 0} + #{j: M_ji < 0} (the diagonal is never counted)."""
+    off = ~np.eye(m.shape[0], dtype=bool)
+    return ((m > 0) & off).sum(axis=1) + ((m.T < 0) & off).sum(axis=1).astype(np.float64)
+
+
+def ranks_from_scores(scores) -> list[int]:
+    """1 = best; ties share the better rank (1 + number of strictly better candidates)."""
+    s = np.asarray(scores, dtype=np.float64)
+    return [int(1 + (s > v).sum()) for v in s]
+
+
+def bubble(model, tokenizer, sources, candidates, seed: int, both_orders=True, **kw):
+    """One bubble pass per example over a seeded random permutation (the reference's `_bubble_predict`):
+    each adjacent comparison runs in both orders (logits summed) and the winner moves right, so the last
+    position holds the pick. Returns (scores by final position, forward passes per example).
+    The comparisons of a pass depend on earlier ones, so the pass runs step by step, batched across
+    examples."""
+    rng = np.random.default_rng(seed)
+    perms = [list(rng.permutation(len(c))) for c in candidates]
+    n_forward = [0] * len(candidates)
+    steps = max((len(c) for c in candidates), default=1) - 1
+    for step in range(steps):
+        active = [e for e, c in enumerate(candidates) if step < len(c) - 1]
+        pairs = []
+        for e in active:
+            a, b = perms[e][step], perms[e][step + 1]
+            pairs.append([(a, b), (b, a)] if both_orders else [(a, b)])
+        logits = pair_logits(model, tokenizer, [sources[e] for e in active], [candidates[e] for e in active],
+                             pairs, desc=f"bubble step {step + 1}/{steps}", **kw)
+        for e, vals in zip(active, logits):
+            margin = vals[0] - vals[1] if both_orders else vals[0]
+            n_forward[e] += len(vals)
+            if margin > 0:  # the left one wins and moves on to the right
+                perms[e][step], perms[e][step + 1] = perms[e][step + 1], perms[e][step]
+    scores = []
+    for e, c in enumerate(candidates):
+        s = [0.0] * len(c)
+        for pos, cand in enumerate(perms[e]):
+            s[cand] = float(pos)
+        scores.append(s)
+    return scores, n_forward
+
+
+def single_scores(model, tokenizer, sources, candidates, max_tokens=16384, max_batch=64, device="cpu"):
+    """SummaReranker: one forward per candidate."""
+    model.eval()
+    enc = PairEncoder(tokenizer, model.config)
+    srcs, cands = _encode_examples(enc, sources, candidates, share=1)
+    seqs, poss, where = [], [], []
+    for e in range(len(sources)):
+        for i, c in enumerate(cands[e]):
+            s, p = enc.single(srcs[e], c)
+            seqs.append(s)
+            poss.append(p)
+            where.append((e, i))
+    flat = _run_batches(seqs, poss, lambda ids, mask, pos: model(ids, mask, pos).float().cpu().numpy(),
+                        tokenizer.pad_token_id, max_tokens, max_batch, device, "score", "cand")
+    out = [[0.0] * len(c) for c in candidates]
+    for (e, i), v in zip(where, flat):
+        out[e][i] = float(v)
+    return out
+
+
+def dual_scores(model, tokenizer, sources, candidates, max_tokens=16384, max_batch=64, device="cpu"):
+    """SimCLS: cosine of separately encoded source and candidate; N + 1 encoder passes per example."""
+    from llmblend.ranker.model import SimCLS
+
+    model.eval()
+    enc = PairEncoder(tokenizer, model.config)
+    src_ids = [enc.tok(enc._clean(s), truncation=True, max_length=model.config.source_max_len)["input_ids"]
+               for s in sources]
+    cand_ids = [enc.tok([enc._clean(t) for t in c], truncation=True,
+                        max_length=model.config.candidate_max_len)["input_ids"] for c in candidates]
+    seqs = src_ids + [c for cs in cand_ids for c in cs]
+    vecs = _run_batches(seqs, None, lambda ids, mask, pos: model(ids, mask).float().cpu(),
+                        tokenizer.pad_token_id, max_tokens, max_batch, device, "encode", "text")
+    out, k = [], len(sources)
+    for e, cs in enumerate(cand_ids):
+        src = vecs[e].unsqueeze(0)
+        cv = torch.stack(vecs[k: k + len(cs)])
+        k += len(cs)
+        out.append([float(x) for x in SimCLS.similarity(src, cv)])
+    return out

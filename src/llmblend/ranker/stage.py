@@ -1,0 +1,188 @@
+"""The ranker stage as plain functions (the CLI and tests call these; no Snakemake needed).
+
+- `train_ranker(cfg, kind, train, val, backbone, out, curve, ...)`: train one learned ranker.
+- `rank_split(cfg, methods, input, out_dir, split, ...)`: write one rankings file per method:
+  `<out_dir>/<method>/<split>.jsonl`, records {id, ranks, scores, n_forward}, plus a report.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from llmblend.errors import ConfigError, LLMBlendError
+from llmblend.io import atomic_path, write_json, write_jsonl
+from llmblend.ranker import baselines, infer
+from llmblend.ranker.data import attach_signal, load_examples, load_judge, signal_metrics
+from llmblend.ranker.model import build_ranker, load_ranker
+
+log = logging.getLogger("llmblend.ranker")
+
+TRAINED = ("pairranker", "simcls", "summareranker")
+PAIR_FULL = {"pairranker": infer.max_logits, "pairranker-maxwins": infer.max_wins}
+
+
+def method_kind(method: str) -> str:
+    if method in PAIR_FULL:
+        return "pair_full"
+    if method == "pairranker-bubble":
+        return "bubble"
+    if method in ("simcls", "summareranker", "random", "clm_scoring"):
+        return method
+    if method == "oracle-gpt_rank":
+        return "oracle_judge"
+    if method.startswith("oracle-"):
+        return "oracle_metric"
+    raise ConfigError(f"config key 'ranker.methods': unknown method {method!r}")
+
+
+def model_for(method: str) -> str | None:
+    """Which trained ranker a method needs (None: no trained model)."""
+    kind = method_kind(method)
+    if kind in ("pair_full", "bubble"):
+        return "pairranker"
+    if kind in ("simcls", "summareranker"):
+        return kind
+    return None
+
+
+def _device():
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def train_ranker(cfg: dict, kind: str, train_path, val_path, backbone_dir, out_dir, curve_path,
+                 train_judge=None, val_judge=None, backbone_spec: str = "") -> dict:
+    """Train ranker `kind` on the train split, pick the best epoch on val, save it to out_dir."""
+    rc = cfg["ranker"]
+    if kind not in TRAINED:
+        raise ConfigError(f"ranker type {kind!r} is not trained (one of {', '.join(TRAINED)})")
+    t0 = time.time()
+    torch.set_num_threads(max(1, int(rc.get("threads") or torch.get_num_threads())))
+    counts = {"train": {}, "val": {}}
+    need = signal_metrics(rc["signal"])
+    train_ex = attach_signal(load_examples(train_path, need), rc["signal"], train_judge, counts["train"])
+    val_ex = attach_signal(load_examples(val_path, need), rc["signal"], val_judge, counts["val"])
+    if not train_ex or not val_ex:
+        raise LLMBlendError(f"no {'training' if not train_ex else 'validation'} examples with a signal "
+                            f"(dropped: {counts})")
+    tcfg = dict(rc["train"])
+    tcfg.update(pairs_per_input=rc["pairs_per_input"], max_tokens=rc["infer"]["max_tokens"],
+                max_batch=rc["infer"]["max_batch"])
+    if kind != "pairranker" and kind in rc.get("baseline_train", {}):
+        tcfg.update(rc["baseline_train"][kind])
+    seed = int(cfg["seed"]) + {"pairranker": 0, "simcls": 1, "summareranker": 2}[kind]
+    from llmblend.ranker.train import set_seed, train
+
+    set_seed(seed)  # the head's initialisation
+    model, tokenizer = build_ranker(kind, backbone_dir, backbone_spec, source_max_len=rc["source_max_len"],
+                                    candidate_max_len=rc["candidate_max_len"], dropout=rc["dropout"],
+                                    loss=rc["loss"])
+    model, history = train(model, tokenizer, train_ex, val_ex, tcfg, seed)
+    save_dir_atomic(model, tokenizer, out_dir)
+    with atomic_path(curve_path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=["epoch", "loss", "val_score", "seconds"], lineterminator="\n")
+        w.writeheader()
+        for row in history:
+            w.writerow({k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()})
+    report = {"type": kind, "train_examples": len(train_ex), "val_examples": len(val_ex), "dropped": counts,
+              "best_epoch": max(history, key=lambda r: r["val_score"])["epoch"], "history": history,
+              "seconds": round(time.time() - t0, 1)}
+    log.info("trained %s in %.1fs (best epoch %d)", kind, report["seconds"], report["best_epoch"])
+    return report
+
+
+def save_dir_atomic(model, tokenizer, out_dir) -> None:
+    """Save into a temporary sibling folder, then swap it in: never a half-written model directory."""
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        model.save_pretrained(tmp, tokenizer)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def rank_split(cfg: dict, methods: list[str], input_path, out_dir, split: str, models: dict | None = None,
+               judge_path=None, clm_model_dir=None) -> dict:
+    """Rank every example of a split with each method; `models` maps a trained type to its directory."""
+    rc = cfg["ranker"]
+    torch.set_num_threads(max(1, int(rc.get("threads") or torch.get_num_threads())))
+    metrics = sorted({m[len("oracle-"):] for m in methods if method_kind(m) == "oracle_metric"})
+    examples = load_examples(input_path, metrics)
+    srcs, cands = [ex.source for ex in examples], [ex.texts for ex in examples]
+    kw = dict(max_tokens=rc["infer"]["max_tokens"], max_batch=rc["infer"]["max_batch"], device=_device())
+    loaded: dict = {}
+
+    def get(kind):
+        if kind not in loaded:
+            if not models or kind not in models:
+                raise ConfigError(f"method needs the trained {kind} ranker, but no model directory was given")
+            m, t = load_ranker(models[kind])
+            loaded[kind] = (m.to(kw["device"]), t)
+        return loaded[kind]
+
+    results, reports, matrices = {}, {}, None
+    for method in methods:
+        t0 = time.time()
+        kind = method_kind(method)
+        ids = [ex.id for ex in examples]
+        if kind == "pair_full":
+            if matrices is None:
+                matrices = infer.full_matrices(*get("pairranker"), srcs, cands, **kw)
+            scores = [PAIR_FULL[method](m).tolist() for m in matrices]
+            n_fwd = [len(c) * (len(c) - 1) for c in cands]
+        elif kind == "bubble":
+            scores, n_fwd = infer.bubble(*get("pairranker"), srcs, cands, seed=int(cfg["seed"]), **kw)
+        elif kind == "summareranker":
+            scores = infer.single_scores(*get("summareranker"), srcs, cands, **kw)
+            n_fwd = [len(c) for c in cands]
+        elif kind == "simcls":
+            scores = infer.dual_scores(*get("simcls"), srcs, cands, **kw)
+            n_fwd = [len(c) + 1 for c in cands]
+        elif kind == "random":
+            scores = baselines.random_scores(examples, int(cfg["seed"]))
+            n_fwd = [0] * len(cands)
+        elif kind == "clm_scoring":
+            if clm_model_dir is None:
+                raise ConfigError("method clm_scoring needs the causal LM (ranker.clm_scorer)")
+            scores = baselines.clm_scores(clm_model_dir, examples, rc["clm_max_len"], device=kw["device"])
+            n_fwd = [len(c) for c in cands]
+        elif kind == "oracle_metric":
+            metric = method[len("oracle-"):]
+            scores = [[float(s[metric]) for s in ex.metric_scores] for ex in examples]
+            n_fwd = [0] * len(cands)
+        else:  # oracle_judge: only the judged examples have an oracle pick
+            if judge_path is None:
+                raise ConfigError(f"method {method} needs judge labels for split {split}")
+            counts: dict = {}
+            by_id = load_judge(judge_path, examples, counts)
+            ids = [i for i in ids if i in by_id]
+            scores = [by_id[i] for i in ids]
+            n_fwd = [0] * len(ids)
+            reports.setdefault(method, {})["judge_counts"] = counts
+        rows = [{"id": i, "ranks": infer.ranks_from_scores(s), "scores": [round(float(x), 6) for x in s],
+                 "n_forward": int(n)} for i, s, n in zip(ids, scores, n_fwd)]
+        results[method] = rows
+        rep = reports.setdefault(method, {})
+        rep.update(method=method, split=split, examples=len(rows), left_out=len(examples) - len(rows),
+                   mean_n_forward=(sum(r["n_forward"] for r in rows) / len(rows)) if rows else 0.0,
+                   seconds=round(time.time() - t0, 2))
+        log.info("%s on %s: %d examples, %.1f forwards each, %.1fs", method, split, len(rows),
+                 rep["mean_n_forward"], rep["seconds"])
+    # write only after every method succeeded: no partial output
+    for method, rows in results.items():
+        d = Path(out_dir) / method
+        write_jsonl(d / f"{split}.jsonl", rows)
+        write_json(d / f"{split}.report.json", reports[method])
+    return reports

@@ -1,0 +1,220 @@
+"""Training the three learned rankers with `accelerate` (CPU, one GPU or several, no code changes).
+
+Per epoch: shuffled inputs (seeded), per-input sampling of what to train on, optimizer steps over
+batches of inputs, then validation: rank val with the model and score the picks with the signal
+(`val_score` = mean signal of the top-1, higher is better, as the reference's `dev_score`). The best
+epoch's weights are kept (`load_best_model_at_end`) and saved.
+
+- PairRanker: `pairs_per_input` pairs sampled from the C(n,2) pairs whose signal differs, each put
+  in a random order; loss `instructgpt` = -log sigmoid(sign(s_i - s_j) (logit)) over both heads,
+  or `BCE` (left head vs "i better", right head vs "j better").
+- SummaReranker: every candidate scored alone; BCE with label 1 for the best candidate(s) of the
+  input and 0 for the rest (best-vs-rest).
+- SimCLS: candidates sorted by signal; margin ranking loss
+  sum_{a<b} max(0, cos_b - cos_a + margin * (b - a)) over the sorted list.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import random
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from llmblend.ranker import infer
+from llmblend.ranker.model import PairEncoder, collate
+from llmblend.runlog import progress
+
+log = logging.getLogger("llmblend.ranker")
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def sample_pairs(signal, k: int, rng: random.Random):
+    """k pairs from those with different signal, each in a random order (fewer when fewer exist)."""
+    n = len(signal)
+    pairs = [(i, j) for i in range(n) for j in range(i + 1, n) if signal[i] != signal[j]]
+    rng.shuffle(pairs)
+    out = []
+    for i, j in pairs[:k]:
+        out.append((i, j) if rng.random() < 0.5 else (j, i))
+    return out
+
+
+def pair_loss(s1, s2, y1, y2, kind: str):
+    if kind == "instructgpt":
+        sign = torch.sign(y1 - y2)
+        return -F.logsigmoid(sign * (s1 - s2)).mean()
+    if kind == "BCE":
+        return (F.binary_cross_entropy_with_logits(s1, (y1 > y2).float())
+                + F.binary_cross_entropy_with_logits(s2, (y2 > y1).float())) / 2
+    raise ValueError(f"unknown loss {kind!r} (instructgpt or BCE)")
+
+
+def simcls_loss(scores, signal, margin: float):
+    order = torch.argsort(signal, descending=True, stable=True)
+    s = scores[order]
+    n = s.shape[0]
+    a, b = torch.triu_indices(n, n, offset=1)
+    keep = signal[order][a] != signal[order][b]  # ties say nothing about order
+    if not keep.any():
+        return s.sum() * 0.0
+    a, b = a[keep], b[keep]
+    return F.relu(s[b] - s[a] + margin * (b - a).to(s.dtype)).mean()
+
+
+class Batcher:
+    """Turns a batch of examples into model inputs for one training step."""
+
+    def __init__(self, ranker_config, tokenizer, cfg, seed):
+        self.rcfg, self.tok, self.cfg = ranker_config, tokenizer, cfg
+        self.enc = PairEncoder(tokenizer, ranker_config)
+        self.rng = random.Random(seed)
+        self.cache: dict = {}
+
+    def encoded(self, ex, share=2):
+        key = (ex.id, share)
+        if key not in self.cache:
+            src = self.enc.source(ex.source)
+            self.cache[key] = (src, self.enc.candidates(ex.texts, len(src), share))
+        return self.cache[key]
+
+    def loss(self, model, examples, device):
+        """model: the (possibly wrapped) ranker to run; returns (loss or None, sequences used)."""
+        kind = self.rcfg.ranker_type
+        if kind == "pairranker":
+            seqs, poss, y1, y2 = [], [], [], []
+            for ex in examples:
+                src, cands = self.encoded(ex)
+                for i, j in sample_pairs(ex.signal, self.cfg["pairs_per_input"], self.rng):
+                    s, p = self.enc.pair(src, cands[i], cands[j])
+                    seqs.append(s), poss.append(p), y1.append(ex.signal[i]), y2.append(ex.signal[j])
+            if not seqs:
+                return None, 0
+            ids, mask, pos = collate(seqs, poss, self.tok.pad_token_id, device)
+            s1, s2 = model(ids, mask, pos)
+            y1 = torch.tensor(y1, device=device, dtype=s1.dtype)
+            y2 = torch.tensor(y2, device=device, dtype=s1.dtype)
+            return pair_loss(s1, s2, y1, y2, self.rcfg.loss), len(seqs)
+        if kind == "summareranker":
+            seqs, poss, labels = [], [], []
+            for ex in examples:
+                if len(set(ex.signal)) < 2:
+                    continue  # all equal: no best to learn
+                src, cands = self.encoded(ex, share=1)
+                best = max(ex.signal)
+                for c, y in zip(cands, ex.signal):
+                    s, p = self.enc.single(src, c)
+                    seqs.append(s), poss.append(p), labels.append(1.0 if y == best else 0.0)
+            if not seqs:
+                return None, 0
+            ids, mask, pos = collate(seqs, poss, self.tok.pad_token_id, device)
+            out = model(ids, mask, pos)
+            return F.binary_cross_entropy_with_logits(out, torch.tensor(labels, device=device, dtype=out.dtype)), \
+                len(seqs)
+        if kind == "simcls":
+            losses, n = [], 0
+            for ex in examples:
+                if len(set(ex.signal)) < 2:
+                    continue
+                src = self.tok(self.enc._clean(ex.source), truncation=True,
+                               max_length=self.rcfg.source_max_len)["input_ids"]
+                cands = self.tok([self.enc._clean(t) for t in ex.texts], truncation=True,
+                                 max_length=self.rcfg.candidate_max_len)["input_ids"]
+                ids, mask, _ = collate([src] + cands, None, self.tok.pad_token_id, device)
+                vec = model(ids, mask)
+                cos = F.cosine_similarity(vec[:1], vec[1:], dim=-1)
+                losses.append(simcls_loss(cos, torch.tensor(ex.signal, device=device, dtype=cos.dtype),
+                                          self.cfg["simcls_margin"]))
+                n += len(cands) + 1
+            if not losses:
+                return None, 0
+            return torch.stack(losses).mean(), n
+        raise ValueError(kind)
+
+
+def rank_scores(model, tokenizer, examples, cfg, device):
+    """Scores per candidate for each example with the model's own inference (PairRanker: MaxLogits)."""
+    kw = dict(max_tokens=cfg["max_tokens"], max_batch=cfg["max_batch"], device=device)
+    srcs, cands = [ex.source for ex in examples], [ex.texts for ex in examples]
+    kind = model.config.ranker_type
+    if kind == "pairranker":
+        return [infer.max_logits(m).tolist() for m in infer.full_matrices(model, tokenizer, srcs, cands, **kw)]
+    if kind == "summareranker":
+        return infer.single_scores(model, tokenizer, srcs, cands, **kw)
+    return infer.dual_scores(model, tokenizer, srcs, cands, **kw)
+
+
+def val_score(examples, scores) -> float:
+    """Mean signal of each example's top-1 (first index among ties)."""
+    if not examples:
+        return float("nan")
+    return float(np.mean([ex.signal[int(np.argmax(s))] for ex, s in zip(examples, scores)]))
+
+
+def train(model, tokenizer, train_ex, val_ex, cfg: dict, seed: int):
+    """Train in place; returns (best model, history rows [{epoch, loss, val_score, seconds}])."""
+    from accelerate import Accelerator
+    from transformers import get_linear_schedule_with_warmup
+
+    set_seed(seed)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    device = accelerator.device
+    opt_name = cfg["optimizer"]
+    params = [p for p in model.parameters() if p.requires_grad]
+    if opt_name == "adafactor":
+        from transformers.optimization import Adafactor
+
+        optimizer = Adafactor(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"], scale_parameter=False,
+                              relative_step=False, warmup_init=False)
+    else:
+        optimizer = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    bs = cfg["batch_size"]
+    steps_per_epoch = max(1, math.ceil(len(train_ex) / bs))
+    total = steps_per_epoch * cfg["epochs"]
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg["warmup_ratio"] * total), total)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    raw = accelerator.unwrap_model(model)
+    batcher = Batcher(raw.config, tokenizer, cfg, seed)
+    order_rng = random.Random(seed + 1)
+    history, best, best_state = [], -math.inf, None
+    for epoch in range(1, cfg["epochs"] + 1):
+        t0 = time.time()
+        model.train()
+        order = list(range(len(train_ex)))
+        order_rng.shuffle(order)
+        losses = []
+        bar = progress(total=len(order), desc=f"train {raw.config.ranker_type} epoch {epoch}", unit="input")
+        for start in range(0, len(order), bs):
+            batch = [train_ex[i] for i in order[start: start + bs]]
+            loss, _ = batcher.loss(model, batch, device)
+            bar.update(len(batch))
+            if loss is None:
+                continue
+            accelerator.backward(loss)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            losses.append(float(loss.detach()))
+        bar.close()
+        scores = rank_scores(raw, tokenizer, val_ex, cfg, device)
+        vs = val_score(val_ex, scores)
+        row = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan"), "val_score": vs,
+               "seconds": round(time.time() - t0, 2)}
+        history.append(row)
+        log.info("%s epoch %d: loss %.4f, val_score %.4f (%.1fs)", raw.config.ranker_type, epoch, row["loss"], vs,
+                 row["seconds"])
+        if vs > best or best_state is None:
+            best, best_state = vs, copy.deepcopy(raw.state_dict())
+    raw.load_state_dict(best_state)
+    raw.eval()
+    return raw, history

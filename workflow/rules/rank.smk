@@ -1,0 +1,183 @@
+# Rankers: train PairRanker and the trained baselines, then rank (llmblend.ranker.stage).
+# train_ranker (one job per trained ranker) -> rank_with_pairranker (train/val: the fuser's data)
+# -> rank_test_full (MaxLogits + MaxWins from one comparison matrix) -> rank_candidates (the other
+# methods on test). Rankings: data/<run>/rankings/<method>/<split>.jsonl.
+
+RCFG = config.get("ranker")
+
+if RCFG:
+    from llmblend.ranker.stage import method_kind as _method_kind, model_for as _model_for
+
+    RANK_METHODS = RCFG["methods"]
+    FULL_METHODS = [m for m in RANK_METHODS if _method_kind(m) == "pair_full"]
+    OTHER_METHODS = [m for m in RANK_METHODS if _method_kind(m) != "pair_full"]
+    # the PairRanker is always trained: its top K on train/val is the fuser's training data
+    TRAINED_RANKERS = sorted({"pairranker"} | {_model_for(m) for m in RANK_METHODS if _model_for(m)})
+    RANK_SPLITS = [s for s in RCFG["rank_splits"] if s != "test"]
+    JUDGE_SIGNAL = RCFG["signal"]["type"] == "judge"
+
+    def _ref(name):
+        """(rule input, command-line spec) of a model named in `models`, or a spec used as it is."""
+        return (model_input(name), model_arg(name)) if name in MODELS else ([], name)
+
+    BACKBONE_INPUT, BACKBONE_ARG = _ref(RCFG["backbone"])
+    CLM_INPUT, CLM_ARG = _ref(RCFG["clm_scorer"])
+    RANK_CFG = ["seed", "ranker"] + [f"models.{n}" for n in (RCFG["backbone"], RCFG["clm_scorer"]) if n in MODELS]
+    RANK_GPU = 1 if RCFG.get("device", "cpu") == "cuda" else 0
+
+    def _rank_runtime(wildcards, input, attempt):
+        # minutes: model load plus about 1 min per 20 kB of candidates on 2 CPU cores (N(N-1) pairs)
+        return attempt * (5 + int(input.size_mb * 50))
+
+    def _judge_inputs(wildcards):
+        if not JUDGE_SIGNAL:
+            return {}
+        return {"train_judge": f"{DATA}/judge/train.jsonl", "val_judge": f"{DATA}/judge/val.jsonl"}
+
+    rule train_ranker:
+        input:
+            unpack(_judge_inputs),
+            train=f"{DATA}/scored/train.jsonl",
+            val=f"{DATA}/scored/val.jsonl",
+            backbone=BACKBONE_INPUT,
+        output:
+            model=directory(f"{DATA}/rankers/{{ranker}}/model"),
+            curve=f"{RESULTS}/plots/ranker/{{ranker}}.csv",
+            report=f"{RESULTS}/reports/train_ranker/{{ranker}}.json",
+        wildcard_constraints:
+            ranker="|".join(TRAINED_RANKERS),
+        params:
+            cfg=config_slice(config, *RANK_CFG),
+            cfgargs=CONFIG_ARGS,
+            backbone=BACKBONE_ARG,
+            judge=lambda wc, input: (f"--train-judge {input.train_judge} --val-judge {input.val_judge}"
+                                     if JUDGE_SIGNAL else ""),
+        log:
+            f"{LOGS}/train_ranker/{{ranker}}.log",
+        benchmark:
+            f"{BENCH}/train_ranker/{{ranker}}.tsv"
+        threads: RCFG["threads"]
+        resources:
+            mem_mb=RCFG["mem_mb"],
+            runtime=lambda wildcards, input, attempt: attempt * (10 + int(input.size_mb * 200)),
+            gpu=RANK_GPU,
+        conda:
+            ENV
+        shell:
+            "llmblend train-ranker {params.cfgargs} --type {wildcards.ranker} --train {input.train}"
+            " --val {input.val} {params.judge} --backbone {params.backbone} --out {output.model}"
+            " --curve {output.curve} --report {output.report} --log {log}"
+
+    rule rank_with_pairranker:
+        input:
+            scored=f"{DATA}/scored/{{split}}.jsonl",
+            model=f"{DATA}/rankers/pairranker/model",
+        output:
+            ranks=f"{DATA}/rankings/pairranker/{{split}}.jsonl",
+            report=f"{DATA}/rankings/pairranker/{{split}}.report.json",
+        wildcard_constraints:
+            split="|".join(RANK_SPLITS) or "train|val",
+        params:
+            cfg=config_slice(config, "seed", "ranker"),
+            cfgargs=CONFIG_ARGS,
+            out_dir=f"{DATA}/rankings",
+        log:
+            f"{LOGS}/rank_with_pairranker/{{split}}.log",
+        benchmark:
+            f"{BENCH}/rank_with_pairranker/{{split}}.tsv"
+        threads: RCFG["threads"]
+        resources:
+            mem_mb=RCFG["mem_mb"],
+            runtime=_rank_runtime,
+            gpu=RANK_GPU,
+        conda:
+            ENV
+        shell:
+            "llmblend rank-candidates {params.cfgargs} --methods pairranker --input {input.scored}"
+            " --split {wildcards.split} --out-dir {params.out_dir} --model pairranker={input.model} --log {log}"
+
+    if FULL_METHODS:
+
+        rule rank_test_full:
+            input:
+                scored=f"{DATA}/scored/test.jsonl",
+                model=f"{DATA}/rankers/pairranker/model",
+            output:
+                ranks=[f"{DATA}/rankings/{m}/test.jsonl" for m in FULL_METHODS],
+                reports=[f"{DATA}/rankings/{m}/test.report.json" for m in FULL_METHODS],
+            params:
+                cfg=config_slice(config, "seed", "ranker"),
+                cfgargs=CONFIG_ARGS,
+                methods=",".join(FULL_METHODS),
+                out_dir=f"{DATA}/rankings",
+            log:
+                f"{LOGS}/rank_test_full.log",
+            benchmark:
+                f"{BENCH}/rank_test_full.tsv"
+            threads: RCFG["threads"]
+            resources:
+                mem_mb=RCFG["mem_mb"],
+                runtime=_rank_runtime,
+                gpu=RANK_GPU,
+            conda:
+                ENV
+            shell:
+                "llmblend rank-candidates {params.cfgargs} --methods {params.methods} --input {input.scored}"
+                " --split test --out-dir {params.out_dir} --model pairranker={input.model} --log {log}"
+
+    def _method_inputs(wildcards):
+        kind = _method_kind(wildcards.method)
+        need = _model_for(wildcards.method)
+        extra = {}
+        if need:
+            extra["model"] = f"{DATA}/rankers/{need}/model"
+        if kind == "oracle_judge":
+            extra["judge"] = f"{DATA}/judge/test.jsonl"
+        if kind == "clm_scoring":
+            extra["clm"] = CLM_INPUT
+        return extra
+
+    def _method_args(wildcards, input):
+        kind = _method_kind(wildcards.method)
+        need = _model_for(wildcards.method)
+        args = [f"--model {need}={input.model}"] if need else []
+        if kind == "oracle_judge":
+            args.append(f"--judge {input.judge}")
+        if kind == "clm_scoring":
+            args.append(f"--clm-model {CLM_ARG}")
+        return " ".join(args)
+
+    if OTHER_METHODS:
+
+        rule rank_candidates:
+            input:
+                unpack(_method_inputs),
+                scored=f"{DATA}/scored/test.jsonl",
+            output:
+                ranks=f"{DATA}/rankings/{{method}}/test.jsonl",
+                report=f"{DATA}/rankings/{{method}}/test.report.json",
+            wildcard_constraints:
+                method="|".join(OTHER_METHODS),
+            params:
+                cfg=config_slice(config, *RANK_CFG),
+                cfgargs=CONFIG_ARGS,
+                args=_method_args,
+                out_dir=f"{DATA}/rankings",
+            log:
+                f"{LOGS}/rank_candidates/{{method}}.log",
+            benchmark:
+                f"{BENCH}/rank_candidates/{{method}}.tsv"
+            threads: RCFG["threads"]
+            resources:
+                mem_mb=RCFG["mem_mb"],
+                runtime=_rank_runtime,
+                gpu=RANK_GPU,
+            conda:
+                ENV
+            shell:
+                "llmblend rank-candidates {params.cfgargs} --methods {wildcards.method} --input {input.scored}"
+                " --split test --out-dir {params.out_dir} {params.args} --log {log}"
+
+    TARGETS += [f"{DATA}/rankings/{m}/test.jsonl" for m in RANK_METHODS]
+    TARGETS += [f"{DATA}/rankings/pairranker/{s}.jsonl" for s in RANK_SPLITS]
+    TARGETS += [f"{RESULTS}/plots/ranker/{r}.csv" for r in TRAINED_RANKERS]
