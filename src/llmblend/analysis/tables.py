@@ -79,7 +79,8 @@ def method_name(method: str, st: dict) -> str:
     if method in METHOD_NAMES:
         return METHOD_NAMES[method]
     if method.startswith("oracle-"):
-        return f"Oracle ({method[len('oracle-'):]})"
+        metric = method[len("oracle-"):]
+        return f"Oracle ({st['table3_metrics'].get(metric, metric)})"
     return method
 
 
