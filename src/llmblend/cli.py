@@ -22,6 +22,7 @@ STAGE_MODULES = [
     "llmblend.ranker.cli",
     "llmblend.judge.cli",
     "llmblend.analysis.cli",
+    "llmblend.fuser.cli",
     "llmblend.workflow.cli",
 ]
 
