@@ -3,6 +3,7 @@
 
 from llmblend.config import validate as _validate_config
 import os
+import sys
 from functools import partial
 
 from llmblend.workflow.snake import config_args, config_slice, gguf_models
@@ -10,6 +11,10 @@ from llmblend.workflow.snake import model_arg as _model_arg
 from llmblend.workflow.snake import model_input as _model_input
 
 _validate_config(config)
+
+# rules call the `llmblend` console script: make the one installed beside this Python findable even
+# when the virtual environment is not activated (e.g. `.venv/bin/snakemake`)
+os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
 
 RUN = config["run"]
 DATA = f"data/{RUN}"
