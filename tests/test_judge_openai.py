@@ -238,3 +238,19 @@ def test_cache_safe_under_concurrent_processes(tmp_path):
         pr.join(60)
         assert pr.exitcode == 0
     assert len(LabelCache(path)) == 450
+
+
+def test_fused_answers_with_the_openai_judge(setup, tmp_path):
+    from llmblend.judge.run import judge_fused
+
+    cfg, p, fake = setup
+    fused = tmp_path / "fused.jsonl"
+    fused.write_text("".join(json.dumps({"id": f"ex{i}", "candidates": [{"model": "llm-blender", "text": "fused q9"}]})
+                             + "\n" for i in range(N_EXAMPLES)))
+    m = judge_fused(cfg(), fused, p["candidates"], tmp_path / "fused_test.jsonl", tmp_path / "fm.json",
+                    tmp_path / "fc.sqlite")
+    recs = labels_of(tmp_path / "fused_test.jsonl")
+    assert fake.count() == N_EXAMPLES * len(MODELS) and m["pairs_labelled"] == N_EXAMPLES * len(MODELS)
+    from llmblend.judge.gpt_rank import beats_or_ties
+
+    assert all(beats_or_ties(r["cmp_results"], "llm-blender", m_, "issue6") == 1.0 for r in recs for m_ in MODELS)

@@ -61,4 +61,6 @@ class LabelCache:
         return self.conn.execute("SELECT COUNT(*) FROM labels").fetchone()[0]
 
     def close(self) -> None:
+        # fold the write-ahead log back into the one file, so the file DVC tracks is complete
+        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self.conn.close()

@@ -157,6 +157,12 @@ def label_examples(examples, backend, schedule: str, seed: int, both_orders: boo
     return state, counts
 
 
+def _close(backend) -> None:
+    cache = getattr(backend, "cache", None)
+    if cache is not None:
+        cache.close()
+
+
 class _FixedPairs:
     def __init__(self, pairs):
         self._pairs, self._done = pairs, False
@@ -223,7 +229,10 @@ def judge_split(cfg: dict, candidates, out, metrics, cache, split: str = "test",
                 pairs = pairs[:n_pairs(schedule, len(texts))]
             upper.extend(_jobs_for(rec, pairs, texts, both_orders))
         extra = _check_budget(backend, upper, allow_over_budget)
-    state, counts = label_examples(examples, backend, schedule, cfg["seed"], both_orders)
+    try:
+        state, counts = label_examples(examples, backend, schedule, cfg["seed"], both_orders)
+    finally:
+        _close(backend)
     _write(state, backend, jcfg, schedule, both_orders, out)
     m = _metrics(state, backend, counts, extra, schedule, both_orders)
     m["split"] = split
@@ -264,7 +273,10 @@ def judge_fused(cfg: dict, fused, candidates, out, metrics, cache, allow_over_bu
             pairs = [shown_order(cfg["seed"], rec["id"], FUSED_MODEL, m) for m in texts if m != FUSED_MODEL]
             upper.extend(_jobs_for(rec, pairs, texts, both_orders))
         extra = _check_budget(backend, upper, allow_over_budget)
-    state, counts = label_examples(examples, backend, "all", cfg["seed"], both_orders, extra=by_id)
+    try:
+        state, counts = label_examples(examples, backend, "all", cfg["seed"], both_orders, extra=by_id)
+    finally:
+        _close(backend)
     _write(state, backend, jcfg, "fused-vs-each", both_orders, out)
     m = _metrics(state, backend, counts, extra, "fused-vs-each", both_orders)
     m["split"] = "fused_test"
