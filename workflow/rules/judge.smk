@@ -12,9 +12,8 @@ if JCFG:
     _JUDGE_CFG = ["seed", "mirror", "data.sources", "judge"]
     _JUDGE_OPENAI = "openai" in (JCFG["backend"], JCFG.get("fused_backend"))
 
-    def _judge_runtime(wildcards, input, attempt):
-        # minutes: replay and rubric take seconds; an LLM judge about 1 s per pair at 4 in flight
-        return attempt * (5 + (int(input.size_mb * 2000) if _JUDGE_OPENAI else 0))
+    # minutes: replay and rubric take seconds; an LLM judge about 1 s per pair at 4 in flight
+    _JUDGE_RUNTIME_PER_MB = 2000 if _JUDGE_OPENAI else 0
 
     rule judge_pairs:
         input:
@@ -35,7 +34,7 @@ if JCFG:
         threads: 1
         resources:
             mem_mb=lambda wc, input: 500 + int(input.size_mb * 20),
-            runtime=_judge_runtime,
+            runtime=lambda wc, input, attempt: attempt * (5 + int(input.size_mb * _JUDGE_RUNTIME_PER_MB)),
         conda:
             ENV
         shell:
@@ -60,7 +59,7 @@ if JCFG:
         threads: 1
         resources:
             mem_mb=lambda wc, input: 500 + int(input.size_mb * 20),
-            runtime=_judge_runtime,
+            runtime=lambda wc, input, attempt: attempt * (5 + int(input.size_mb * _JUDGE_RUNTIME_PER_MB)),
         conda:
             ENV
         shell:
