@@ -254,3 +254,15 @@ def test_fused_answers_with_the_openai_judge(setup, tmp_path):
     from llmblend.judge.gpt_rank import beats_or_ties
 
     assert all(beats_or_ties(r["cmp_results"], "llm-blender", m_, "issue6") == 1.0 for r in recs for m_ in MODELS)
+
+
+def test_knockout_schedule_asks_n_minus_1_pairs_and_finds_the_best(setup):
+    from llmblend.judge.gpt_rank import gpt_ranks
+
+    cfg, p, fake = setup
+    m = run(cfg(pairs="knockout"), p)
+    assert fake.count() == N_EXAMPLES * (len(MODELS) - 1) and m["pairs_labelled"] == N_EXAMPLES * 3
+    for i, rec in enumerate(labels_of(p["out"])):
+        quality = {mod: (k * 7 + i) % 4 for k, mod in enumerate(MODELS)}
+        best = max(quality, key=quality.get)
+        assert gpt_ranks(rec["cmp_results"], MODELS)[MODELS.index(best)] == 1
