@@ -24,8 +24,8 @@ def test_faults_in_order(fake_openai):
     fake_openai.queue_fault("500")
     fake_openai.queue_fault("truncated")
     fake_openai.queue_fault("reset")
-    fake_openai.queue_fault("slow", delay=1.0)
-    c = client(fake_openai, timeout=0.3)
+    fake_openai.queue_fault("slow", delay=3.0)
+    c = client(fake_openai, timeout=1.5)
     msgs = [{"role": "user", "content": "x"}]
     with pytest.raises(openai.RateLimitError):
         c.chat.completions.create(model="m", messages=msgs)
