@@ -69,14 +69,19 @@ def _check_budget(backend, jobs_upper_bound: list, allow_over_budget: bool) -> d
     keys, cached, todo = backend.plan(jobs_upper_bound)
     est = backend.estimate_usd([backend.request_body(jobs_upper_bound[i][0], jobs_upper_bound[i][3],
                                                      jobs_upper_bound[i][4]) for i in todo])
-    msg = (f"judge cost estimate: {len(todo)} calls to make ({len(jobs_upper_bound) - len(todo)} cached), "
+    asked = {keys[i] for i in todo}
+    n_cached = sum(1 for k in keys if k in cached and k not in asked)
+    n_repeats = len(jobs_upper_bound) - len(todo) - n_cached
+    msg = (f"judge cost estimate: {len(todo)} calls to make ({n_cached} cached, {n_repeats} repeated texts "
+           f"asked once), "
            f"about {est:.4f} USD (model {backend.o['model']}; cap judge.max_usd = {backend.max_usd})")
     print(msg, flush=True)
     log.info("%s", msg)
     if backend.max_usd is not None and est > backend.max_usd and not allow_over_budget:
         raise LLMBlendError(f"{msg}: the estimate is above the cap; raise judge.max_usd or pass --allow-over-budget "
                             "(the run then stops when the cap is reached)")
-    return {"estimate_usd": est, "calls_planned": len(todo)}
+    return {"estimate_usd": est, "calls_planned": len(todo), "cached_at_start": n_cached,
+            "repeated_texts": n_repeats}
 
 
 def _jobs_for(rec, pairs, texts, both_orders):
