@@ -12,6 +12,23 @@ def register(sub, add_common):
     p.add_argument("--check", action="store_true", help="fail if a committed dvc.yaml differs from the generated one")
     p.set_defaults(func=run)
 
+    c = sub.add_parser("plan-cost", help="print a profile's planned GPU-hours per stage, judge calls and USD, disk")
+    add_common(c)
+    c.add_argument("--json", metavar="FILE", help="also write the plan as JSON")
+    c.set_defaults(func=run_plan_cost)
+
+
+def run_plan_cost(args):
+    """`llmblend plan-cost --config params.yaml [--config config/paper.yaml]`."""
+    from llmblend.config import load_config
+    from llmblend.io import write_json
+    from llmblend.workflow.cost import format_plan, plan
+
+    p = plan(load_config(args.config))
+    print(format_plan(p))
+    if args.json:
+        write_json(args.json, p.to_dict())
+
 
 def run(args):
     from llmblend.io import write_text

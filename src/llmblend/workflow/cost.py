@@ -1,0 +1,369 @@
+"""The cost model of a profile: GPU-hours per stage, judge calls and their price, and disk.
+
+Work is counted from the config alone (split sizes, generators, shards, ranker methods, fuser
+settings), in each stage's unit; time is work / the throughput of one job (`resources.stages`,
+measured by the stage benchmarks or estimated, with the source written beside each number). The
+rules' `resources:` use the same per-job estimate (`job_minutes`), so what a cluster is asked for
+and what the plan prints agree. Nothing here reads data or runs a model.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field
+
+from llmblend.errors import ConfigError
+
+# stage -> the unit its `per_s` counts
+UNITS = {
+    "generate_candidates": "new tokens",
+    "score_candidates": "candidates",
+    "train_ranker": "training comparisons",
+    "rank_candidates": "ordered-pair comparisons",
+    "train_fuser": "training examples",
+    "fuse_candidates": "fused examples",
+}
+SPLITS = ("train", "val", "test")
+# sources whose records already carry the candidates (nothing is generated)
+IMPORTED_SOURCES = {"mixinstruct", "alpaca_eval", "jsonl"}
+
+
+@dataclass
+class Job:
+    stage: str
+    name: str          # the job's wildcards, e.g. "vicuna/test/shard-3"
+    units: float
+    seconds: float
+    gpus: int
+    threads: int
+
+
+@dataclass
+class StagePlan:
+    stage: str
+    unit: str
+    jobs: int = 0
+    units: float = 0.0
+    job_hours: float = 0.0
+    gpu_hours: float = 0.0
+    cpu_core_hours: float = 0.0
+    gpus_per_job: int = 0
+    longest_job_h: float = 0.0
+    source: str = ""
+
+
+@dataclass
+class Plan:
+    run: str
+    items: dict
+    candidates_per_item: int
+    stages: list = field(default_factory=list)
+    judge: dict = field(default_factory=dict)
+    disk: dict = field(default_factory=dict)
+    totals: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _res(cfg: dict) -> dict:
+    res = cfg.get("resources")
+    if not res:
+        raise ConfigError("config key 'resources' is missing: the cost model and the cluster requests need it")
+    return res
+
+
+def stage_settings(cfg: dict, stage: str) -> dict:
+    st = _res(cfg)["stages"].get(stage)
+    if st is None:
+        raise ConfigError(f"config key 'resources.stages.{stage}' is missing")
+    return st
+
+
+def split_items(cfg: dict) -> dict:
+    """Examples per split: resources.items wins, else numbers in data.split.sizes, `rest` from n_items."""
+    override = _res(cfg).get("items") or {}
+    sizes = (cfg.get("data", {}).get("split") or {}).get("sizes") or {}
+    out = {}
+    for s in SPLITS:
+        if s in override:
+            out[s] = override[s]
+        elif isinstance(sizes.get(s), int):
+            out[s] = sizes[s]
+    rest = [s for s in SPLITS if s not in out]
+    if len(rest) == 1 and sizes.get(rest[0]) == "rest":
+        total = sum(src.get("n_items", 0) for src in cfg["data"]["sources"])
+        if total:
+            out[rest[0]] = max(total - sum(out.values()), 0)
+    missing = [s for s in SPLITS if s not in out]
+    if missing:
+        raise ConfigError(f"config key 'resources.items.{missing[0]}' is missing: the split sizes of this "
+                          "profile are not numbers in data.split.sizes, so the cost model needs them")
+    return out
+
+
+def generators(cfg: dict) -> list[dict]:
+    """Every candidate source of the profile (imported ones included: they count as candidates)."""
+    gen = cfg.get("generate") or {}
+    return list(gen.get("generators") or [])
+
+
+def _generated(cfg: dict) -> list[dict]:
+    # `import` generators read candidates from the data: no model runs for them
+    return [g for g in generators(cfg) if g.get("backend", "hf") != "import"]
+
+
+def candidates_per_item(cfg: dict) -> int:
+    n = _res(cfg).get("candidates_per_item")
+    gens = generators(cfg)
+    if n and gens and n != len(gens):
+        raise ConfigError(f"config key 'resources.candidates_per_item' ({n}) disagrees with the "
+                          f"{len(gens)} generators of generate.generators")
+    if n:
+        return n
+    if not gens:
+        raise ConfigError("config key 'resources.candidates_per_item' is missing: the profile generates "
+                          "nothing (no generate.generators), so say how many candidates the data carries")
+    return len(gens)
+
+
+_SIZE = re.compile(r"(?<![a-z0-9.])(\d+(?:\.\d+)?)([bm])(?![a-z])")
+
+
+def _norm(ref: str) -> list[str]:
+    spec = ref.split(":", 1)[1] if re.match(r"^[a-z]+:", ref) else ref
+    spec = spec.split("@", 1)[0]
+    return [ref, spec, spec.rstrip("/").split("/")[-1]]
+
+
+def params_b(cfg: dict, ref: str) -> float:
+    """A model's size in billions of parameters: resources.model_params_b by name, spec or basename,
+    else a `7b` / `135m` in its spec."""
+    sizes = _res(cfg).get("model_params_b") or {}
+    models = cfg.get("models") or {}
+    keys = [ref] + (_norm(models[ref]["spec"]) if ref in models else []) + _norm(ref)
+    for k in keys:
+        if k in sizes:
+            return float(sizes[k])
+    for k in keys:
+        m = _SIZE.search(k.lower())
+        if m:
+            return float(m.group(1)) / (1000.0 if m.group(2) == "m" else 1.0)
+    raise ConfigError(f"config key 'resources.model_params_b.{ref}' is missing: the size of model {ref!r} "
+                      "cannot be read from its spec")
+
+
+def _gen_max_new(gen: dict) -> int:
+    return int((gen.get("decoding") or {}).get("max_new_tokens", 256))
+
+
+def _shards(cfg: dict, section: str) -> int:
+    return int((cfg.get(section) or {}).get("shards") or 1)
+
+
+def job_minutes(cfg: dict, stage: str, units: float, gen_params_b: float | None = None) -> float:
+    """Estimated minutes of one job of `stage` doing `units` of work (start-up included, no margin)."""
+    st = stage_settings(cfg, stage)
+    per_s = st["per_s"]
+    if stage == "generate_candidates" and gen_params_b:
+        per_s = per_s * st.get("ref_params_b", gen_params_b) / gen_params_b
+    return st.get("overhead_min", 0.0) + units / per_s / 60.0
+
+
+def _ranker_trained(cfg: dict) -> list[str]:
+    from llmblend.ranker.stage import model_for
+
+    methods = cfg["ranker"]["methods"]
+    return sorted({"pairranker"} | {model_for(m) for m in methods if model_for(m)})
+
+
+def job_units(cfg: dict, stage: str, wildcards: dict) -> float:
+    """Work of one job of `stage` (in UNITS[stage]) from the config and the job's wildcards; the
+    rules use it to size runtime and memory before any input exists."""
+    items = split_items(cfg)
+    n = candidates_per_item(cfg)
+    if stage == "generate_candidates":
+        gen = next((g for g in generators(cfg) if g["name"] == wildcards.get("generator")), None)
+        if gen is None:
+            raise ConfigError(f"no generator {wildcards.get('generator')!r} in generate.generators")
+        ratio = _res(cfg).get("mean_new_tokens_ratio", 1.0)
+        return math.ceil(items[wildcards["split"]] / _shards(cfg, "generate")) * _gen_max_new(gen) * ratio
+    if stage == "score_candidates":
+        if "split" not in wildcards:   # score_fused: one fused answer per test example
+            return items["test"]
+        return math.ceil(items[wildcards["split"]] / _shards(cfg, "metrics")) * n
+    if stage == "train_ranker":
+        rk = cfg["ranker"]
+        return items["train"] * rk.get("pairs_per_input", 5) * rk["train"]["epochs"]
+    if stage == "rank_candidates":
+        from llmblend.ranker.stage import method_kind
+
+        split = wildcards.get("split", "test")
+        methods = wildcards.get("methods") or [wildcards.get("method", "pairranker")]
+        kinds = {method_kind(m) for m in methods}
+        per_item = 0
+        if kinds & {"pair_full"} or (split != "test" and methods == ["pairranker"]):
+            per_item += n * (n - 1)
+        if "bubble" in kinds:
+            per_item += 2 * (n - 1)
+        if kinds & {"simcls", "summareranker", "clm_scoring"}:
+            per_item += n
+        return items[split] * per_item
+    if stage == "train_fuser":
+        return items["train"] * cfg["fuser"]["train"]["epochs"]
+    if stage == "fuse_candidates":
+        return items["test"]
+    raise ConfigError(f"no cost model for stage {stage!r}")
+
+
+def _jobs(cfg: dict) -> list[Job]:
+    """Every heavy job of the profile, with its work and estimated seconds."""
+    jobs: list[Job] = []
+
+    def add(stage, name, wildcards, gen_params_b=None):
+        st = stage_settings(cfg, stage)
+        units = job_units(cfg, stage, wildcards)
+        minutes = job_minutes(cfg, stage, units, gen_params_b)
+        jobs.append(Job(stage, name, units, minutes * 60.0, st["gpus"], st["threads"]))
+
+    gen = cfg.get("generate") or {}
+    for g in _generated(cfg):
+        size = params_b(cfg, g.get("model", g["name"]))
+        for split in gen.get("splits", list(SPLITS)):
+            for k in range(_shards(cfg, "generate")):
+                add("generate_candidates", f"{g['name']}/{split}/shard-{k}",
+                    {"generator": g["name"], "split": split}, size)
+    if cfg.get("metrics"):
+        for split in SPLITS:
+            for k in range(_shards(cfg, "metrics")):
+                add("score_candidates", f"{split}/shard-{k}", {"split": split})
+        if cfg.get("fuser"):
+            add("score_candidates", "fused/test", {})
+    if cfg.get("ranker"):
+        from llmblend.ranker.stage import method_kind
+
+        for r in _ranker_trained(cfg):
+            add("train_ranker", r, {"ranker": r})
+        for split in cfg["ranker"].get("rank_splits", []):
+            if split != "test":
+                add("rank_candidates", f"pairranker/{split}", {"split": split})
+        methods = cfg["ranker"]["methods"]
+        full = [m for m in methods if method_kind(m) == "pair_full"]
+        if full:
+            add("rank_candidates", "full/test", {"split": "test", "methods": full})
+        for m in methods:
+            if method_kind(m) in ("bubble", "simcls", "summareranker", "clm_scoring"):
+                add("rank_candidates", f"{m}/test", {"split": "test", "method": m})
+    if cfg.get("fuser"):
+        add("train_fuser", "fuser", {})
+        add("fuse_candidates", "test", {})
+    return jobs
+
+
+def judge_plan(cfg: dict) -> dict:
+    """Judge calls of the profile (pairs of every judged split + the fused answers) and their price."""
+    jcfg = cfg.get("judge")
+    if not jcfg:
+        return {"backend": None, "calls": 0, "usd": 0.0}
+    items, n = split_items(cfg), candidates_per_item(cfg)
+    per_item = (n - 1) if jcfg.get("pairs", "all") == "knockout" else n * (n - 1) // 2
+    orders = 2 if jcfg.get("both_orders") else 1
+    backend = jcfg["backend"]
+    fused_backend = jcfg.get("fused_backend") or backend
+    pair_calls = sum(items[s] for s in jcfg.get("splits", ["test"])) * per_item * orders
+    fused_calls = items["test"] * n * orders if cfg.get("fuser") else 0
+    paid = (pair_calls if backend == "openai" else 0) + (fused_calls if fused_backend == "openai" else 0)
+    jres = _res(cfg).get("judge") or {}
+    o = jcfg.get("openai") or {}
+    pt, ct = jres.get("prompt_tokens", 400), jres.get("completion_tokens", 4)
+    usd_per_call = (pt * o.get("prompt_usd_per_1m", 0.0) + ct * o.get("completion_usd_per_1m", 0.0)) / 1e6
+    batch = bool(jres.get("batch_api"))
+    discount = o.get("batch_discount", 1.0) if batch else 1.0
+    return {"backend": backend, "fused_backend": fused_backend, "pair_calls": pair_calls,
+            "fused_calls": fused_calls, "paid_calls": paid, "model": o.get("model"),
+            "prompt_tokens": paid * pt, "completion_tokens": paid * ct, "batch_api": batch,
+            "usd": round(paid * usd_per_call * discount, 2), "max_usd": jcfg.get("max_usd")}
+
+
+def disk_plan(cfg: dict) -> dict:
+    """Bytes on disk: candidate copies, the judge cache, model weights and training checkpoints."""
+    d = _res(cfg).get("disk") or {}
+    items, n = split_items(cfg), candidates_per_item(cfg)
+    n_cand = sum(items.values()) * n
+    cand_bytes = n_cand * d.get("bytes_per_candidate", 1000) * d.get("copies", 4)
+    judge = judge_plan(cfg)
+    judge_bytes = (judge.get("pair_calls", 0) + judge.get("fused_calls", 0)) * 1000  # one cached reply + key
+    bpp = d.get("checkpoint_bytes_per_param", 12)
+    models = {g.get("model", g["name"]) for g in _generated(cfg) if g.get("backend", "hf") == "hf"}
+    weights = sum(params_b(cfg, m) for m in models) * 1e9 * 2  # bf16 on disk, once per model
+    ckpt = 0.0
+    if cfg.get("ranker"):
+        ckpt += len(_ranker_trained(cfg)) * params_b(cfg, cfg["ranker"]["backbone"]) * 1e9 * bpp
+    if cfg.get("fuser"):
+        ckpt += params_b(cfg, cfg["fuser"]["model"]) * 1e9 * bpp
+    total = cand_bytes + judge_bytes + weights + ckpt
+    gb = lambda b: round(b / 1e9, 3)  # noqa: E731
+    return {"candidates": n_cand, "candidates_gb": gb(cand_bytes), "judge_cache_gb": gb(judge_bytes),
+            "generator_weights_gb": gb(weights), "checkpoints_gb": gb(ckpt), "total_gb": gb(total)}
+
+
+def plan(cfg: dict) -> Plan:
+    res = _res(cfg)
+    p = Plan(run=cfg["run"], items=split_items(cfg), candidates_per_item=candidates_per_item(cfg))
+    by_stage: dict[str, StagePlan] = {}
+    for job in _jobs(cfg):
+        sp = by_stage.setdefault(job.stage, StagePlan(job.stage, UNITS[job.stage], gpus_per_job=job.gpus,
+                                                      source=stage_settings(cfg, job.stage)["source"]))
+        hours = job.seconds / 3600.0
+        sp.jobs += 1
+        sp.units += job.units
+        sp.job_hours += hours
+        sp.gpu_hours += hours * job.gpus
+        sp.cpu_core_hours += hours * job.threads
+        sp.longest_job_h = max(sp.longest_job_h, hours)
+    for sp in by_stage.values():
+        for k in ("units", "job_hours", "gpu_hours", "cpu_core_hours", "longest_job_h"):
+            setattr(sp, k, round(getattr(sp, k), 3))
+    p.stages = [by_stage[s] for s in UNITS if s in by_stage]
+    p.judge = judge_plan(cfg)
+    p.disk = disk_plan(cfg)
+    gpu_h = sum(s.gpu_hours for s in p.stages)
+    p.totals = {"jobs": sum(s.jobs for s in p.stages), "gpu_hours": round(gpu_h, 2),
+                "cpu_core_hours": round(sum(s.cpu_core_hours for s in p.stages), 2),
+                "gpu_usd": round(gpu_h * res["usd_per_gpu_hour"], 2), "judge_usd": p.judge["usd"],
+                "usd": round(gpu_h * res["usd_per_gpu_hour"] + p.judge["usd"], 2), "disk_gb": p.disk["total_gb"]}
+    return p
+
+
+def format_plan(p: Plan) -> str:
+    lines = [f"cost plan of profile {p.run!r}: items {p.items}, {p.candidates_per_item} candidates per item", ""]
+    head = f"{'stage':<22}{'jobs':>6}{'work':>16}  {'unit':<26}{'GPUs/job':>9}{'job-h':>10}{'GPU-h':>10}{'core-h':>10}"
+    lines += [head, "-" * len(head)]
+    for s in p.stages:
+        lines.append(f"{s.stage:<22}{s.jobs:>6}{s.units:>16,.0f}  {s.unit:<26}{s.gpus_per_job:>9}"
+                     f"{s.job_hours:>10.2f}{s.gpu_hours:>10.2f}{s.cpu_core_hours:>10.2f}")
+    t = p.totals
+    lines += ["-" * len(head), f"{'total':<22}{t['jobs']:>6}{'':>16}  {'':<26}{'':>9}{'':>10}"
+              f"{t['gpu_hours']:>10.2f}{t['cpu_core_hours']:>10.2f}", ""]
+    j = p.judge
+    if j.get("backend"):
+        lines.append(f"judge: backend {j['backend']} (fused: {j['fused_backend']}), {j['pair_calls']:,} pair calls + "
+                     f"{j['fused_calls']:,} fused calls; paid calls {j['paid_calls']:,} to {j['model']} "
+                     f"({j['prompt_tokens']:,} prompt + {j['completion_tokens']:,} completion tokens"
+                     f"{', Batch API' if j['batch_api'] else ''}): USD {j['usd']:,.2f} (cap judge.max_usd "
+                     f"{j['max_usd']})")
+    else:
+        lines.append("judge: none in this profile")
+    d = p.disk
+    lines.append(f"disk: {d['total_gb']:,.2f} GB = candidates {d['candidates_gb']:,.2f} ({d['candidates']:,} "
+                 f"candidates, all copies) + judge cache {d['judge_cache_gb']:,.2f} + generator weights "
+                 f"{d['generator_weights_gb']:,.2f} + checkpoints {d['checkpoints_gb']:,.2f}")
+    lines.append(f"total: GPU USD {t['gpu_usd']:,.2f} + judge USD {t['judge_usd']:,.2f} = USD {t['usd']:,.2f}")
+    if not any(s.stage == "generate_candidates" for s in p.stages):
+        lines.append("generation: none planned (no generate.generators in this profile; candidates come with the data)")
+    lines.append("")
+    lines.append("throughput sources:")
+    for s in p.stages:
+        lines.append(f"  {s.stage}: {s.source}")
+    return "\n".join(lines)
