@@ -220,31 +220,28 @@ def test_tiny_fuser_learns_and_round_trips(tmp_path, files, family):
     assert fuser.family == family and fuser.spec.top_k == 2 and fuser.generate_defaults["num_beams"] == 2
     # the saved fuser reproduces the references it was trained on, from the ranked candidates
     split, ranks = files
-    fuse_split(tmp_path / "fuser", split, "pairranker", tmp_path / "fused.jsonl", ranks, batch_size=3)
+    fuse_split(tmp_path / "fuser", split, "pairranker", tmp_path / "fused.jsonl", ranks, batch_size=3,
+               report_path=tmp_path / "rep.json")
     fused = read_jsonl(tmp_path / "fused.jsonl")
     assert [r["candidates"][0]["text"] for r in fused] == [e[3] for e in EXAMPLES]
     # the same through the library call Blender.fuse uses
     texts = fuser.fuse([e[0] for e in EXAMPLES[:2]], [e[1] for e in EXAMPLES[:2]],
                        [["3 + 5 = 8.", "eight"], ["Paris is the capital.", "Lyon"]])
     assert texts == ["3 + 5 = 8.", "Paris is the capital."]
+    check_fused_layout(fused, json.loads((tmp_path / "rep.json").read_text()))
 
 
-def test_fused_records_keep_the_split_layout(tmp_path, files):
-    train_tiny(tmp_path, "causal_lm", files, train={"epochs": 30})
-    split, ranks = files
-    report = fuse_split(tmp_path / "fuser", split, "pairranker", tmp_path / "f.jsonl", ranks,
-                        generate={"num_beams": 1}, report_path=tmp_path / "rep.json")
-    rows = read_jsonl(tmp_path / "f.jsonl")
+def check_fused_layout(rows, report):
     assert [r["id"] for r in rows] == ["t/0", "t/1", "t/2", "t/3"]
     assert set(rows[0]) == {"id", "instruction", "input", "output", "source", "rubric", "candidates"}
     cand = rows[0]["candidates"][0]
     assert len(rows[0]["candidates"]) == 1
-    assert cand["model"] == "llm-blender" and cand["decoding_method"] == "greedy"
+    assert cand["model"] == "llm-blender" and cand["decoding_method"] == "beam2"
     assert cand["fused_from"] == ["m1", "m0"] and cand["n_tokens"] > 0
     # the empty answer is kept and flagged; the record with fewer than K candidates is flagged
     assert rows[3]["candidates"][0]["text"] == "" and "empty" in rows[3]["candidates"][0]["flags"]
     assert "fewer_than_k" in rows[3]["candidates"][0]["flags"] and "fewer_than_k" not in cand["flags"]
-    assert report["flags"]["empty"] == 1 and report["records"] == 4
+    assert report["flags"]["empty"] == 1 and report["records"] == 4 and report["decoding_method"] == "beam2"
 
 
 def test_killed_training_resumes_from_the_last_checkpoint(tmp_path, files):
@@ -262,3 +259,21 @@ def test_killed_training_resumes_from_the_last_checkpoint(tmp_path, files):
     report = train_tiny(tmp_path, "causal_lm", files, train={"epochs": 20})
     assert report["resumed"] and report["steps"] == 20
     assert (tmp_path / "fuser" / "model.safetensors").is_file()
+
+
+def test_cli_reports_bad_input_in_one_line_and_writes_nothing(tmp_path, files, capsys):
+    from pathlib import Path
+
+    from llmblend.cli import main
+
+    split, _ = files
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "t/0", "ranks": [1, 2, 3]}\n{"id": "t/1"}\n')
+    base = make_model_dir(tmp_path, "causal_lm")
+    params = Path(__file__).resolve().parents[1] / "params.yaml"
+    rc = main(["build-fuser-data", "--config", str(params), "--model", f"dir:{base}", "--split", f"train={split}",
+               "--split", f"val={split}", "--rankings", f"train={bad}", "--rankings", f"val={bad}",
+               "--out-dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert rc == 2 and "bad.jsonl:2: field 'ranks': missing" in err
+    assert not (tmp_path / "out").exists()
