@@ -1,0 +1,152 @@
+"""The metrics stage: scores written into the records, shards + gather, imported scores, the
+summary table (metrics not computed, with the reason), counts, and bad input."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from metrics_models import bert_tokenizer_dir, tiny_llama  # noqa: F401 (fixtures)
+from sacrebleu import sentence_bleu
+
+from llmblend.cli import main
+from llmblend.errors import InputError
+from llmblend.io import read_json, read_jsonl, write_jsonl
+from llmblend.metrics.stage import build_metrics, gather_shards, score_file, summarize
+
+REFS = ["The capital of France is Paris.", "Seven.", "Red, green and blue.", "Water boils at 100 C."]
+TEXTS = [["Paris is the capital.", "", "London"], ["7", "Seven.", "eight"], ["red green blue", "colors", "x y"],
+         ["It boils at 100 degrees.", "100", "   "]]
+
+
+def _records():
+    return [{"id": f"t/{i}", "instruction": "q", "input": "", "output": ref, "source": "t",
+             "candidates": [{"model": f"m{k}", "text": t, "flags": []} for k, t in enumerate(texts)]}
+            for i, (ref, texts) in enumerate(zip(REFS, TEXTS))]
+
+
+def _cfg(**over):
+    m = {"recompute": False, "shards": 1, "batch_size": 4, "device": "cpu", "threads": 1,
+         "bartscore": {"enabled": False, "reason": "no BART checkpoint offline", "model": None},
+         "clm_logprob": {"enabled": False, "reason": "off in this test", "model": None, "template": "{candidate}"},
+         "bleurt": {"enabled": False, "reason": "no BLEURT checkpoint offline", "model": None},
+         "bertscore": {"enabled": False, "reason": "off in this test", "model": None, "num_layers": 1},
+         "bleu": {"enabled": True}, "rouge": {"enabled": True}}
+    for k, v in over.items():
+        m[k] = v
+    return {"run": "t", "seed": 1, "metrics": m}
+
+
+@pytest.fixture
+def cands(tmp_path):
+    p = tmp_path / "candidates.jsonl"
+    write_jsonl(p, _records())
+    return p
+
+
+def test_scores_are_written_into_each_candidate(cands, tmp_path):
+    rep = score_file(_cfg(), {}, cands, tmp_path / "out.jsonl", tmp_path / "rep.json")
+    out = read_jsonl(tmp_path / "out.jsonl")
+    assert [r["id"] for r in out] == [r["id"] for r in _records()]
+    for rec in out:
+        for c in rec["candidates"]:
+            assert set(c["scores"]) == {"bleu", "rouge1", "rouge2", "rougeL", "rougeLsum"}
+            assert c["flags"] == []  # everything else is kept as it was
+    assert out[1]["candidates"][1]["scores"]["bleu"] == pytest.approx(100.0)
+    c = rep["counts"]
+    assert (c["records"], c["candidates"], c["empty_candidate"], c["empty_reference"]) == (4, 12, 2, 0)
+    assert c["computed.bleu"] == 12 and c["computed.rouge"] == 12
+    assert rep["not_computed"]["bleurt"] == "no BLEURT checkpoint offline"
+
+
+def test_shards_gathered_equal_one_job(cands, tmp_path):
+    score_file(_cfg(), {}, cands, tmp_path / "whole.jsonl")
+    parts = []
+    for k in range(3):
+        score_file(_cfg(), {}, cands, tmp_path / f"s{k}.jsonl", tmp_path / f"s{k}.json", shard=k, n_shards=3)
+        parts.append(k)
+    rep = gather_shards([tmp_path / f"s{k}.jsonl" for k in parts], [tmp_path / f"s{k}.json" for k in parts],
+                        tmp_path / "gathered.jsonl", tmp_path / "gathered.json")
+    assert (tmp_path / "gathered.jsonl").read_bytes() == (tmp_path / "whole.jsonl").read_bytes()
+    assert rep["counts"]["candidates"] == 12 and rep["shards"] == 3
+
+
+def test_imported_scores_kept_unless_recompute_and_they_agree(tmp_path):
+    """Imported data (MixInstruct-like) carries bleu computed by the reference code's call,
+    sentence_bleu(hypo, [ref]); it is kept as is, and recomputing gives the same values."""
+    recs = _records()
+    for rec in recs:
+        for c in rec["candidates"]:
+            c["scores"] = {"bleu": sentence_bleu(c["text"], [rec["output"]]).score if c["text"].strip() else 0.0,
+                           "logprobs": -3.5}
+    write_jsonl(tmp_path / "imported.jsonl", recs)
+    cfg = _cfg(rouge={"enabled": False, "reason": "not in this test"})
+    rep = score_file(cfg, {}, tmp_path / "imported.jsonl", tmp_path / "kept.jsonl")
+    assert rep["counts"]["kept_existing.bleu"] == 12 and "computed.bleu" not in rep["counts"]
+    assert read_jsonl(tmp_path / "kept.jsonl") == recs
+
+    cfg["metrics"]["recompute"] = True
+    rep = score_file(cfg, {}, tmp_path / "imported.jsonl", tmp_path / "recomputed.jsonl")
+    assert rep["counts"]["computed.bleu"] == 12
+    for old, new in zip(recs, read_jsonl(tmp_path / "recomputed.jsonl")):
+        for a, b in zip(old["candidates"], new["candidates"]):
+            assert b["scores"]["bleu"] == pytest.approx(a["scores"]["bleu"], abs=1e-9)
+            assert b["scores"]["logprobs"] == -3.5  # keys of other metrics stay
+
+
+def test_model_metric_counts_truncations_in_the_report(cands, tmp_path, tiny_llama):
+    cfg = _cfg(clm_logprob={"enabled": True, "model": "x", "template": "A: {candidate}\nB:",
+                            "max_candidate_tokens": 2, "max_reference_tokens": 3})
+    rep = score_file(cfg, {"clm_logprob": f"dir:{tiny_llama}"}, cands, tmp_path / "o.jsonl", tmp_path / "r.json")
+    c = rep["counts"]
+    assert c["computed.clm_logprob"] == 12
+    assert c["truncated_candidate.clm_logprob"] >= 3 and c["truncated_reference.clm_logprob"] >= 3
+    assert rep["settings"]["clm_logprob"]["max_candidate_tokens"] == 2
+    vals = [cand["scores"]["clm_logprob"] for r in read_jsonl(tmp_path / "o.jsonl") for cand in r["candidates"]]
+    assert all(v < 0 for v in vals)
+
+
+def test_enabled_model_metric_without_a_model_is_a_config_error():
+    from llmblend.errors import ConfigError
+
+    cfg = _cfg(bertscore={"enabled": True, "model": "minilm", "num_layers": 1})
+    with pytest.raises(ConfigError, match="bertscore"):
+        build_metrics(cfg["metrics"], {})
+
+
+def test_summary_table_lists_means_and_metrics_not_computed(cands, tmp_path):
+    cfg = _cfg()
+    score_file(cfg, {}, cands, tmp_path / "test.jsonl", tmp_path / "test.report.json")
+    s = summarize(cfg, {"test": tmp_path / "test.jsonl"}, {"test": tmp_path / "test.report.json"},
+                  tmp_path / "metrics" / "candidate_scores.json", tmp_path / "scores.csv", tmp_path / "report.json")
+    rows = list(csv.DictReader(open(tmp_path / "scores.csv", encoding="utf-8")))
+    m1_bleu = [r for r in rows if r["model"] == "m1" and r["metric"] == "bleu"][0]
+    expect = sum(sentence_bleu(t[1], [ref]).score if t[1] else 0.0 for t, ref in zip(TEXTS, REFS)) / 4
+    assert float(m1_bleu["mean"]) == pytest.approx(expect, abs=1e-5) and m1_bleu["status"] == "computed"
+    bleurt = [r for r in rows if r["metric"] == "bleurt"]
+    assert len(bleurt) == 3 and all(r["status"] == "not_computed" and "BLEURT" in r["note"] for r in bleurt)
+    assert s["splits"]["test"]["m1"]["bleu"] == pytest.approx(expect, abs=1e-5)
+    assert read_json(tmp_path / "report.json")["not_computed"]["bartscore"] == "no BART checkpoint offline"
+
+
+def test_bad_input_names_file_line_field_and_writes_nothing(tmp_path):
+    recs = _records()
+    bad = copy.deepcopy(recs)
+    del bad[2]["candidates"][1]["text"]
+    write_jsonl(tmp_path / "bad.jsonl", bad)
+    with pytest.raises(InputError) as e:
+        score_file(_cfg(), {}, tmp_path / "bad.jsonl", tmp_path / "out.jsonl")
+    assert e.value.line == 3 and e.value.field == "candidates[1].text"
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_cli_exits_2_on_bad_input_without_output(tmp_path, capsys):
+    (tmp_path / "in.jsonl").write_text(json.dumps({"id": "a", "output": 3, "candidates": []}) + "\n")
+    params = Path(__file__).resolve().parents[1] / "params.yaml"
+    rc = main(["score-candidates", "--config", str(params), "--in", str(tmp_path / "in.jsonl"), "--out", str(tmp_path / "o.jsonl")])
+    assert rc == 2
+    assert "in.jsonl:1: field 'output'" in capsys.readouterr().err
+    assert not (tmp_path / "o.jsonl").exists()
