@@ -11,31 +11,24 @@ if ECFG is not None and config.get("ranker") and config.get("judge") and config.
     EVAL_FUSED = bool(config.get("fuser"))
     _EVAL_FIGURES = ["figure1", "gpt_rank_distribution", "correlation_heatmap", "tradeoff"]
 
-    def _eval_inputs(wildcards):
-        inputs = {
-            "scored": f"{DATA}/scored/test.jsonl",
-            "judge": f"{DATA}/judge/test.jsonl",
-            "metrics_report": f"{RESULTS}/metrics/candidate_scores.json",
-            "rankings": [f"{DATA}/rankings/{m}/test.jsonl" for m in EVAL_METHODS],
-        }
-        if EVAL_FUSED:
-            inputs["fused"] = f"{RESULTS}/fuser/test_fused_scored.jsonl"
-            inputs["fused_judge"] = f"{DATA}/judge/fused_test.jsonl"
-        return inputs
-
-    def _eval_args(wildcards, input):
-        args = [f"--ranking {m}={p}" for m, p in zip(EVAL_METHODS, input.rankings)]
-        if EVAL_FUSED:
-            args += [f"--fused {input.fused}", f"--fused-judge {input.fused_judge}"]
-        return " ".join(args)
-
-    def _eval_runtime(wildcards, input, attempt):
-        # minutes: the bootstrap dominates, about 1 s per MB of inputs per 1000 resamples on one core
-        return attempt * (5 + int(input.size_mb * ECFG.get("bootstrap", {}).get("samples", 1000) / 30000))
+    # the rule's inputs; the LLM-Blender row's two files only when the profile fuses
+    EVAL_INPUTS = {
+        "scored": f"{DATA}/scored/test.jsonl",
+        "judge": f"{DATA}/judge/test.jsonl",
+        "metrics_report": f"{RESULTS}/metrics/candidate_scores.json",
+        "rankings": [f"{DATA}/rankings/{m}/test.jsonl" for m in EVAL_METHODS],
+    }
+    EVAL_ARGS = [f"--ranking {m}={p}" for m, p in zip(EVAL_METHODS, EVAL_INPUTS["rankings"])]
+    if EVAL_FUSED:
+        EVAL_INPUTS["fused"] = f"{RESULTS}/fuser/test_fused_scored.jsonl"
+        EVAL_INPUTS["fused_judge"] = f"{DATA}/judge/fused_test.jsonl"
+        EVAL_ARGS += [f"--fused {EVAL_INPUTS['fused']}", f"--fused-judge {EVAL_INPUTS['fused_judge']}"]
+    # minutes: the bootstrap dominates, about 1 s per MB of inputs per 1000 resamples on one core
+    EVAL_RESAMPLES = ECFG.get("bootstrap", {}).get("samples", 1000)
 
     rule evaluate:
         input:
-            unpack(_eval_inputs),
+            **EVAL_INPUTS,
         output:
             table2=report(f"{RESULTS}/tables/table2.csv", caption="../report/table2.rst", category="Tables"),
             table2_md=f"{RESULTS}/tables/table2.md",
@@ -59,7 +52,8 @@ if ECFG is not None and config.get("ranker") and config.get("judge") and config.
         params:
             cfg=config_slice(config, "seed", "evaluate", "ranker.methods"),
             cfgargs=CONFIG_ARGS,
-            args=_eval_args,
+            args=" ".join(EVAL_ARGS),
+            results=lambda wc, output: os.path.dirname(os.path.dirname(output.headline)),
         log:
             f"{LOGS}/evaluate.log",
         benchmark:
@@ -67,12 +61,12 @@ if ECFG is not None and config.get("ranker") and config.get("judge") and config.
         threads: 1
         resources:
             mem_mb=lambda wc, input: 1000 + int(input.size_mb * 10),
-            runtime=_eval_runtime,
+            runtime=lambda wc, input, attempt: attempt * (5 + int(input.size_mb * EVAL_RESAMPLES / 30000)),
         conda:
             ENV
         shell:
             "llmblend evaluate {params.cfgargs} --scored {input.scored} --judge {input.judge}"
-            " --metrics-report {input.metrics_report} {params.args} --out-dir {RESULTS} --log {log}"
+            " --metrics-report {input.metrics_report} {params.args} --out-dir {params.results} --log {log}"
 
     rule build_report:
         input:
@@ -83,6 +77,7 @@ if ECFG is not None and config.get("ranker") and config.get("judge") and config.
         params:
             cfg=config_slice(config, "run"),
             cfgargs=CONFIG_ARGS,
+            results=lambda wc, output: os.path.dirname(output[0]),
         log:
             f"{LOGS}/build_report.log",
         resources:
@@ -91,7 +86,7 @@ if ECFG is not None and config.get("ranker") and config.get("judge") and config.
         conda:
             ENV
         shell:
-            "llmblend report {params.cfgargs} --results {RESULTS} --captions {input.captions}"
+            "llmblend report {params.cfgargs} --results {params.results} --captions {input.captions}"
             " --out {output} --log {log}"
 
     TARGETS += [f"{RESULTS}/report.html"] + rules.evaluate.output
