@@ -14,7 +14,7 @@ from sacrebleu import sentence_bleu
 
 from llmblend.cli import main
 from llmblend.errors import InputError
-from llmblend.io import read_json, read_jsonl, write_jsonl
+from llmblend.io import read_json, read_jsonl, write_json, write_jsonl
 from llmblend.metrics.stage import build_metrics, gather_shards, score_file, summarize
 
 REFS = ["The capital of France is Paris.", "Seven.", "Red, green and blue.", "Water boils at 100 C."]
@@ -87,6 +87,12 @@ def test_imported_scores_kept_unless_recompute_and_they_agree(tmp_path):
     rep = score_file(cfg, {}, tmp_path / "imported.jsonl", tmp_path / "kept.jsonl")
     assert rep["counts"]["kept_existing.bleu"] == 12 and "computed.bleu" not in rep["counts"]
     assert read_jsonl(tmp_path / "kept.jsonl") == recs
+    write_json(tmp_path / "kept.report.json", rep)
+    summarize(cfg, {"test": tmp_path / "kept.jsonl"}, {"test": tmp_path / "kept.report.json"},
+              tmp_path / "m.json", tmp_path / "t.csv")
+    status = {(r["metric"], r["status"]) for r in csv.DictReader(open(tmp_path / "t.csv", encoding="utf-8"))}
+    assert ("bleu", "imported") in status and ("logprobs", "imported") in status
+    assert not any(st == "computed" for _, st in status)
 
     cfg["metrics"]["recompute"] = True
     rep = score_file(cfg, {}, tmp_path / "imported.jsonl", tmp_path / "recomputed.jsonl")

@@ -211,7 +211,12 @@ def summarize(cfg: dict, scored: dict, reports: dict, metrics_json, table_csv, r
     rows = []
     for split, path in scored.items():
         rep = read_json(reports[split])
-        computed_keys = {k for m in rep["computed"] for k in METRIC_KEYS[m]}
+        # a key's origin in this split: computed here, kept from the imported data, or both
+        origin = {}
+        for m in rep["computed"]:
+            done, kept = rep["counts"].get(f"computed.{m}", 0), rep["counts"].get(f"kept_existing.{m}", 0)
+            for k in METRIC_KEYS[m]:
+                origin[k] = "computed" if not kept else "imported" if not done else "computed+imported"
         vals = model_means(path)
         summary["splits"][split] = {}
         for model in vals:
@@ -221,7 +226,7 @@ def summarize(cfg: dict, scored: dict, reports: dict, metrics_json, table_csv, r
                 mean = sum(xs) / len(xs)
                 means[key] = round(mean, 6)
                 std = math.sqrt(sum((x - mean) ** 2 for x in xs) / len(xs))
-                status = "computed" if key in computed_keys else "imported"
+                status = origin.get(key, "imported")
                 rows.append([split, model, key, f"{mean:.6f}", f"{std:.6f}", len(xs), status, ""])
             summary["splits"][split][model] = means
             for m, reason in missing.items():
