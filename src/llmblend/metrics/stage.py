@@ -121,7 +121,9 @@ def score_records(records: list[dict], metrics: dict, recompute: bool) -> dict:
                     todo[name].append((r, c))
     counts["records"] = len(records)
     for name, metric in metrics.items():
-        where = todo[name]
+        # longest first over the whole job, so each chunk below holds texts of similar length
+        where = sorted(todo[name], key=lambda rc: -len(records[rc[0]]["candidates"][rc[1]]["text"])
+                       - len(records[rc[0]]["output"]))
         if not where:
             continue
         t0 = time.perf_counter()
