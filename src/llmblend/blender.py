@@ -1,0 +1,150 @@
+"""`llmblend.Blender`: rank, compare, pick the best of N and fuse, without the workflow.
+
+    from llmblend import Blender
+    b = Blender()
+    b.loadranker("data/demo/rankers/pairranker/model")      # a directory, dir:<path> or hf:<org>/<name>
+    ranks = b.rank(inputs, candidates, instructions)          # ranks[e][i]: 1 = best
+    best = b.best_of_n(inputs, candidates, instructions)      # one text per input
+    b.loadfuser("data/demo/fuser/model")
+    fused = b.rank_and_fuse(inputs, candidates, instructions, top_k=3)
+
+Sources are built as the stage builds them (instruction, then the input on its own line), so the API
+and the workflow rank identically.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from llmblend.errors import LLMBlendError
+from llmblend.ranker import infer
+from llmblend.ranker.model import load_ranker, source_text
+
+COMPARE_MODES = ("[A,B]+[B,A]", "[A,B]", "[B,A]")
+RANK_MODES = ("max_logits", "max_wins", "bubble")
+
+
+def _local_dir(path_or_spec) -> Path:
+    """A directory for a saved model: a path, dir:<path>, or hf:<org>/<name> (local cache when offline)."""
+    from llmblend.models.resolve import resolve
+
+    spec = str(path_or_spec)
+    if Path(spec).is_dir():
+        return Path(spec)
+    return resolve(spec)
+
+
+class Blender:
+    def __init__(self, ranker=None, fuser=None, device: str | None = None, max_tokens: int = 8192,
+                 max_batch: int = 64, seed: int = 0):
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.infer_kw = dict(max_tokens=max_tokens, max_batch=max_batch, device=self.device)
+        self.seed = seed
+        self.ranker = self.tokenizer = self.fuser = None
+        if ranker is not None:
+            self.loadranker(ranker)
+        if fuser is not None:
+            self.loadfuser(fuser)
+
+    # ---------------------------------------------------------------- loading
+
+    def loadranker(self, path_or_spec) -> "Blender":
+        model, tok = load_ranker(_local_dir(path_or_spec))
+        self.ranker, self.tokenizer = model.to(self.device).eval(), tok
+        return self
+
+    def loadfuser(self, path_or_spec, **kw) -> "Blender":
+        from llmblend.fuser.api import load_fuser
+
+        self.fuser = load_fuser(str(path_or_spec), device=self.device, **kw)
+        return self
+
+    def _need_ranker(self):
+        if self.ranker is None:
+            raise LLMBlendError("no ranker loaded: call Blender.loadranker(path) first")
+        return self.ranker
+
+    @staticmethod
+    def _sources(inputs, instructions):
+        if instructions is not None and len(instructions) != len(inputs):
+            raise ValueError(f"{len(instructions)} instructions for {len(inputs)} inputs")
+        instructions = instructions or [""] * len(inputs)
+        return [source_text({"instruction": ins, "input": inp}) for ins, inp in zip(instructions, inputs)]
+
+    # ---------------------------------------------------------------- ranking
+
+    def rank(self, inputs, candidates, instructions=None, return_scores=False, mode="max_logits"):
+        """Rank each input's candidates: ranks[e][i] (1 = best; ties share the better rank), or the
+        scores (higher = better) with return_scores. PairRanker modes: max_logits (the paper's main),
+        max_wins, bubble (one seeded pass: only the top-1 is meaningful)."""
+        model = self._need_ranker()
+        if len(inputs) != len(candidates):
+            raise ValueError(f"{len(candidates)} candidate lists for {len(inputs)} inputs")
+        if any(len(c) == 0 for c in candidates):
+            raise ValueError("every input needs at least one candidate")
+        srcs = self._sources(inputs, instructions)
+        kind = model.config.ranker_type
+        if kind == "pairranker":
+            if mode not in RANK_MODES:
+                raise ValueError(f"mode {mode!r}: one of {', '.join(RANK_MODES)}")
+            if mode == "bubble":
+                scores, _ = infer.bubble(model, self.tokenizer, srcs, candidates, seed=self.seed, **self.infer_kw)
+            else:
+                agg = infer.max_logits if mode == "max_logits" else infer.max_wins
+                mats = infer.full_matrices(model, self.tokenizer, srcs, candidates, **self.infer_kw)
+                scores = [agg(m).tolist() for m in mats]
+        elif kind == "summareranker":
+            scores = infer.single_scores(model, self.tokenizer, srcs, candidates, **self.infer_kw)
+        else:
+            scores = infer.dual_scores(model, self.tokenizer, srcs, candidates, **self.infer_kw)
+        if return_scores:
+            return scores
+        return [infer.ranks_from_scores(s) for s in scores]
+
+    def compare(self, inputs, candidates_A, candidates_B, instructions=None, mode="[A,B]+[B,A]",
+                return_logits=False):
+        """Is A better than B, per input? With return_logits, a logit per input (> 0: A better) in
+        every mode: "[A,B]" = logit(A first), "[B,A]" = -logit(B first), "[A,B]+[B,A]" = their sum."""
+        model = self._need_ranker()
+        if model.config.ranker_type != "pairranker":
+            sa = self.rank(inputs, [[a, b] for a, b in zip(candidates_A, candidates_B)], instructions,
+                           return_scores=True)
+            logits = [s[0] - s[1] for s in sa]
+        else:
+            if mode not in COMPARE_MODES:
+                raise ValueError(f"mode {mode!r}: one of {', '.join(COMPARE_MODES)}")
+            pairs = {"[A,B]": [(0, 1)], "[B,A]": [(1, 0)], "[A,B]+[B,A]": [(0, 1), (1, 0)]}[mode]
+            cands = [[a, b] for a, b in zip(candidates_A, candidates_B)]
+            vals = infer.pair_logits(model, self.tokenizer, self._sources(inputs, instructions), cands,
+                                     [pairs] * len(cands), **self.infer_kw)
+            if mode == "[A,B]":
+                logits = [v[0] for v in vals]
+            elif mode == "[B,A]":
+                logits = [-v[0] for v in vals]
+            else:
+                logits = [v[0] - v[1] for v in vals]
+        return logits if return_logits else [bool(x > 0) for x in logits]
+
+    def best_of_n(self, inputs, candidates, instructions=None, mode="max_logits") -> list[str]:
+        """The top-1 candidate text of each input (the first one among equals)."""
+        scores = self.rank(inputs, candidates, instructions, return_scores=True, mode=mode)
+        return [c[int(np.argmax(s))] for c, s in zip(candidates, scores)]
+
+    # ---------------------------------------------------------------- fusing
+
+    def fuse(self, inputs, topk_candidates, instructions=None, **generate_kwargs) -> list[str]:
+        if self.fuser is None:
+            raise LLMBlendError("no fuser loaded: call Blender.loadfuser(path) first")
+        instructions = instructions if instructions is not None else [""] * len(inputs)
+        return self.fuser.fuse(instructions, inputs, topk_candidates, **generate_kwargs)
+
+    def rank_and_fuse(self, inputs, candidates, instructions=None, top_k=3, return_topk=False,
+                      **generate_kwargs):
+        """Rank with the PairRanker (MaxLogits), fuse each input's top_k candidates (best first)."""
+        scores = self.rank(inputs, candidates, instructions, return_scores=True)
+        topk = [[c[i] for i in np.argsort(-np.asarray(s), kind="stable")[:top_k]] for c, s in zip(candidates, scores)]
+        fused = self.fuse(inputs, topk, instructions, **generate_kwargs)
+        return (fused, topk) if return_topk else fused

