@@ -18,6 +18,7 @@ from llmblend.runlog import setup_logging
 STAGE_MODULES = [
     "llmblend.data.cli",
     "llmblend.models.cli",
+    "llmblend.generate.cli",
     "llmblend.metrics.cli",
     "llmblend.ranker.cli",
     "llmblend.judge.cli",

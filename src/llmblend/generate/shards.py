@@ -1,0 +1,152 @@
+"""Sharded, resumable candidate generation: one job per (generator, split, shard).
+
+Shard k of K holds the split's records [k*n/K, (k+1)*n/K) (contiguous, so the gather keeps the split
+order). A job appends each finished record as one line `{"id": ..., "candidate": {...}}` to
+`shard-<k>.jsonl.partial` and flushes after every batch; a killed job leaves complete lines (a torn
+last line is cut off on resume), and the rerun skips every id already there. When all records are
+done the lines are written in split order to `shard-<k>.jsonl` (atomic rename) and the partial
+file is removed; a finished shard is never redone. A summary of the shard (counts, flags, tokens,
+seconds) goes to `shard-<k>.report.json` beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections import Counter
+from pathlib import Path
+
+from llmblend.errors import ConfigError, InputError, LLMBlendError
+from llmblend.io import dumps, read_jsonl, write_json, write_jsonl
+from llmblend.runlog import progress
+
+log = logging.getLogger("llmblend.generate")
+
+SPLIT_FIELDS = {"id": str, "instruction": str, "input": str}
+
+
+def shard_slice(n: int, k: int, n_shards: int) -> slice:
+    if not 0 <= k < n_shards:
+        raise ConfigError(f"shard {k} is out of range for {n_shards} shards")
+    return slice(k * n // n_shards, (k + 1) * n // n_shards)
+
+
+def find_generator(cfg: dict, name: str) -> dict:
+    names = [g["name"] for g in cfg["generate"]["generators"]]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ConfigError(f"generate.generators: names must be unique (a candidate's `model`); repeated: {dup}")
+    for gen in cfg["generate"]["generators"]:
+        if gen["name"] == name:
+            return gen
+    known = ", ".join(g["name"] for g in cfg["generate"]["generators"])
+    raise ConfigError(f"generator {name!r} is not in generate.generators ({known})")
+
+
+def read_partial(path: Path) -> dict[str, dict]:
+    """The records a killed run finished: every complete line (a torn last line is cut off)."""
+    done: dict[str, dict] = {}
+    if not path.exists():
+        return done
+    raw = path.read_bytes()
+    keep = raw.rfind(b"\n") + 1
+    if keep < len(raw):
+        log.warning("%s: cutting a torn last line (%d bytes) left by an interrupted run", path, len(raw) - keep)
+        with open(path, "r+b") as f:
+            f.truncate(keep)
+    for lineno, line in enumerate(raw[:keep].splitlines(), start=1):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(path, lineno, problem=f"malformed JSON in a partial shard: {e.msg}") from None
+        done[row["id"]] = row["candidate"]
+    return done
+
+
+def _append(f, results, done: dict) -> None:
+    for rid, cand in results:
+        f.write(dumps({"id": rid, "candidate": cand}) + "\n")
+        done[rid] = cand
+    f.flush()
+    os.fsync(f.fileno())
+
+
+def make_backend(cfg: dict, gen: dict, model_arg: str | None, split: str | None = None):
+    """The backend object for one generator (`model_arg` overrides the models' spec, e.g. a
+    converted directory passed by the workflow)."""
+    backend = gen["backend"]
+    if backend == "hf":
+        model_cfg = cfg.get("models", {}).get(gen["model"])
+        if model_cfg is None:
+            raise ConfigError(f"generator {gen['name']}: model {gen['model']!r} is not in the models section")
+        from llmblend.generate.hf import HFBackend
+
+        return HFBackend(gen, model_cfg, model_arg or model_cfg["spec"], cfg["seed"])
+    if backend == "openai":
+        from llmblend.generate.openai_backend import OpenAIBackend
+
+        return OpenAIBackend(gen, cfg["seed"])
+    if backend == "import":
+        from llmblend.generate.importer import ImportBackend
+
+        return ImportBackend(gen, cfg, split)
+    raise ConfigError(f"generator {gen['name']}: unknown backend {backend!r}")
+
+
+def generate_shard(cfg: dict, generator: str, split_path, shard: int, out_path, model_arg: str | None = None,
+                   backend=None) -> dict:
+    """Generate one shard's candidates; return its report. `backend` may be given (tests, benchmarks)."""
+    out_path = Path(out_path)
+    gen = find_generator(cfg, generator)
+    n_shards = cfg["generate"]["shards"]
+    records = read_jsonl(split_path, SPLIT_FIELDS)
+    mine = records[shard_slice(len(records), shard, n_shards)]
+    partial = out_path.with_name(out_path.name + ".partial")
+    done = read_partial(partial)
+    todo = [r for r in mine if r["id"] not in done]
+    log.info("%s %s shard %d/%d: %d records, %d already done, %d to generate",
+             generator, Path(split_path).stem, shard, n_shards, len(mine), len(done), len(todo))
+    t0 = time.time()
+    n_tokens = 0
+    if todo:
+        backend = backend or make_backend(cfg, gen, model_arg, Path(split_path).stem)
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        bar = progress(total=len(todo), desc=f"{generator} shard {shard}", unit="rec")
+        with open(partial, "a", encoding="utf-8", newline="\n") as f:
+            for batch in backend.batches(todo):
+                try:
+                    results = backend.run_batch(batch)
+                except LLMBlendError as e:
+                    # keep what this batch finished before the failure, then fail naming the shard
+                    _append(f, getattr(e, "done", []), done)
+                    raise LLMBlendError(f"{Path(split_path).stem} shard {shard}: {e} ({len(done)} of {len(mine)} "
+                                        f"records are saved in {partial}; rerun to resume)") from None
+                _append(f, results, done)
+                batch_tokens = sum(c.get("n_tokens") or 0 for _, c in results)
+                n_tokens += batch_tokens
+                bar.update(len(results))
+                bar.set_postfix(tok_s=f"{n_tokens / max(time.time() - t0, 1e-9):.1f}")
+        bar.close()
+    missing = [r["id"] for r in mine if r["id"] not in done]
+    if missing:
+        raise InputError(partial, problem=f"{len(missing)} records have no candidate (first: {missing[0]})")
+    write_jsonl(out_path, ({"id": r["id"], "candidate": done[r["id"]]} for r in mine))
+    seconds = time.time() - t0
+    flags = Counter(f for r in mine for f in done[r["id"]].get("flags", []))
+    report = {"generator": generator, "split": Path(split_path).stem, "shard": shard, "shards": n_shards,
+              "records": len(mine), "resumed": len(mine) - len(todo), "generated": len(todo),
+              "new_tokens": n_tokens, "seconds": round(seconds, 2),
+              "tokens_per_s": round(n_tokens / seconds, 2) if todo and seconds > 0 else None,
+              "flags": dict(sorted(flags.items()))}
+    if backend is None and gen["backend"] == "import":
+        backend = make_backend(cfg, gen, model_arg, Path(split_path).stem)  # cheap; its join report covers the whole shard
+    if backend is not None and hasattr(backend, "report"):
+        report.update(backend.report(mine))
+    write_json(out_path.with_name(out_path.stem + ".report.json"), report)
+    if partial.exists():
+        partial.unlink()
+    log.info("%s shard %d: %d records, %d new tokens in %.1f s, flags %s", generator, shard, len(mine), n_tokens,
+             seconds, dict(flags))
+    return report

@@ -1,0 +1,89 @@
+# Generation: every generator answers every record of every split (llmblend.generate).
+# generate_candidates (one job per generator, split and shard; resumable) -> gather_candidates
+# -> data/<run>/candidates/<split>.jsonl (+ manifest.json, + join_report.json for imports).
+
+GCFG = config.get("generate")
+
+if GCFG:
+    import re as _re
+
+    GENERATORS = {g["name"]: g for g in GCFG["generators"]}
+    GEN_SPLITS = GCFG["splits"]
+    GEN_SHARDS = list(range(GCFG["shards"]))
+    GEN_THREADS = GCFG.get("threads", 2)
+
+    def _gen_model(wc):
+        g = GENERATORS[wc.generator]
+        return model_input(g["model"]) if g["backend"] == "hf" else []
+
+    def _gen_model_arg(wc):
+        g = GENERATORS[wc.generator]
+        return f"--model {model_arg(g['model'])}" if g["backend"] == "hf" else ""
+
+    def _gen_cfg(wc):
+        g = GENERATORS[wc.generator]
+        keys = ["seed", "generate.shards", "generate.threads"]
+        keys += [f"models.{g['model']}"] if g["backend"] == "hf" else []
+        keys += ["mirror", "data.sources"] if g["backend"] == "import" else []
+        return {**config_slice(config, *keys), "generator": g}
+
+    def _gen_runtime(wildcards, input, attempt):
+        # minutes: loading plus the declared seconds per record (a record is about 250 bytes of split)
+        n = input.size_mb * 1e6 / 250 / len(GEN_SHARDS)
+        return attempt * (5 + int(n * GCFG.get("runtime_per_record_s", 2.0) / 60))
+
+    rule generate_candidates:
+        input:
+            split=f"{DATA}/splits/{{split}}.jsonl",
+            model=_gen_model,
+        output:
+            shard=f"{DATA}/generate/{{generator}}/{{split}}/shard-{{shard}}.jsonl",
+            report=f"{DATA}/generate/{{generator}}/{{split}}/shard-{{shard}}.report.json",
+        wildcard_constraints:
+            generator="|".join(_re.escape(n) for n in GENERATORS),
+            split="train|val|test",
+            shard=r"\d+",
+        params:
+            cfg=_gen_cfg,
+            cfgargs=CONFIG_ARGS,
+            model=_gen_model_arg,
+        log:
+            f"{LOGS}/generate_candidates/{{generator}}/{{split}}/shard-{{shard}}.log",
+        benchmark:
+            f"{BENCH}/generate_candidates/{{generator}}/{{split}}/shard-{{shard}}.tsv"
+        threads: GEN_THREADS
+        resources:
+            mem_mb=GCFG.get("mem_mb", 3000),
+            runtime=_gen_runtime,
+            gpu=1 if GCFG.get("gpu") else 0,
+        conda:
+            ENV
+        shell:
+            "llmblend generate-candidates {params.cfgargs} --generator {wildcards.generator}"
+            " --split-file {input.split} --shard {wildcards.shard} --out {output.shard} {params.model} --log {log}"
+
+    _IMPORTS = [n for n, g in GENERATORS.items() if g["backend"] == "import"]
+
+    rule gather_candidates:
+        input:
+            splits=expand(f"{DATA}/splits/{{split}}.jsonl", split=GEN_SPLITS),
+            shards=expand(f"{DATA}/generate/{{generator}}/{{split}}/shard-{{shard}}.jsonl",
+                          generator=list(GENERATORS), split=GEN_SPLITS, shard=GEN_SHARDS),
+            reports=expand(f"{DATA}/generate/{{generator}}/{{split}}/shard-{{shard}}.report.json",
+                           generator=list(GENERATORS), split=GEN_SPLITS, shard=GEN_SHARDS),
+        output:
+            candidates=expand(f"{DATA}/candidates/{{split}}.jsonl", split=GEN_SPLITS),
+            manifest=f"{DATA}/candidates/manifest.json",
+            join_report=[f"{DATA}/candidates/join_report.json"] if _IMPORTS else [],
+        params:
+            cfg=config_slice(config, "generate"),
+            cfgargs=CONFIG_ARGS,
+        log:
+            f"{LOGS}/gather_candidates.log",
+        conda:
+            ENV
+        shell:
+            "llmblend gather-candidates {params.cfgargs} --splits-dir {DATA}/splits --gen-dir {DATA}/generate"
+            " --out-dir {DATA}/candidates --log {log}"
+
+    TARGETS += rules.gather_candidates.output
