@@ -1,0 +1,91 @@
+"""`llmblend.Blender`: a saved ranker round-trips through the API and ranks as the stage does."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import llmblend
+from llmblend.errors import LLMBlendError
+from llmblend.ranker.model import build_ranker
+
+from test_ranker import tiny_backbone, tiny_cfg, write_split  # noqa: F401  (fixture)
+
+
+@pytest.fixture(scope="module")
+def saved_pairranker(tiny_backbone, tmp_path_factory):  # noqa: F811
+    torch.manual_seed(3)
+    model, tok = build_ranker("pairranker", tiny_backbone, "test")
+    d = tmp_path_factory.mktemp("pr")
+    model.save_pretrained(d, tok)
+    return d
+
+
+INPUTS = ["name a colour", "is the cat on the mat"]
+CANDS = [["blue", "the green tree house", "red because seven"], ["yes", "no", "the cat sat on a mat"]]
+
+
+def test_blender_ranks_like_the_stage(saved_pairranker, tmp_path):
+    from llmblend.ranker.stage import rank_split
+
+    b = llmblend.Blender(ranker=f"dir:{saved_pairranker}")
+    ranks = b.rank(INPUTS, CANDS, instructions=["", ""])
+    split = tmp_path / "test.jsonl"
+    with open(split, "w") as f:
+        for k, (inp, cs) in enumerate(zip(INPUTS, CANDS)):
+            f.write(json.dumps({"id": f"e{k}", "instruction": inp, "input": "",
+                                "candidates": [{"model": f"m{i}", "text": c} for i, c in enumerate(cs)]}) + "\n")
+    rank_split(tiny_cfg(), ["pairranker"], split, tmp_path / "out", "test", {"pairranker": saved_pairranker})
+    rows = [json.loads(x) for x in (tmp_path / "out" / "pairranker" / "test.jsonl").read_text().splitlines()]
+    assert ranks == [r["ranks"] for r in rows]
+    scores = b.rank(INPUTS, CANDS, return_scores=True)
+    assert np.allclose(scores, [r["scores"] for r in rows], atol=1e-5)
+    best = b.best_of_n(INPUTS, CANDS)
+    assert best == [c[r.index(1)] for c, r in zip(CANDS, ranks)]
+
+
+def test_compare_modes_are_consistent(saved_pairranker):
+    b = llmblend.Blender().loadranker(saved_pairranker)
+    a, c = ["blue", "yes"], ["the green tree house", "no"]
+    ab = b.compare(INPUTS, a, c, mode="[A,B]", return_logits=True)
+    ba = b.compare(INPUTS, a, c, mode="[B,A]", return_logits=True)
+    both = b.compare(INPUTS, a, c, return_logits=True)
+    assert np.allclose(both, np.add(ab, ba), atol=1e-6)
+    assert b.compare(INPUTS, a, c) == [x > 0 for x in both]
+    # swapping A and B flips the two-order logit
+    assert np.allclose(b.compare(INPUTS, c, a, return_logits=True), -np.asarray(both), atol=1e-6)
+
+
+def test_rank_modes_and_errors(saved_pairranker):
+    b = llmblend.Blender(ranker=saved_pairranker, seed=1)
+    for mode in ("max_logits", "max_wins", "bubble"):
+        ranks = b.rank(INPUTS, CANDS, mode=mode)
+        assert [len(r) for r in ranks] == [3, 3] and all(1 in r for r in ranks)
+    with pytest.raises(ValueError, match="mode"):
+        b.rank(INPUTS, CANDS, mode="best")
+    with pytest.raises(ValueError, match="candidate lists"):
+        b.rank(INPUTS, CANDS[:1])
+    with pytest.raises(LLMBlendError, match="no ranker"):
+        llmblend.Blender().rank(INPUTS, CANDS)
+    with pytest.raises(LLMBlendError, match="no fuser"):
+        b.fuse(INPUTS, CANDS)
+
+
+def test_rank_and_fuse_passes_the_top_k_best_first(saved_pairranker):
+    b = llmblend.Blender(ranker=saved_pairranker)
+
+    class RecordingFuser:  # stands in for llmblend.fuser.api's Fuser: records what it is given
+        def fuse(self, instructions, inputs, topk, **kw):
+            self.args = (instructions, inputs, topk, kw)
+            return ["fused"] * len(inputs)
+
+    b.fuser = RecordingFuser()
+    out, topk = b.rank_and_fuse(INPUTS, CANDS, top_k=2, return_topk=True, max_new_tokens=5)
+    assert out == ["fused", "fused"]
+    ranks = b.rank(INPUTS, CANDS)
+    for cs, r, top in zip(CANDS, ranks, topk):
+        assert top[0] == cs[r.index(1)] and len(top) == 2
+    assert b.fuser.args[3] == {"max_new_tokens": 5} and b.fuser.args[2] == topk
