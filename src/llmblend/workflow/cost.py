@@ -62,6 +62,7 @@ class Plan:
     judge: dict = field(default_factory=dict)
     disk: dict = field(default_factory=dict)
     totals: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -117,9 +118,6 @@ def _generated(cfg: dict) -> list[dict]:
 def candidates_per_item(cfg: dict) -> int:
     n = _res(cfg).get("candidates_per_item")
     gens = generators(cfg)
-    if n and gens and n != len(gens):
-        raise ConfigError(f"config key 'resources.candidates_per_item' ({n}) disagrees with the "
-                          f"{len(gens)} generators of generate.generators")
     if n:
         return n
     if not gens:
@@ -328,6 +326,11 @@ def plan(cfg: dict) -> Plan:
     p.stages = [by_stage[s] for s in UNITS if s in by_stage]
     p.judge = judge_plan(cfg)
     p.disk = disk_plan(cfg)
+    n_gen = len(generators(cfg))
+    if res.get("candidates_per_item") and n_gen and n_gen != res["candidates_per_item"]:
+        p.notes.append(f"resources.candidates_per_item is {res['candidates_per_item']} but generate.generators "
+                       f"lists {n_gen}: the plan counts {res['candidates_per_item']} candidates per item and "
+                       f"the generation of the {len(_generated(cfg))} non-import generators")
     gpu_h = sum(s.gpu_hours for s in p.stages)
     p.totals = {"jobs": sum(s.jobs for s in p.stages), "gpu_hours": round(gpu_h, 2),
                 "cpu_core_hours": round(sum(s.cpu_core_hours for s in p.stages), 2),
@@ -360,6 +363,8 @@ def format_plan(p: Plan) -> str:
                  f"candidates, all copies) + judge cache {d['judge_cache_gb']:,.2f} + generator weights "
                  f"{d['generator_weights_gb']:,.2f} + checkpoints {d['checkpoints_gb']:,.2f}")
     lines.append(f"total: GPU USD {t['gpu_usd']:,.2f} + judge USD {t['judge_usd']:,.2f} = USD {t['usd']:,.2f}")
+    if p.notes:
+        lines += [f"note: {n}" for n in p.notes]
     if not any(s.stage == "generate_candidates" for s in p.stages):
         lines.append("generation: none planned (no generate.generators in this profile; candidates come with the data)")
     lines.append("")

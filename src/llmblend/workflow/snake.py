@@ -65,3 +65,54 @@ def model_input(config: dict, data_dir: str, name: str) -> list[str]:
 
 def model_arg(config: dict, data_dir: str, name: str) -> str:
     return f"dir:{data_dir}/models/{name}" if name in gguf_models(config) else config["models"][name]["spec"]
+
+
+# --- cluster resources of heavy rules (docs/scale-out.md) -------------------------------------------
+# Every heavy rule asks for `threads: job_threads(config, "<stage>")` and
+# `resources: **job_resources(config, "<stage>")`: threads, memory, runtime and GPUs come from the
+# `resources` config section and the job's planned work (split sizes, shard count), the same numbers
+# `llmblend plan-cost` prints. They are known before any input exists, so a dry run shows them.
+
+
+def job_threads(config: dict, stage: str) -> int:
+    from llmblend.workflow.cost import stage_settings
+
+    return int(stage_settings(config, stage)["threads"])
+
+
+def _job_gen_size(config: dict, stage: str, wildcards) -> float | None:
+    from llmblend.workflow.cost import generators, params_b
+
+    if stage != "generate_candidates":
+        return None
+    gen = next(g for g in generators(config) if g["name"] == wildcards["generator"])
+    return params_b(config, gen.get("model", gen["name"]))
+
+
+def job_resources(config: dict, stage: str, **fixed) -> dict:
+    """Snakemake resources of one job of `stage`: mem_mb and runtime (minutes) that scale with the
+    job's work and grow with each retry, plus gpu (and the GPU model / partition) for GPU stages.
+    `fixed` adds wildcard values the rule does not have (e.g. methods=[...] for one job of several)."""
+    from llmblend.workflow.cost import job_minutes, job_units, stage_settings
+
+    st = stage_settings(config, stage)
+    margin = config["resources"]["runtime_margin"]
+
+    def units(wildcards) -> float:
+        return job_units(config, stage, {**dict(wildcards.items()), **fixed})
+
+    def mem_mb(wildcards, attempt):
+        return int((st["mem_mb"] + st.get("mem_mb_per_unit", 0.0) * units(wildcards)) * attempt)
+
+    def runtime(wildcards, attempt):
+        minutes = job_minutes(config, stage, units(wildcards), _job_gen_size(config, stage, wildcards))
+        return max(1, int(minutes * margin * attempt + 0.999))
+
+    out = {"mem_mb": mem_mb, "runtime": runtime}
+    if st["gpus"]:
+        out["gpu"] = st["gpus"]
+        if config["resources"].get("gpu_model"):
+            out["gpu_model"] = config["resources"]["gpu_model"]
+        if config["resources"].get("gpu_partition"):
+            out["slurm_partition"] = config["resources"]["gpu_partition"]
+    return out
