@@ -62,7 +62,7 @@ def tiny_cfg(**train):
     t = {"epochs": 2, "batch_size": 4, "lr": 1e-3, "optimizer": "adamw", "weight_decay": 0.0, "warmup_ratio": 0.0,
          "simcls_margin": 0.01}
     t.update(train)
-    return {"seed": 7, "ranker": {"signal": {"type": "metrics", "weights": {"clm_logprob": 1.0}},
+    return {"seed": 7, "ranker": {"signal": {"type": "metrics", "weights": [{"metric": "clm_logprob", "weight": 1.0}]},
                                   "source_max_len": 32, "candidate_max_len": 24, "dropout": 0.0,
                                   "loss": "instructgpt", "pairs_per_input": 5, "train": t,
                                   "infer": {"max_tokens": 512, "max_batch": 8}, "clm_max_len": 64, "threads": 1}}

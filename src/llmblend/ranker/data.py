@@ -54,8 +54,8 @@ def load_examples(path, need_metrics=()) -> list[Example]:
     return out
 
 
-def metric_signal(ex: Example, weights: dict) -> list[float]:
-    return [sum(w * float(s[m]) for m, w in weights.items()) for s in ex.metric_scores]
+def metric_signal(ex: Example, weights: list[dict]) -> list[float]:
+    return [sum(w["weight"] * float(s[w["metric"]]) for w in weights) for s in ex.metric_scores]
 
 
 def judge_scores(cmp_results: dict, models: list[str], counts: dict | None = None) -> list[float]:
@@ -117,11 +117,11 @@ def attach_signal(examples: list[Example], signal_cfg: dict, judge_path=None, co
             elif counts is not None:
                 counts["no_label"] = counts.get("no_label", 0) + 1
         return kept
-    weights = signal_cfg.get("weights") or {}
+    weights = signal_cfg.get("weights") or []
     for ex in examples:
         ex.signal = metric_signal(ex, weights)
     return examples
 
 
 def signal_metrics(signal_cfg: dict) -> list[str]:
-    return [] if signal_cfg.get("type", "metrics") == "judge" else sorted(signal_cfg.get("weights") or {})
+    return [] if signal_cfg.get("type", "metrics") == "judge" else sorted({w["metric"] for w in signal_cfg["weights"]})
