@@ -351,8 +351,8 @@ def format_plan(p: Plan) -> str:
               f"{t['gpu_hours']:>10.2f}{t['cpu_core_hours']:>10.2f}", ""]
     j = p.judge
     if j.get("backend"):
-        lines.append(f"judge: backend {j['backend']} (fused: {j['fused_backend']}), {j['pair_calls']:,} pair calls + "
-                     f"{j['fused_calls']:,} fused calls; paid calls {j['paid_calls']:,} to {j['model']} "
+        lines.append(f"judge: backend {j['backend']} (fused: {j['fused_backend']}), {j['pair_calls']:,} pair labels + "
+                     f"{j['fused_calls']:,} fused labels; paid calls {j['paid_calls']:,} to {j['model']} "
                      f"({j['prompt_tokens']:,} prompt + {j['completion_tokens']:,} completion tokens"
                      f"{', Batch API' if j['batch_api'] else ''}): USD {j['usd']:,.2f} (cap judge.max_usd "
                      f"{j['max_usd']})")

