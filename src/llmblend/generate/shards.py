@@ -19,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 from llmblend.errors import ConfigError, InputError, LLMBlendError
-from llmblend.io import dumps, read_jsonl, write_json, write_jsonl
+from llmblend.io import dumps, read_json, read_jsonl, write_json, write_jsonl
 from llmblend.runlog import progress
 
 log = logging.getLogger("llmblend.generate")
@@ -103,6 +103,11 @@ def generate_shard(cfg: dict, generator: str, split_path, shard: int, out_path, 
     n_shards = cfg["generate"]["shards"]
     records = read_jsonl(split_path, SPLIT_FIELDS)
     mine = records[shard_slice(len(records), shard, n_shards)]
+    report_path = out_path.with_name(out_path.stem + ".report.json")
+    if out_path.exists() and report_path.exists():
+        if [r["id"] for r in read_jsonl(out_path)] == [r["id"] for r in mine]:
+            log.info("%s: complete already; not redone", out_path)
+            return read_json(report_path)
     partial = out_path.with_name(out_path.name + ".partial")
     done = read_partial(partial)
     todo = [r for r in mine if r["id"] not in done]
@@ -144,7 +149,7 @@ def generate_shard(cfg: dict, generator: str, split_path, shard: int, out_path, 
         backend = make_backend(cfg, gen, model_arg, Path(split_path).stem)  # cheap; its join report covers the whole shard
     if backend is not None and hasattr(backend, "report"):
         report.update(backend.report(mine))
-    write_json(out_path.with_name(out_path.stem + ".report.json"), report)
+    write_json(report_path, report)
     if partial.exists():
         partial.unlink()
     log.info("%s shard %d: %d records, %d new tokens in %.1f s, flags %s", generator, shard, len(mine), n_tokens,
