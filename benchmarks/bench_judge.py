@@ -29,7 +29,7 @@ from llmblend.data.sources.alpaca_eval import annotation_url, norm_instruction, 
 from llmblend.io import read_json  # noqa: E402
 from llmblend.judge import gpt_rank  # noqa: E402
 from llmblend.judge.backends import alpaca_pair_label  # noqa: E402
-from llmblend.judge.labels import A_BETTER, B_BETTER, label_for  # noqa: E402
+from llmblend.judge.labels import label_for  # noqa: E402
 from llmblend.judge.schedule import make_schedule, shown_order  # noqa: E402
 
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from llmblend.errors import InputError, LLMBlendError
+from llmblend.errors import InputError
 from llmblend.judge import gpt_rank
 from llmblend.judge.backends import alpaca_pair_label, rubric_label
 from llmblend.judge.run import judge_fused, judge_split
@@ -89,8 +89,14 @@ def test_fused_against_every_candidate(tmp_path):
     own = {"good,wordy": "A is better", "good,wrong": "A is better", "wordy,wrong": "Same bad"}
     assert gpt_rank.rank_with_extra(own, recs[0]["cmp_results"], ["good", "wordy", "wrong"], "llm-blender") == 1
     assert gpt_rank.beats_or_ties(recs[0]["cmp_results"], "llm-blender", "good", "issue6") == 0.5
-    with pytest.raises(LLMBlendError, match="fused_backend"):
-        judge_fused(cfg("replay"), fused, cands, **paths(tmp_path, "fused_test"))
+    # replay has no label for a new text: every pair dropped and counted, none invented
+    mirror = tmp_path / "mirror"
+    write_jsonl(mirror / "mix-instruct" / "main" / "test.jsonl",
+                [{"id": f"d{i}", "instruction": "3+4?", "input": "", "output": "7",
+                  "cmp_results": json.dumps({"good,wrong": "A is better"})} for i in range(4)])
+    src = [{"type": "mixinstruct", "name": "mi", "revision": "main", "files": {"test": {"file": "test.jsonl"}}}]
+    m = judge_fused(cfg("replay", src, str(mirror)), fused, cands, **paths(tmp_path, "fused_test"))
+    assert m["pairs_labelled"] == 0 and m["dropped_pairs"] == 12 and "fused_backend" in m["note"]
     write_jsonl(fused, [{"id": "d0", "candidates": [{"model": "llm-blender", "text": "7"}]}])
     with pytest.raises(InputError, match="no fused answer"):
         judge_fused(cfg(), fused, cands, **paths(tmp_path, "fused_test"))

@@ -15,7 +15,6 @@ import logging
 import os
 import random
 import threading
-import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from pathlib import Path
 
 from llmblend.errors import InputError, LLMBlendError
 from llmblend.io import iter_jsonl, write_json, write_jsonl
@@ -253,9 +252,12 @@ def judge_fused(cfg: dict, fused, candidates, out, metrics, cache, allow_over_bu
     jcfg = cfg["judge"]
     both_orders = bool(jcfg.get("both_orders", False))
     name = jcfg.get("fused_backend") or jcfg["backend"]
+    note = None
     if name == "replay":
-        raise LLMBlendError("judge.backend is replay, but a fused answer has no released label: set "
-                            "judge.fused_backend to rubric or openai")
+        # a new text has no released label: every pair is dropped and counted, never invented
+        note = ("judge.fused_backend is replay: a fused answer has no released label, so no pair is labelled; "
+                "set judge.fused_backend to openai (or rubric on the demo data) to judge fused answers")
+        log.warning("%s", note)
     examples = read_examples(candidates)
     by_id = {}
     for lineno, rec in iter_jsonl(fused, {"id": str, "candidates": list}):
@@ -285,5 +287,7 @@ def judge_fused(cfg: dict, fused, candidates, out, metrics, cache, allow_over_bu
     _write(state, backend, jcfg, "fused-vs-each", both_orders, out)
     m = _metrics(state, backend, counts, extra, "fused-vs-each", both_orders)
     m["split"] = "fused_test"
+    if note:
+        m["note"] = note
     write_json(metrics, m)
     return m
