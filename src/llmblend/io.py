@@ -7,6 +7,7 @@ complete, so a killed job or a failed check never leaves a partial artifact behi
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -14,23 +15,38 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from llmblend.errors import InputError
+from llmblend.errors import InputError, LLMBlendError
 
 
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise _unwritable(path, e) from None
     os.close(fd)
     tmp = Path(tmp)
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as e:
+        raise _unwritable(path, e) from None
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+# a full disk, a read-only folder, a quota or a file size limit: the user's to fix, not a bug
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EFBIG, errno.EACCES}
+
+
+def _unwritable(path, e: OSError) -> Exception:
+    if e.errno in _WRITE_ERRNOS:
+        return LLMBlendError(f"cannot write {path}: {e.strerror}")
+    return e
 
 
 def dumps(obj) -> str:
