@@ -91,6 +91,8 @@ def train_ranker(cfg: dict, kind: str, train_path, val_path, backbone_dir, out_d
         w.writeheader()
         for row in history:
             w.writerow({k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()})
+    # inputs whose candidates all share one signal value teach nothing (no pair differs); kept, counted
+    counts["train"]["no_preference"] = sum(1 for ex in train_ex if len(set(ex.signal)) < 2)
     report = {"type": kind, "train_examples": len(train_ex), "val_examples": len(val_ex), "dropped": counts,
               "best_epoch": max(history, key=lambda r: r["val_score"])["epoch"], "history": history,
               "seconds": round(time.time() - t0, 1)}
