@@ -85,7 +85,8 @@ def train_ranker(cfg: dict, kind: str, train_path, val_path, backbone_dir, out_d
                                     candidate_max_len=rc["candidate_max_len"], dropout=rc["dropout"],
                                     loss=rc["loss"])
     model, history = train(model, tokenizer, train_ex, val_ex, tcfg, seed)
-    save_dir_atomic(model, tokenizer, out_dir)
+    if int(os.environ.get("RANK", "0")) == 0:  # one writer under accelerate launch
+        save_dir_atomic(model, tokenizer, out_dir)
     with atomic_path(curve_path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=["epoch", "loss", "val_score", "seconds"], lineterminator="\n")
         w.writeheader()

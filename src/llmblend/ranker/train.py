@@ -198,6 +198,8 @@ def train(model, tokenizer, train_ex, val_ex, cfg: dict, seed: int):
         bar = progress(total=len(order), desc=f"train {raw.config.ranker_type} epoch {epoch}", unit="input")
         for start in range(0, len(order), bs):
             batch = [train_ex[i] for i in order[start: start + bs]]
+            # data parallel (accelerate launch): each process takes its share of the step's inputs
+            batch = batch[accelerator.process_index:: accelerator.num_processes] or batch[:1]
             loss, _ = batcher.loss(model, batch, device)
             bar.update(len(batch))
             if loss is None:
