@@ -65,21 +65,22 @@ class RowSampler(LogitsProcessor):
             sorted_p = sorted_p.masked_fill(drop, 0.0)
             probs = torch.zeros_like(probs).scatter_(1, order, sorted_p)
         # inverse-CDF sampling with one uniform draw per row from that row's own generator
-        u = torch.cat([torch.rand(1, generator=g, dtype=torch.float64) for g in self.generators])
+        u = torch.cat([torch.rand(1, generator=g, dtype=torch.float64) for g in self.generators]).to(scores.device)
         cdf = probs.double().cumsum(-1)
         u = u * cdf[:, -1]
         chosen = torch.searchsorted(cdf, u[:, None]).clamp_(max=probs.shape[-1] - 1)[:, 0]
         return chosen
 
 
-def load_model(spec: str, kind: str = "causal_lm", dtype: str = "float32", quantize: str = "none"):
+def load_model(spec: str, kind: str = "causal_lm", dtype: str = "float32", quantize: str = "none",
+               device: str = "cpu", trust_remote_code: bool = False):
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
     path = resolve(spec)
-    tok = AutoTokenizer.from_pretrained(path)
+    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     cls = AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM
-    model = cls.from_pretrained(path, dtype=DTYPES[dtype])
-    model.eval()
+    model = cls.from_pretrained(path, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code)
+    model.eval().to(device)
     if quantize == "int8":
         # dynamic int8 weights for every Linear: fewer bytes to stream per decode step on CPU
         from torch.ao.quantization import quantize_dynamic
@@ -101,7 +102,9 @@ class HFBackend:
         hf = gen.get("hf", {})
         self.batch_size = hf.get("batch_size", 16)
         t0 = time.time()
-        self.tok, self.model = load_model(spec, self.kind, hf.get("dtype", "float32"), hf.get("quantize", "none"))
+        self.device = hf.get("device", "cpu")
+        self.tok, self.model = load_model(spec, self.kind, hf.get("dtype", "float32"), hf.get("quantize", "none"),
+                                          self.device, hf.get("trust_remote_code", False))
         log.info("%s: loaded %s in %.1f s", gen["name"], spec, time.time() - t0)
         dec = gen["decoding"]
         self.max_new = dec.get("max_new_tokens", 256)
@@ -144,7 +147,7 @@ class HFBackend:
     def run_batch(self, batch) -> list[tuple[str, dict]]:
         name = self.gen["name"]
         ids = [b[1] for b in batch]
-        enc = self.tok.pad({"input_ids": ids}, return_tensors="pt")
+        enc = self.tok.pad({"input_ids": ids}, return_tensors="pt").to(self.device)
         seeds = None if self.greedy else [row_seed(self.seed, name, b[0]["id"]) for b in batch]
         sampler = RowSampler(seeds, self.temperature, self.top_p)
         cfg = GenerationConfig(max_new_tokens=self.max_new, do_sample=False, pad_token_id=self.tok.pad_token_id,
@@ -155,7 +158,8 @@ class HFBackend:
         new = out if self.kind == "seq2seq" else out[:, enc["input_ids"].shape[1]:]
         if self.kind == "seq2seq":
             new = new[:, 1:]  # the decoder start token
-        steps = torch.stack(sampler.step_logprobs, dim=1) if sampler.step_logprobs else torch.zeros(len(batch), 0)
+        steps = torch.stack(sampler.step_logprobs, dim=1).cpu() if sampler.step_logprobs else torch.zeros(len(batch), 0)
+        new = new.cpu()
         results = []
         for row, (rec, prompt_ids, truncated) in enumerate(batch):
             toks = new[row].tolist()
