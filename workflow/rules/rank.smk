@@ -6,6 +6,9 @@
 RCFG = config.get("ranker")
 
 if RCFG:
+    from llmblend.ranker.rules import judge_inputs as _judge_inputs
+    from llmblend.ranker.rules import method_args as _method_args
+    from llmblend.ranker.rules import method_inputs as _method_inputs
     from llmblend.ranker.stage import method_kind as _method_kind, model_for as _model_for
 
     RANK_METHODS = RCFG["methods"]
@@ -16,27 +19,20 @@ if RCFG:
     RANK_SPLITS = [s for s in RCFG["rank_splits"] if s != "test"]
     JUDGE_SIGNAL = RCFG["signal"]["type"] == "judge"
 
-    def _ref(name):
-        """(rule input, command-line spec) of a model named in `models`, or a spec used as it is."""
-        return (model_input(name), model_arg(name)) if name in MODELS else ([], name)
-
-    BACKBONE_INPUT, BACKBONE_ARG = _ref(RCFG["backbone"])
-    CLM_INPUT, CLM_ARG = _ref(RCFG["clm_scorer"])
+    # a name in `models` (rule input + command-line spec), or a spec used as it is
+    BACKBONE_INPUT = model_input(RCFG["backbone"]) if RCFG["backbone"] in MODELS else []
+    BACKBONE_ARG = model_arg(RCFG["backbone"]) if RCFG["backbone"] in MODELS else RCFG["backbone"]
+    CLM_INPUT = model_input(RCFG["clm_scorer"]) if RCFG["clm_scorer"] in MODELS else []
+    CLM_ARG = model_arg(RCFG["clm_scorer"]) if RCFG["clm_scorer"] in MODELS else RCFG["clm_scorer"]
     RANK_CFG = ["seed", "ranker"] + [f"models.{n}" for n in (RCFG["backbone"], RCFG["clm_scorer"]) if n in MODELS]
     RANK_GPU = 1 if RCFG.get("device", "cpu") == "cuda" else 0
 
-    def _rank_runtime(wildcards, input, attempt):
-        # minutes: model load plus about 1 min per 20 kB of candidates on 2 CPU cores (N(N-1) pairs)
-        return attempt * (5 + int(input.size_mb * 50))
-
-    def _judge_inputs(wildcards):
-        if not JUDGE_SIGNAL:
-            return {}
-        return {"train_judge": f"{DATA}/judge/train.jsonl", "val_judge": f"{DATA}/judge/val.jsonl"}
+    # minutes: model load plus about 1 min per 20 kB of candidates on 2 CPU cores (N(N-1) pairs)
+    RANK_RUNTIME = lambda wildcards, input, attempt: attempt * (5 + int(input.size_mb * 50))
 
     rule train_ranker:
         input:
-            unpack(_judge_inputs),
+            unpack(lambda wc: _judge_inputs(RCFG, DATA)),
             train=f"{DATA}/scored/train.jsonl",
             val=f"{DATA}/scored/val.jsonl",
             backbone=BACKBONE_INPUT,
@@ -80,7 +76,7 @@ if RCFG:
         params:
             cfg=config_slice(config, "seed", "ranker"),
             cfgargs=CONFIG_ARGS,
-            out_dir=f"{DATA}/rankings",
+            out_dir=lambda wc, output: os.path.dirname(os.path.dirname(output.ranks)),
         log:
             f"{LOGS}/rank_with_pairranker/{{split}}.log",
         benchmark:
@@ -88,7 +84,7 @@ if RCFG:
         threads: RCFG["threads"]
         resources:
             mem_mb=RCFG["mem_mb"],
-            runtime=_rank_runtime,
+            runtime=RANK_RUNTIME,
             gpu=RANK_GPU,
         conda:
             ENV
@@ -109,7 +105,7 @@ if RCFG:
                 cfg=config_slice(config, "seed", "ranker"),
                 cfgargs=CONFIG_ARGS,
                 methods=",".join(FULL_METHODS),
-                out_dir=f"{DATA}/rankings",
+                out_dir=lambda wc, output: os.path.dirname(os.path.dirname(output.ranks[0])),
             log:
                 f"{LOGS}/rank_test_full.log",
             benchmark:
@@ -117,7 +113,7 @@ if RCFG:
             threads: RCFG["threads"]
             resources:
                 mem_mb=RCFG["mem_mb"],
-                runtime=_rank_runtime,
+                runtime=RANK_RUNTIME,
                 gpu=RANK_GPU,
             conda:
                 ENV
@@ -125,33 +121,11 @@ if RCFG:
                 "llmblend rank-candidates {params.cfgargs} --methods {params.methods} --input {input.scored}"
                 " --split test --out-dir {params.out_dir} --model pairranker={input.model} --log {log}"
 
-    def _method_inputs(wildcards):
-        kind = _method_kind(wildcards.method)
-        need = _model_for(wildcards.method)
-        extra = {}
-        if need:
-            extra["model"] = f"{DATA}/rankers/{need}/model"
-        if kind == "oracle_judge":
-            extra["judge"] = f"{DATA}/judge/test.jsonl"
-        if kind == "clm_scoring":
-            extra["clm"] = CLM_INPUT
-        return extra
-
-    def _method_args(wildcards, input):
-        kind = _method_kind(wildcards.method)
-        need = _model_for(wildcards.method)
-        args = [f"--model {need}={input.model}"] if need else []
-        if kind == "oracle_judge":
-            args.append(f"--judge {input.judge}")
-        if kind == "clm_scoring":
-            args.append(f"--clm-model {CLM_ARG}")
-        return " ".join(args)
-
     if OTHER_METHODS:
 
         rule rank_candidates:
             input:
-                unpack(_method_inputs),
+                unpack(lambda wc: _method_inputs(wc.method, DATA, CLM_INPUT)),
                 scored=f"{DATA}/scored/test.jsonl",
             output:
                 ranks=f"{DATA}/rankings/{{method}}/test.jsonl",
@@ -161,8 +135,8 @@ if RCFG:
             params:
                 cfg=config_slice(config, *RANK_CFG),
                 cfgargs=CONFIG_ARGS,
-                args=_method_args,
-                out_dir=f"{DATA}/rankings",
+                args=lambda wc, input: _method_args(wc.method, input, CLM_ARG),
+                out_dir=lambda wc, output: os.path.dirname(os.path.dirname(output.ranks)),
             log:
                 f"{LOGS}/rank_candidates/{{method}}.log",
             benchmark:
@@ -170,7 +144,7 @@ if RCFG:
             threads: RCFG["threads"]
             resources:
                 mem_mb=RCFG["mem_mb"],
-                runtime=_rank_runtime,
+                runtime=RANK_RUNTIME,
                 gpu=RANK_GPU,
             conda:
                 ENV
