@@ -1,0 +1,186 @@
+"""Whole-workflow faults on the "rel" profile (tests/reliability/workflow_setup.py): Snakemake and
+DVC are SIGKILLed at seeded random moments while generation and judge calls are in flight, restarted
+until done, and must end byte-identical to an uninterrupted Snakemake run, see a consistent state
+(Snakemake: nothing to do; DVC: up to date), and never have asked the server again for an answer that
+was already recorded (a finished generation line or a cached judge label). Then every file of both
+copies (artifacts, logs, Snakemake metadata, DVC files and cache) is searched for the API key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+import workflow_setup as ws
+from fake_openai import FakeOpenAI
+from rel_figures import FIGURES
+from test_kill import cached_keys
+
+pytestmark = pytest.mark.slow
+KILLS = 3
+DVC_COPIES: list[Path] = []  # copies the DVC test ran, searched for the key afterwards
+
+
+@pytest.fixture(scope="module")
+def fake():
+    with FakeOpenAI(reply_fn=ws.serve) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, fake):
+    """One uninterrupted Snakemake run: its artifacts, its time and its calls."""
+    d = ws.make_copy(tmp_path_factory.mktemp("ref"), fake.base_url)
+    fake.reset_log()
+    t0 = time.monotonic()
+    ws.run(ws.SNAKEMAKE, d)
+    seconds = time.monotonic() - t0
+    calls = [r.body for r in fake.requests if r.path.endswith("/chat/completions")]
+    art = ws.outputs(d)
+    assert ws.TARGET in art and len(art) > 10
+    return d, art, seconds, calls
+
+
+class Recorded:
+    """What a copy has recorded at a moment: finished generation lines and cached judge labels."""
+
+    def __init__(self, d: Path):
+        from llmblend.config import load_config
+        from llmblend.generate.prompts import user_text
+        from llmblend.judge.backends import OpenAIJudge
+
+        self.d = d
+        cfg = load_config([str(d / "params.yaml"), str(d / "config" / "rel.yaml")])
+        self.gen_model = {g["name"]: g["openai"]["model"] for g in cfg["generate"]["generators"]}
+        self.judge = OpenAIJudge(cfg["judge"], cache=None)
+        self.user_text = user_text
+
+    def texts_by_id(self):
+        out = {}
+        for split in ("train", "val", "test"):
+            p = self.d / "data" / "rel" / "splits" / f"{split}.jsonl"
+            if p.exists():
+                for line in open(p):
+                    rec = json.loads(line)
+                    out[rec["id"]] = self.user_text(rec)
+        return out
+
+    def now(self) -> set:
+        """(model, prompt) of every generation line on disk, and the key of every cached judge label."""
+        texts, got = self.texts_by_id(), set()
+        for name, model in self.gen_model.items():
+            for p in (self.d / "data" / "rel" / "generate" / name).rglob("shard-*.jsonl*"):
+                for line in p.read_text().splitlines():
+                    try:
+                        rid = json.loads(line)["id"]
+                    except (ValueError, KeyError):
+                        continue  # a torn last line of a partial file: not recorded
+                    got.add((model, texts[rid]))
+        got |= cached_keys(self.d / "data" / "rel" / "judge" / "cache" / "test.sqlite")
+        return got
+
+    def key_of(self, body: dict):
+        if ws.is_judge(body):
+            for line in open(self.d / "data" / "rel" / "candidates" / "test.jsonl"):
+                ex = json.loads(line)
+                texts = [c["text"] for c in ex["candidates"]]
+                for ta in texts:
+                    for tb in texts:
+                        if ta != tb and self.judge.request_body(ex, ta, tb)["messages"] == body["messages"]:
+                            return self.judge.key(ex, ta, tb)
+            raise AssertionError("a judge request for no candidate pair")
+        return (body["model"], body["messages"][-1]["content"])
+
+
+def kill_restart(cmd_first, cmd_again, d: Path, fake, t_ref: float, rng, what: str):
+    """Start, SIGKILL at a random moment, KILLS times; then run to the end. Returns (asked bodies per run)."""
+    rec = Recorded(d)
+    per_run, repeated_recorded = [], 0
+    for k in range(KILLS + 1):
+        before = rec.now() if (d / "data" / "rel" / "splits").exists() else set()
+        seen = len(fake.requests)
+        proc = ws.popen(cmd_first if k == 0 else cmd_again, d)
+        if k < KILLS:
+            time.sleep(rng.uniform(0.15, 0.7) * t_ref)
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                FIGURES[f"kills_survived.{what}"] += 1
+            proc.wait()
+        else:
+            rc = proc.wait(timeout=600)
+            assert rc == 0, proc.stderr.read().decode()[-4000:]
+        bodies = [r.body for r in fake.requests[seen:] if r.path.endswith("/chat/completions")]
+        per_run.append(bodies)
+        if (d / "data" / "rel" / "candidates" / "test.jsonl").exists() or not any(ws.is_judge(b) for b in bodies):
+            again = [b for b in bodies if rec.key_of(b) in before]
+            repeated_recorded += len(again)
+    return per_run, repeated_recorded
+
+
+def check_calls(per_run, ref_calls, what):
+    """Every call of the reference was made; a repeat is only one whose answer was never recorded."""
+    key = lambda b: json.dumps([b["model"], b["messages"]])  # noqa: E731
+    made = [key(b) for run in per_run for b in run]
+    want = {key(b) for b in ref_calls}
+    assert set(made) == want
+    repeats = len(made) - len(set(made))
+    FIGURES[f"calls.{what}"] += len(made)
+    FIGURES[f"in_flight_calls_reasked.{what}"] += repeats
+    return repeats
+
+
+def test_snakemake_killed_and_rerun_matches_and_is_consistent(tmp_path, fake, reference):
+    ref_dir, ref_art, t_ref, ref_calls = reference
+    d = ws.make_copy(tmp_path / "sm", fake.base_url)
+    again = ws.SNAKEMAKE + ["--rerun-incomplete"]
+    per_run, dup = kill_restart(ws.SNAKEMAKE, again, d, fake, t_ref, random.Random(2024), "snakemake")
+    FIGURES["duplicate_calls.snakemake"] += dup
+    assert dup == 0, f"{dup} calls asked again for answers already recorded"
+    check_calls(per_run, ref_calls, "snakemake")
+    assert ws.outputs(d) == ref_art
+    FIGURES["records_lost.snakemake"] += 0 if ws.outputs(d) == ref_art else 1
+    r = ws.run(ws.SNAKEMAKE + ["-n"], d)
+    assert "Nothing to be done" in r.stdout + r.stderr, (r.stdout + r.stderr)[-2000:]
+    assert not list((d / ".snakemake" / "incomplete").rglob("*")) or \
+        all(p.is_dir() for p in (d / ".snakemake" / "incomplete").rglob("*"))
+
+
+def test_dvc_killed_and_rerun_matches_and_is_up_to_date(tmp_path, fake, reference):
+    ref_dir, ref_art, t_ref, ref_calls = reference
+    d = ws.make_copy(tmp_path / "dvc", fake.base_url)
+    DVC_COPIES.append(d)
+    cmd = ["dvc", "repro", *ws.dvc_stages(d)]
+    per_run, dup = kill_restart(cmd, cmd, d, fake, t_ref * 1.3, random.Random(77), "dvc")
+    FIGURES["duplicate_calls.dvc"] += dup
+    assert dup == 0, f"{dup} calls asked again for answers already recorded"
+    check_calls(per_run, ref_calls, "dvc")
+    assert ws.outputs(d) == ref_art, "DVC after kills differs from an uninterrupted Snakemake run"
+    r = ws.run(["dvc", "status", *ws.dvc_stages(d)], d)
+    assert "up to date" in r.stdout, r.stdout[-2000:]
+
+
+def test_no_file_of_either_tool_holds_the_api_key(fake, reference, tmp_path_factory):
+    """Both tools' copies: artifacts, logs, .snakemake, dvc.lock, .dvc cache, benchmarks."""
+    ref_dir = reference[0]
+    if not DVC_COPIES:  # run alone: make a DVC run to search
+        d = ws.make_copy(tmp_path_factory.mktemp("dvc-secret"), fake.base_url)
+        ws.run(["dvc", "repro", *ws.dvc_stages(d)], d)
+        DVC_COPIES.append(d)
+    d = DVC_COPIES[-1]
+    key = ws.KEY.encode()
+    n = 0
+    for root in (ref_dir, d):
+        logs = list((root / "results" / "rel" / "logs").rglob("*.log"))
+        assert logs and all(p.stat().st_size for p in logs)  # the logs were written: the search is not empty
+        for p in ws.all_files(root):
+            if p.is_file() and not p.is_symlink():
+                n += 1
+                assert key not in p.read_bytes(), f"the API key is in {p}"
+    assert (d / "dvc" / "rel" / "dvc.lock").exists()
+    FIGURES["files_searched_for_the_key"] += n
