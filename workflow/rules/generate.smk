@@ -25,7 +25,9 @@ if GCFG:
         keys = ["seed", "generate.shards", "generate.threads"]
         keys += [f"models.{g['model']}"] if g["backend"] == "hf" else []
         keys += ["mirror", "data.sources"] if g["backend"] == "import" else []
-        return {**config_slice(config, *keys), "generator": g}
+        # Snakemake compares this generator's settings only (a change reruns its jobs alone); DVC
+        # sees the key generate.generators (it cannot address one list item)
+        return {**config_slice(config, *keys), "generate.generators": g}
 
     def _gen_runtime(wildcards, input, attempt):
         # minutes: loading plus the declared seconds per record (a record is about 250 bytes of split)
