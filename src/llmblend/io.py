@@ -26,25 +26,26 @@ def atomic_path(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as e:
-        raise _unwritable(path, e) from None
+        raise unwritable(path, e) from None
     os.close(fd)
     tmp = Path(tmp)
     try:
         yield tmp
         os.replace(tmp, path)
     except OSError as e:
-        raise _unwritable(path, e) from None
+        raise unwritable(path, e) from None
     finally:
         if tmp.exists():
             tmp.unlink()
 
 
 # a full disk, a read-only folder, a quota or a file size limit: the user's to fix, not a bug
-_WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EFBIG, errno.EACCES}
+WRITE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EFBIG, errno.EACCES}
 
 
-def _unwritable(path, e: OSError) -> Exception:
-    if e.errno in _WRITE_ERRNOS:
+def unwritable(path, e: OSError) -> Exception:
+    """The one-line error for a write that the disk refused; any other OSError as it is."""
+    if e.errno in WRITE_ERRNOS:
         return LLMBlendError(f"cannot write {path}: {e.strerror}")
     return e
 

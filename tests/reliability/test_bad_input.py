@@ -74,6 +74,9 @@ def stage_command(stage: str, d: Path, inp: Path, cfg: Path) -> tuple[list[str],
                 "--split", "test", "--out-dir", str(out)], out
     if stage == "evaluate":
         return ["evaluate", *common, "--scored", str(inp), "--out-dir", str(out)], out
+    if stage == "generate":
+        return ["generate-candidates", *common, "--generator", "api", "--split-file", str(inp), "--shard", "0",
+                "--out", str(out / "shard-0.jsonl")], out
     if stage == "evaluate-rankings":
         return ["evaluate", *common, "--scored", str(d / "scored.jsonl"), "--ranking", f"random={inp}",
                 "--out-dir", str(out)], out
@@ -83,6 +86,7 @@ def stage_command(stage: str, d: Path, inp: Path, cfg: Path) -> tuple[list[str],
 # fields a stage's reader needs: removing or retyping one must be caught (by name and line)
 NEEDED = {
     "data": {"id", "instruction", "input", "output"},
+    "generate": {"id", "instruction", "input"},
     "metrics": {"id", "output", "candidates"},
     "judge": {"id", "candidates", "rubric"},
     "rank": {"id", "instruction", "candidates"},
@@ -156,11 +160,33 @@ def no_hang(seconds: int):
         signal.signal(signal.SIGALRM, old)
 
 
+def error_line(err: str, command: str) -> str:
+    """The CLI's one error line (progress bars and the run log may print around it)."""
+    lines = [x for x in err.splitlines() if x.startswith(f"llmblend {command}: error: ")]
+    assert len(lines) == 1, f"expected one error line from llmblend {command}:\n{err[-3000:]}"
+    return lines[0]
+
+
 def run_cli(argv):
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()), no_hang(HANG_S):
         rc = main(argv)
     return rc, err.getvalue()
+
+
+_SERVER = []
+
+
+def loopback_url() -> str:
+    """One loopback OpenAI-compatible server for the generate stage's valid inputs (the process's life)."""
+    if not _SERVER:
+        import atexit
+
+        from fake_openai import FakeOpenAI
+
+        _SERVER.append(FakeOpenAI(reply_fn=lambda req: "an answer").start())
+        atexit.register(_SERVER[0].stop)
+    return _SERVER[0].base_url
 
 
 def write_inputs(d: Path, stage: str, lineno: int, line: bytes) -> tuple[Path, Path]:
@@ -174,6 +200,10 @@ def write_inputs(d: Path, stage: str, lineno: int, line: bytes) -> tuple[Path, P
     overlay = {}
     if stage == "data":
         overlay["data"] = {"sources": [{"type": "jsonl", "name": "fuzz", "path": str(inp)}], **OVERLAY["data"]}
+    if stage == "generate":
+        overlay["generate"] = {"shards": 1, "splits": ["test"], "generators": [
+            {"name": "api", "backend": "openai", "decoding": {"method": "greedy", "max_new_tokens": 8},
+             "openai": {"model": "gen-1", "base_url": loopback_url(), "api_key_env": None, "max_retries": 0}}]}
     overlay["metrics"] = OVERLAY["metrics"]
     overlay["judge"] = OVERLAY["judge"]
     cfg = d / "overlay.yaml"
@@ -200,8 +230,7 @@ def check(stage: str, lineno: int, how: str, line: bytes):
             FIGURES["malformed_inputs_rejected"] += 1
             # the CLI's one line (the run log may repeat it above); never a traceback
             assert "Traceback" not in err, err
-            msg = err.strip().splitlines()[-1:]
-            assert msg and msg[0].startswith(f"llmblend {argv[0]}: error: "), err
+            msg = [error_line(err, argv[0])]
             assert str(inp) in msg[0], f"{stage}: the error does not name the file: {msg[0]}"
             if syntactic or must_fail:
                 assert where in msg[0], f"{stage}: the error does not name line {lineno}: {msg[0]}"

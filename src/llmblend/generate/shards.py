@@ -19,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 from llmblend.errors import ConfigError, InputError, LLMBlendError
-from llmblend.io import dumps, read_json, read_jsonl, write_json, write_jsonl
+from llmblend.io import dumps, read_json, read_jsonl, unwritable, write_json, write_jsonl
 from llmblend.runlog import progress
 
 log = logging.getLogger("llmblend.generate")
@@ -119,20 +119,23 @@ def generate_shard(cfg: dict, generator: str, split_path, shard: int, out_path, 
         backend = backend or make_backend(cfg, gen, model_arg, Path(split_path).stem)
         partial.parent.mkdir(parents=True, exist_ok=True)
         bar = progress(total=len(todo), desc=f"{generator} shard {shard}", unit="rec")
-        with open(partial, "a", encoding="utf-8", newline="\n") as f:
-            for batch in backend.batches(todo):
-                try:
-                    results = backend.run_batch(batch)
-                except LLMBlendError as e:
-                    # keep what this batch finished before the failure, then fail naming the shard
-                    _append(f, getattr(e, "done", []), done)
-                    raise LLMBlendError(f"{Path(split_path).stem} shard {shard}: {e} ({len(done)} of {len(mine)} "
-                                        f"records are saved in {partial}; rerun to resume)") from None
-                _append(f, results, done)
-                batch_tokens = sum(c.get("n_tokens") or 0 for _, c in results)
-                n_tokens += batch_tokens
-                bar.update(len(results))
-                bar.set_postfix(tok_s=f"{n_tokens / max(time.time() - t0, 1e-9):.1f}")
+        try:  # a full disk or read-only folder: one line naming the file (finished lines stay resumable)
+            with open(partial, "a", encoding="utf-8", newline="\n") as f:
+                for batch in backend.batches(todo):
+                    try:
+                        results = backend.run_batch(batch)
+                    except LLMBlendError as e:
+                        # keep what this batch finished before the failure, then fail naming the shard
+                        _append(f, getattr(e, "done", []), done)
+                        raise LLMBlendError(f"{Path(split_path).stem} shard {shard}: {e} ({len(done)} of {len(mine)} "
+                                            f"records are saved in {partial}; rerun to resume)") from None
+                    _append(f, results, done)
+                    batch_tokens = sum(c.get("n_tokens") or 0 for _, c in results)
+                    n_tokens += batch_tokens
+                    bar.update(len(results))
+                    bar.set_postfix(tok_s=f"{n_tokens / max(time.time() - t0, 1e-9):.1f}")
+        except OSError as e:
+            raise unwritable(partial, e) from None
         bar.close()
     missing = [r["id"] for r in mine if r["id"] not in done]
     if missing:
