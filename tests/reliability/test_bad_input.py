@@ -263,3 +263,41 @@ def test_damaged_input_gives_a_located_error_and_no_output(stage):
         check(stage, *case)
 
     fuzz()
+
+
+def test_fuser_readers_give_located_errors():
+    """The fuser's split and rankings readers (its commands need a tokenizer first, so they are called directly)."""
+    from llmblend.errors import InputError
+    from llmblend.fuser.data import iter_ranked, read_rankings
+
+    needed = {"split": {"id", "instruction", "input", "output", "candidates"}, "rankings": {"id", "ranks"}}
+
+    @settings(max_examples=50, deadline=None, derandomize=True, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+    @given(st.sampled_from(["split", "rankings"]).flatmap(
+        lambda kind: st.tuples(st.just(kind), damage("evaluate-rankings" if kind == "rankings" else "fuser"))))
+    def fuzz(case):
+        kind, (lineno, how, line) = case
+        FIGURES["malformed_inputs_tried.fuser"] += 1
+        FIGURES["malformed_inputs_tried"] += 1
+        with tempfile.TemporaryDirectory(prefix="rel-fuzz-") as tmp:
+            d = Path(tmp)
+            inp, _ = write_inputs(d, "evaluate-rankings" if kind == "rankings" else "fuser", lineno, line)
+            field = how.split(":", 1)[1] if ":" in how else None
+            must_fail = ":" not in how or field in needed[kind]
+            try:
+                with no_hang(HANG_S):
+                    if kind == "rankings":
+                        read_rankings(inp)
+                    else:
+                        list(iter_ranked(inp, "oracle:bleu"))
+            except InputError as e:
+                FIGURES["malformed_inputs_rejected"] += 1
+                assert str(inp) in str(e)
+                if must_fail:
+                    assert f"{inp}:{lineno}" in str(e), str(e)
+            else:
+                assert not must_fail, f"fuser {kind}: damage {how} on line {lineno} was not caught"
+                FIGURES["malformed_inputs_harmless"] += 1
+
+    fuzz()
