@@ -229,6 +229,34 @@ def test_tiny_fuser_learns_and_round_trips(tmp_path, files, family):
                        [["3 + 5 = 8.", "eight"], ["Paris is the capital.", "Lyon"]])
     assert texts == ["3 + 5 = 8.", "Paris is the capital."]
     check_fused_layout(fused, json.loads((tmp_path / "rep.json").read_text()))
+    assert not (tmp_path / "fused.jsonl.partial.jsonl").exists()
+    if family == "causal_lm":
+        check_killed_fusion_resumes(tmp_path, files, fused)
+
+
+def check_killed_fusion_resumes(tmp_path, files, expected, monkeypatch=None):
+    from llmblend.fuser import api, infer
+
+    split, ranks = files
+    real = api.Fuser.fuse_detailed
+    calls = []
+
+    def dies_on_second_chunk(self, *a, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, *a, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(infer, "CHUNK_BATCHES", 1)
+        mp.setattr(api.Fuser, "fuse_detailed", dies_on_second_chunk)
+        with pytest.raises(KeyboardInterrupt):
+            fuse_split(tmp_path / "fuser", split, "pairranker", tmp_path / "again.jsonl", ranks, batch_size=2)
+        assert not (tmp_path / "again.jsonl").exists()
+        mp.setattr(api.Fuser, "fuse_detailed", real)
+        report = fuse_split(tmp_path / "fuser", split, "pairranker", tmp_path / "again.jsonl", ranks, batch_size=2)
+    assert report["fused_now"] == 2 and report["records"] == 4
+    assert read_jsonl(tmp_path / "again.jsonl") == expected
 
 
 def check_fused_layout(rows, report):

@@ -44,8 +44,10 @@ class Fuser:
             out.append(chat_prompt(self.tokenizer, text) if self.family == "causal_lm" else text)
         return out
 
-    def fuse_detailed(self, instructions, inputs, topk_candidates, batch_size: int = 8, **generate_kwargs) -> list[dict]:
-        """Per example: {"text", "n_tokens", "n_prompt_tokens", "flags"}; in the order given."""
+    def fuse_detailed(self, instructions, inputs, topk_candidates, batch_size: int = 8, seed_offset: int = 0,
+                      **generate_kwargs) -> list[dict]:
+        """Per example: {"text", "n_tokens", "n_prompt_tokens", "flags"}; in the order given.
+        `seed_offset`: the position of the first example in a longer run (sampling seeds follow it)."""
         import torch
 
         unknown = set(generate_kwargs) - GENERATE_KEYS
@@ -63,7 +65,7 @@ class Fuser:
             batch = self.tokenizer(prompts[start:start + batch_size], add_special_tokens=False, padding=True,
                                    return_tensors="pt").to(self.model.device)
             if kw.get("do_sample"):
-                torch.manual_seed(self.seed + start)  # the same batch samples the same answer on every run
+                torch.manual_seed(self.seed + seed_offset + start)  # the same example samples alike on every run
             with torch.no_grad():
                 out = self.model.generate(**batch, pad_token_id=self.tokenizer.pad_token_id, eos_token_id=eos, **kw)
             new = out[:, batch["input_ids"].shape[1]:] if self.family == "causal_lm" else out[:, 1:]

@@ -1,22 +1,58 @@
 """Fuse the test split: rank each record's candidates (ranker or oracle), fuse the top K, and write
 each record with the fused answer as its one candidate (`model: llm-blender`), so that the metrics
 and judge stages score and judge it like any candidate file.
+
+Fused answers are appended chunk by chunk to `<out>.partial.jsonl` (first line: a fingerprint of the
+fuser, the inputs and the decoding settings): a killed job rerun with the same fingerprint fuses only
+what is missing. The partial file is removed once the output is written.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from collections import Counter
+from pathlib import Path
 
 from llmblend.fuser.api import decoding_name, load_fuser
 from llmblend.fuser.data import iter_ranked
-from llmblend.io import write_json, write_jsonl
+from llmblend.io import dumps, sha256_file, write_json, write_jsonl
 
 log = logging.getLogger("llmblend.fuser")
 
 FUSED_MODEL = "llm-blender"
 KEEP = ("id", "instruction", "input", "output", "source", "rubric")
+CHUNK_BATCHES = 8  # batches fused between two appends to the partial file
+
+
+def _fingerprint(fuser_dir, split_path, rankings_path, ranker, kw) -> str:
+    parts = {"split": sha256_file(split_path), "rankings": sha256_file(rankings_path) if rankings_path else None,
+             "ranker": ranker, "generate": kw,
+             "fuser": {f.name: sha256_file(f) for f in sorted(Path(fuser_dir).glob("*.json"))}}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def _read_partial(path: Path, fingerprint: str) -> dict:
+    """id -> result of a previous run with the same fingerprint (a torn last line is ignored)."""
+    if not path.exists():
+        return {}
+    done = {}
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    try:
+        if json.loads(lines[0]).get("fingerprint") != fingerprint:
+            return {}
+    except (json.JSONDecodeError, AttributeError):
+        return {}
+    for line in lines[1:]:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            break  # the line a kill cut short, and anything after it
+        done[row["id"]] = row["result"]
+    return done
 
 
 def fuse_split(model_dir, split_path, ranker: str, out_path, rankings_path=None, generate: dict | None = None,
@@ -33,26 +69,50 @@ def fuse_split(model_dir, split_path, ranker: str, out_path, rankings_path=None,
         topk.append([rec["candidates"][j].get("text", "") for j in top])
         fused_from.append([rec["candidates"][j].get("model", f"#{j}") for j in top])
     kw = {**fuser.generate_defaults, **(generate or {})}
+    partial = Path(str(out_path) + ".partial.jsonl")
+    fingerprint = _fingerprint(model_dir, split_path, rankings_path, ranker, kw) if Path(model_dir).is_dir() else ""
+    done = _read_partial(partial, fingerprint) if fingerprint else {}
+    if done:
+        log.info("resuming: %d of %d records already fused in %s", len(done), len(records), partial)
+    mode = "a" if done else "w"
     t0 = time.perf_counter()
-    results = fuser.fuse_detailed([r["instruction"] for r in records], [r["input"] for r in records], topk,
-                                  batch_size=batch_size, **kw)
+    n_new = 0
+    chunk = batch_size * CHUNK_BATCHES
+    with open(partial, mode, encoding="utf-8") as f:
+        if not done:
+            f.write(dumps({"fingerprint": fingerprint}) + "\n")
+        for start in range(0, len(records), chunk):
+            todo = [i for i in range(start, min(start + chunk, len(records))) if records[i]["id"] not in done]
+            if not todo:
+                continue
+            # a chunk is fused whole (never partly cached): its examples get the same batches and seeds every run
+            idx = list(range(start, min(start + chunk, len(records))))
+            results = fuser.fuse_detailed([records[i]["instruction"] for i in idx], [records[i]["input"] for i in idx],
+                                          [topk[i] for i in idx], batch_size=batch_size, seed_offset=start, **kw)
+            for i, res in zip(idx, results):
+                done[records[i]["id"]] = res
+                f.write(dumps({"id": records[i]["id"], "result": res}) + "\n")
+            f.flush()
+            n_new += len(idx)
     seconds = time.perf_counter() - t0
     method = decoding_name(kw)
-    rows = []
-    for rec, res, names in zip(records, results, fused_from):
+    rows, results = [], []
+    for rec, names in zip(records, fused_from):
+        res = done[rec["id"]]
+        results.append(res)
         row = {k: rec[k] for k in KEEP if k in rec}
         row["candidates"] = [{"model": FUSED_MODEL, "decoding_method": method, "text": res["text"],
                               "n_tokens": res["n_tokens"], "n_prompt_tokens": res["n_prompt_tokens"],
                               "flags": res["flags"], "fused_from": names}]
         rows.append(row)
     write_jsonl(out_path, rows)
+    partial.unlink()
     flags = Counter(f for r in results for f in r["flags"])
     n_tokens = sum(r["n_tokens"] for r in results)
-    report = {"records": len(rows), "ranker": ranker, "decoding_method": method, "generate": kw,
+    report = {"records": len(rows), "fused_now": n_new, "ranker": ranker, "decoding_method": method, "generate": kw,
               "flags": dict(flags), "fused_tokens": n_tokens, "seconds": round(seconds, 2),
-              "fused_tokens_per_s": round(n_tokens / seconds, 2) if seconds else None}
+              "fused_tokens_per_s": round(n_tokens / seconds, 2) if seconds and n_new == len(rows) else None}
     if report_path:
         write_json(report_path, report)
-    log.info("fused %d records in %.1f s (%.1f tok/s); flags %s", len(rows), seconds,
-             report["fused_tokens_per_s"] or 0, dict(flags))
+    log.info("fused %d records (%d now) in %.1f s; flags %s", len(rows), n_new, seconds, dict(flags))
     return report
