@@ -305,3 +305,15 @@ def test_cli_reports_bad_input_in_one_line_and_writes_nothing(tmp_path, files, c
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert rc == 2 and "bad.jsonl:2: field 'ranks': missing" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_training_is_byte_deterministic_on_cpu(tmp_path, files):
+    from llmblend.io import sha256_file
+
+    digests = []
+    for run in ("a", "b"):
+        (tmp_path / run).mkdir()
+        train_tiny(tmp_path / run, "causal_lm", files, train={"epochs": 4, "eval_steps": 2})
+        digests.append((sha256_file(tmp_path / run / "fuser" / "model.safetensors"),
+                        (tmp_path / run / "plot.csv").read_bytes()))
+    assert digests[0] == digests[1]
