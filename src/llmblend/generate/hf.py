@@ -46,12 +46,12 @@ class RowSampler(LogitsProcessor):
 
     def __call__(self, input_ids, scores):
         scores = scores.float()
-        logp = torch.log_softmax(scores, dim=-1)
         if self.generators is None:
             chosen = scores.argmax(dim=-1)
         else:
             chosen = self._sample(scores)
-        self.step_logprobs.append(logp.gather(1, chosen[:, None])[:, 0])
+        # log-softmax of the chosen token only (one logsumexp pass instead of a full log-softmax)
+        self.step_logprobs.append(scores.gather(1, chosen[:, None])[:, 0] - torch.logsumexp(scores, dim=-1))
         onehot = torch.full_like(scores, float("-inf"))
         onehot.scatter_(1, chosen[:, None], 0.0)
         return onehot
