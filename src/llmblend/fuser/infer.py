@@ -61,7 +61,7 @@ def fuse_split(model_dir, split_path, ranker: str, out_path, rankings_path=None,
 
     if threads:
         torch.set_num_threads(threads)
-    fuser = load_fuser(model_dir)
+    fuser = load_fuser(model_dir, device="cuda" if torch.cuda.is_available() else None)
     records, topk, fused_from = [], [], []
     for _, rec, order in iter_ranked(split_path, ranker, rankings_path):
         top = order[: fuser.spec.top_k]
