@@ -10,12 +10,14 @@ DVC after kills) in test_workflow_kills.py.
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import pytest
 
 from rel_figures import FIGURES
-from workflow_utils import copy_repo, run, tree_hashes
+from workflow_setup import normalized
+from workflow_utils import copy_repo, run
 
 pytestmark = pytest.mark.slow
 
@@ -24,12 +26,14 @@ TARGETS = [] if FULL else ["data/ci/scored/test.jsonl"]
 
 
 def artifacts(root):
-    """Everything under data/ci and results/ci except logs and benchmarks (wall times live there)."""
-    out = tree_hashes(root / "data" / "ci")
-    res = root / "results" / "ci"
-    if res.exists():
-        out.update({f"results/{k}": v for k, v in tree_hashes(res).items()
-                    if not k.startswith(("logs/", "benchmarks/"))})
+    """Everything under data/ci and results/ci except logs and benchmarks (wall times live there);
+    JSON reports and CSV curves without their wall-time fields (`seconds`, `*_per_s`)."""
+    out = {}
+    for top in (root / "data" / "ci", root / "results" / "ci"):
+        for p in sorted(top.rglob("*")) if top.exists() else []:
+            rel = str(p.relative_to(root))
+            if p.is_file() and not rel.startswith(("results/ci/logs/", "results/ci/benchmarks/")):
+                out[rel] = hashlib.sha256(normalized(p)).hexdigest()
     return out
 
 

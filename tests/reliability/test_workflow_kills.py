@@ -147,12 +147,11 @@ def test_snakemake_killed_and_rerun_matches_and_is_consistent(tmp_path, fake, re
     FIGURES["duplicate_calls.snakemake"] += dup
     assert dup == 0, f"{dup} calls asked again for answers already recorded"
     check_calls(per_run, ref_calls, "snakemake")
-    assert ws.outputs(d) == ref_art
-    FIGURES["records_lost.snakemake"] += 0 if ws.outputs(d) == ref_art else 1
+    assert ws.outputs(d, resumed=True) == ws.outputs(ref_dir, resumed=True)
+    assert all(ws.outputs(d)[k] == v for k, v in ref_art.items() if k.endswith(".jsonl")), "data files differ"
     r = ws.run(ws.SNAKEMAKE + ["-n"], d)
     assert "Nothing to be done" in r.stdout + r.stderr, (r.stdout + r.stderr)[-2000:]
-    assert not list((d / ".snakemake" / "incomplete").rglob("*")) or \
-        all(p.is_dir() for p in (d / ".snakemake" / "incomplete").rglob("*"))
+    assert not [p for p in (d / ".snakemake" / "incomplete").rglob("*") if p.is_file()]
 
 
 def test_dvc_killed_and_rerun_matches_and_is_up_to_date(tmp_path, fake, reference):
@@ -164,7 +163,9 @@ def test_dvc_killed_and_rerun_matches_and_is_up_to_date(tmp_path, fake, referenc
     FIGURES["duplicate_calls.dvc"] += dup
     assert dup == 0, f"{dup} calls asked again for answers already recorded"
     check_calls(per_run, ref_calls, "dvc")
-    assert ws.outputs(d) == ref_art, "DVC after kills differs from an uninterrupted Snakemake run"
+    assert ws.outputs(d, resumed=True) == ws.outputs(ref_dir, resumed=True), \
+        "DVC after kills differs from an uninterrupted Snakemake run"
+    assert all(ws.outputs(d)[k] == v for k, v in ref_art.items() if k.endswith(".jsonl")), "data files differ"
     r = ws.run(["dvc", "status", *ws.dvc_stages(d)], d)
     assert "up to date" in r.stdout, r.stdout[-2000:]
 

@@ -8,6 +8,7 @@ every generation and judge call reaches the fake server, where it is counted.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import subprocess
@@ -89,15 +90,42 @@ def popen(cmd: list[str], cwd: Path) -> subprocess.Popen:
                             start_new_session=True)
 
 
-def outputs(dest: Path) -> dict[str, bytes]:
+# what a run's report may say differently from another run of the same inputs: wall time, and (after a
+# kill) how much of the work this run did itself rather than found done
+TIMING = lambda k: k == "seconds" or k.endswith("_per_s")  # noqa: E731
+RESUME_KEYS = {"resumed", "generated", "calls", "cache_hits", "spent_usd", "backend_stats", "calls_planned",
+               "estimate_usd", "new_tokens"}
+
+
+def normalized(path: Path, resumed: bool = False) -> bytes:
+    """A file's bytes; for a JSON report or a CSV curve, without the keys that describe the run itself."""
+    raw = path.read_bytes()
+
+    def drop(obj):
+        if isinstance(obj, dict):
+            return {k: drop(v) for k, v in obj.items() if not TIMING(k) and not (resumed and k in RESUME_KEYS)}
+        if isinstance(obj, list):
+            return [drop(v) for v in obj]
+        return obj
+
+    if path.suffix == ".json":
+        return json.dumps(drop(json.loads(raw)), sort_keys=True).encode()
+    if path.suffix == ".csv":
+        rows = [line.split(b",") for line in raw.splitlines()]
+        keep = [i for i, name in enumerate(rows[0]) if not TIMING(name.decode())] if rows else []
+        return b"\n".join(b",".join(r[i] for i in keep) for r in rows)
+    return raw
+
+
+def outputs(dest: Path, resumed: bool = False) -> dict[str, bytes]:
     """The run's data artifacts (not logs, benchmarks or caches): what must be byte-identical."""
     out = {}
     for p in sorted((dest / "data" / "rel").rglob("*")):
         rel = str(p.relative_to(dest))
         if p.is_file() and "/cache/" not in rel and not p.name.startswith("."):
-            out[rel] = p.read_bytes()
+            out[rel] = normalized(p, resumed)
     for p in sorted((dest / "results" / "rel" / "metrics").glob("*.json")):
-        out[str(p.relative_to(dest))] = p.read_bytes()
+        out[str(p.relative_to(dest))] = normalized(p, resumed)
     return out
 
 
