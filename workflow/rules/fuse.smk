@@ -6,14 +6,13 @@ FCFG = config.get("fuser")
 
 if FCFG:
     from llmblend.fuser.data import parse_ranker as _parse_fuser_ranker
+    from llmblend.workflow.snake import job_resources, job_threads
 
     _FUSER_RANK_KIND, _FUSER_RANKER = _parse_fuser_ranker(FCFG["ranker"])
     _FUSER_MODEL = FCFG["model"]
     FUSER_MODEL_INPUT = model_input(_FUSER_MODEL) if _FUSER_MODEL in MODELS else []
     FUSER_MODEL_ARG = model_arg(_FUSER_MODEL) if _FUSER_MODEL in MODELS else _FUSER_MODEL
     FUSER_CFG = ["seed", "fuser"] + ([f"models.{_FUSER_MODEL}"] if _FUSER_MODEL in MODELS else [])
-    FUSER_THREADS = FCFG["train"].get("threads", 2)
-    FUSER_GPU = 1 if FCFG["train"].get("bf16") else 0
 
     def _mb(path):
         return os.path.getsize(path) / 1e6 if os.path.exists(path) else 0.0
@@ -78,13 +77,9 @@ if FCFG:
             f"{LOGS}/train_fuser.log",
         benchmark:
             f"{BENCH}/train_fuser.tsv"
-        threads: FUSER_THREADS
+        threads: job_threads(config, "train_fuser")
         resources:
-            # fp32 weights + Adam state of a ~135M model, plus activations that grow with the data
-            mem_mb=lambda wc, input: 4000 + int(_mb(input.train) * 50),
-            # minutes: ~1 min per 100 kB of fuser data and epoch on 2 CPU cores
-            runtime=lambda wc, input, attempt: attempt * (10 + int((_mb(input.train) + _mb(input.val)) * 10 * FCFG["train"]["epochs"])),
-            gpu=FUSER_GPU,
+            **job_resources(config, "train_fuser"),
         conda:
             ENV
         shell:
@@ -108,12 +103,9 @@ if FCFG:
             f"{LOGS}/fuse_candidates.log",
         benchmark:
             f"{BENCH}/fuse_candidates.tsv"
-        threads: FUSER_THREADS
+        threads: job_threads(config, "fuse_candidates")
         resources:
-            mem_mb=lambda wc, input: 3000 + int(_mb(input.split) * 20),
-            # minutes: ~1 min per 30 test examples on 2 CPU cores (greedy; beams cost more)
-            runtime=lambda wc, input, attempt: attempt * (5 + int(_mb(input.split) * 30 * FCFG["generate"].get("num_beams", 1))),
-            gpu=FUSER_GPU,
+            **job_resources(config, "fuse_candidates"),
         conda:
             ENV
         shell:

@@ -7,6 +7,8 @@ GCFG = config.get("generate")
 if GCFG:
     import re as _re
 
+    from llmblend.workflow.snake import job_resources, job_threads
+
     GENERATORS = {g["name"]: g for g in GCFG["generators"]}
     GEN_SPLITS = GCFG["splits"]
     GEN_SHARDS = list(range(GCFG["shards"]))
@@ -29,11 +31,6 @@ if GCFG:
         # sees the key generate.generators (it cannot address one list item)
         return {**config_slice(config, *keys), "generate.generators": g}
 
-    def _gen_runtime(wildcards, input, attempt):
-        # minutes: loading plus the declared seconds per record (a record is about 250 bytes of split)
-        n = input.size_mb * 1e6 / 250 / len(GEN_SHARDS)
-        return attempt * (5 + int(n * GCFG.get("runtime_per_record_s", 2.0) / 60))
-
     rule generate_candidates:
         input:
             split=f"{DATA}/splits/{{split}}.jsonl",
@@ -53,11 +50,9 @@ if GCFG:
             f"{LOGS}/generate_candidates/{{generator}}/{{split}}/shard-{{shard}}.log",
         benchmark:
             f"{BENCH}/generate_candidates/{{generator}}/{{split}}/shard-{{shard}}.tsv"
-        threads: GEN_THREADS
+        threads: job_threads(config, "generate_candidates")
         resources:
-            mem_mb=GCFG.get("mem_mb", 3000),
-            runtime=_gen_runtime,
-            gpu=1 if GCFG.get("gpu") else 0,
+            **job_resources(config, "generate_candidates"),
         conda:
             ENV
         shell:

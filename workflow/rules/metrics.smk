@@ -2,7 +2,7 @@
 # score_candidates (one job per split and shard) -> gather_scores (per split) -> summarize_scores;
 # score_fused scores the fuser's answers with the same function (the evaluation stage reads it).
 
-import math
+from llmblend.workflow.snake import job_resources, job_threads
 
 MCFG = config.get("metrics")
 
@@ -17,23 +17,6 @@ if MCFG:
     METRIC_MODEL_ARGS = " ".join(f"--model {m}={model_arg(ref) if ref in MODELS else ref}"
                                  for m, ref in _METRIC_MODELS.items())
     METRIC_CFG = ["metrics"] + [f"models.{ref}" for ref in _METRIC_MODEL_NAMES]
-
-    # one job's threads, memory, GPU and runtime: from resources.stages.score_candidates (the cost
-    # model, docs/scale-out.md) when the profile has one, else from the metrics section
-    _SCORE_RES = ((config.get("resources") or {}).get("stages") or {}).get("score_candidates")
-    SCORE_THREADS = _SCORE_RES["threads"] if _SCORE_RES else MCFG["threads"]
-    SCORE_MEM_MB = _SCORE_RES["mem_mb"] if _SCORE_RES else MCFG.get("mem_mb", 3000)
-    SCORE_GPU = (_SCORE_RES["gpus"] if _SCORE_RES else 0) or int(MCFG["device"].startswith("cuda"))
-
-    def _score_runtime(wildcards, input, attempt):
-        # minutes: start-up plus the candidates of this job (counted from the input's size) at the
-        # measured rate (benchmarks/bench_metrics.py on 2 CPU cores, or the cost model's per_s)
-        res = config.get("resources") or {}
-        per_s = _SCORE_RES["per_s"] if _SCORE_RES else 15.0
-        overhead = _SCORE_RES.get("overhead_min", 5) if _SCORE_RES else 2
-        bytes_per_cand = (res.get("disk") or {}).get("bytes_per_candidate", 600)
-        n_cands = input.size_mb * 1e6 / bytes_per_cand / (len(SCORE_SHARDS) if "split" in wildcards.keys() else 1)
-        return attempt * math.ceil((overhead + n_cands / per_s / 60) * res.get("runtime_margin", 1.5))
 
     rule score_candidates:
         input:
@@ -54,11 +37,9 @@ if MCFG:
             f"{LOGS}/score_candidates/{{split}}/shard-{{shard}}.log",
         benchmark:
             f"{BENCH}/score_candidates/{{split}}/shard-{{shard}}.tsv"
-        threads: SCORE_THREADS
+        threads: job_threads(config, "score_candidates")
         resources:
-            mem_mb=lambda wildcards, attempt: SCORE_MEM_MB * attempt,
-            runtime=_score_runtime,
-            gpu=SCORE_GPU,
+            **job_resources(config, "score_candidates"),
         conda:
             ENV
         shell:
@@ -121,11 +102,9 @@ if MCFG:
             f"{LOGS}/score_fused.log",
         benchmark:
             f"{BENCH}/score_fused.tsv"
-        threads: SCORE_THREADS
+        threads: job_threads(config, "score_candidates")
         resources:
-            mem_mb=lambda wildcards, attempt: SCORE_MEM_MB * attempt,
-            runtime=_score_runtime,
-            gpu=SCORE_GPU,
+            **job_resources(config, "score_candidates"),
         conda:
             ENV
         shell:

@@ -10,6 +10,7 @@ if RCFG:
     from llmblend.ranker.rules import method_args as _method_args
     from llmblend.ranker.rules import method_inputs as _method_inputs
     from llmblend.ranker.stage import method_kind as _method_kind, model_for as _model_for
+    from llmblend.workflow.snake import job_resources, job_threads
 
     RANK_METHODS = RCFG["methods"]
     FULL_METHODS = [m for m in RANK_METHODS if _method_kind(m) == "pair_full"]
@@ -25,10 +26,6 @@ if RCFG:
     CLM_INPUT = model_input(RCFG["clm_scorer"]) if RCFG["clm_scorer"] in MODELS else []
     CLM_ARG = model_arg(RCFG["clm_scorer"]) if RCFG["clm_scorer"] in MODELS else RCFG["clm_scorer"]
     RANK_CFG = ["seed", "ranker"] + [f"models.{n}" for n in (RCFG["backbone"], RCFG["clm_scorer"]) if n in MODELS]
-    RANK_GPU = 1 if RCFG.get("device", "cpu") == "cuda" else 0
-
-    # minutes: model load plus about 1 min per 20 kB of candidates on 2 CPU cores (N(N-1) pairs)
-    RANK_RUNTIME = lambda wildcards, input, attempt: attempt * (5 + int(input.size_mb * 50))
 
     rule train_ranker:
         input:
@@ -52,11 +49,9 @@ if RCFG:
             f"{LOGS}/train_ranker/{{ranker}}.log",
         benchmark:
             f"{BENCH}/train_ranker/{{ranker}}.tsv"
-        threads: RCFG["threads"]
+        threads: job_threads(config, "train_ranker")
         resources:
-            mem_mb=RCFG["mem_mb"],
-            runtime=lambda wildcards, input, attempt: attempt * (10 + int(input.size_mb * 200)),
-            gpu=RANK_GPU,
+            **job_resources(config, "train_ranker"),
         conda:
             ENV
         shell:
@@ -81,11 +76,9 @@ if RCFG:
             f"{LOGS}/rank_with_pairranker/{{split}}.log",
         benchmark:
             f"{BENCH}/rank_with_pairranker/{{split}}.tsv"
-        threads: RCFG["threads"]
+        threads: job_threads(config, "rank_candidates")
         resources:
-            mem_mb=RCFG["mem_mb"],
-            runtime=RANK_RUNTIME,
-            gpu=RANK_GPU,
+            **job_resources(config, "rank_candidates"),
         conda:
             ENV
         shell:
@@ -110,11 +103,9 @@ if RCFG:
                 f"{LOGS}/rank_test_full.log",
             benchmark:
                 f"{BENCH}/rank_test_full.tsv"
-            threads: RCFG["threads"]
+            threads: job_threads(config, "rank_candidates")
             resources:
-                mem_mb=RCFG["mem_mb"],
-                runtime=RANK_RUNTIME,
-                gpu=RANK_GPU,
+                **job_resources(config, "rank_candidates", methods=FULL_METHODS),
             conda:
                 ENV
             shell:
@@ -141,11 +132,9 @@ if RCFG:
                 f"{LOGS}/rank_candidates/{{method}}.log",
             benchmark:
                 f"{BENCH}/rank_candidates/{{method}}.tsv"
-            threads: RCFG["threads"]
+            threads: job_threads(config, "rank_candidates")
             resources:
-                mem_mb=RCFG["mem_mb"],
-                runtime=RANK_RUNTIME,
-                gpu=RANK_GPU,
+                **job_resources(config, "rank_candidates"),
             conda:
                 ENV
             shell:

@@ -185,6 +185,8 @@ def job_units(cfg: dict, stage: str, wildcards: dict) -> float:
         gen = next((g for g in generators(cfg) if g["name"] == wildcards.get("generator")), None)
         if gen is None:
             raise ConfigError(f"no generator {wildcards.get('generator')!r} in generate.generators")
+        if gen.get("backend", "hf") == "import":
+            return 0.0
         ratio = _res(cfg).get("mean_new_tokens_ratio", 1.0)
         return math.ceil(items[wildcards["split"]] / _shards(cfg, "generate")) * _gen_max_new(gen) * ratio
     if stage == "score_candidates":
