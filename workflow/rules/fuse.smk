@@ -5,38 +5,17 @@
 FCFG = config.get("fuser")
 
 if FCFG:
-    from llmblend.fuser.data import parse_ranker as _parse_fuser_ranker
+    from llmblend.fuser import snake as _fs
     from llmblend.workflow.snake import job_resources, job_threads
 
-    _FUSER_RANK_KIND, _FUSER_RANKER = _parse_fuser_ranker(FCFG["ranker"])
     _FUSER_MODEL = FCFG["model"]
     FUSER_MODEL_INPUT = model_input(_FUSER_MODEL) if _FUSER_MODEL in MODELS else []
     FUSER_MODEL_ARG = model_arg(_FUSER_MODEL) if _FUSER_MODEL in MODELS else _FUSER_MODEL
     FUSER_CFG = ["seed", "fuser"] + ([f"models.{_FUSER_MODEL}"] if _FUSER_MODEL in MODELS else [])
 
-    def _mb(path):
-        return os.path.getsize(path) / 1e6 if os.path.exists(path) else 0.0
-
-    def _fuser_split(split):
-        # a ranker's rankings go with the candidates; the oracle reads the metric from the scored file
-        if _FUSER_RANK_KIND == "oracle":
-            return {"split": f"{DATA}/scored/{split}.jsonl"}
-        return {"split": f"{DATA}/candidates/{split}.jsonl",
-                "rankings": f"{DATA}/rankings/{_FUSER_RANKER}/{split}.jsonl"}
-
-    def _fuser_data_inputs(wildcards):
-        files = {f"{k}_{s}": v for s in ("train", "val") for k, v in _fuser_split(s).items()}
-        return {**files, "model": FUSER_MODEL_INPUT}
-
-    def _fuser_data_args(wildcards, input):
-        args = [f"--split {s}={input[f'split_{s}']}" for s in ("train", "val")]
-        if _FUSER_RANK_KIND != "oracle":
-            args += [f"--rankings {s}={input[f'rankings_{s}']}" for s in ("train", "val")]
-        return " ".join(args)
-
     rule build_fuser_data:
         input:
-            unpack(_fuser_data_inputs),
+            unpack(lambda wc: _fs.data_inputs(config, DATA, FUSER_MODEL_INPUT)),
         output:
             train=f"{DATA}/fuser/train.jsonl",
             val=f"{DATA}/fuser/val.jsonl",
@@ -45,20 +24,21 @@ if FCFG:
             cfg=config_slice(config, *FUSER_CFG),
             cfgargs=CONFIG_ARGS,
             model=FUSER_MODEL_ARG,
-            splits=_fuser_data_args,
+            splits=lambda wc, input: _fs.data_args(config, input),
+            out_dir=lambda wc, output: os.path.dirname(output.train),
         log:
             f"{LOGS}/build_fuser_data.log",
         benchmark:
             f"{BENCH}/build_fuser_data.tsv"
         threads: 1
         resources:
-            mem_mb=lambda wc, input: 1000 + int(_mb(input.split_train) * 20),
-            runtime=lambda wc, input, attempt: attempt * (2 + int(_mb(input.split_train))),
+            mem_mb=lambda wc, input: 1000 + int(_fs.mb(input.split_train) * 20),
+            runtime=lambda wc, input, attempt: attempt * (2 + int(_fs.mb(input.split_train))),
         conda:
             ENV
         shell:
             "llmblend build-fuser-data {params.cfgargs} --model {params.model} {params.splits}"
-            " --out-dir {DATA}/fuser --report {output.report} --log {log}"
+            " --out-dir {params.out_dir} --report {output.report} --log {log}"
 
     rule train_fuser:
         input:
@@ -72,7 +52,6 @@ if FCFG:
             cfg=config_slice(config, *FUSER_CFG),
             cfgargs=CONFIG_ARGS,
             model=FUSER_MODEL_ARG,
-            launcher=FCFG["train"].get("launcher", "llmblend"),
         log:
             f"{LOGS}/train_fuser.log",
         benchmark:
@@ -83,15 +62,12 @@ if FCFG:
         conda:
             ENV
         shell:
-            "{params.launcher} train-fuser {params.cfgargs} --model {params.model} --train {input.train}"
+            "llmblend train-fuser {params.cfgargs} --model {params.model} --train {input.train}"
             " --val {input.val} --out {output.model} --plot {output.plot} --threads {threads} --log {log}"
-
-    def _fuser_test_inputs(wildcards):
-        return {**_fuser_split("test"), "fuser": f"{DATA}/fuser/model"}
 
     rule fuse_candidates:
         input:
-            unpack(_fuser_test_inputs),
+            unpack(lambda wc: {**_fs.split_inputs(config, DATA, "test"), "fuser": f"{DATA}/fuser/model"}),
         output:
             fused=f"{RESULTS}/fuser/test_fused.jsonl",
             report=f"{RESULTS}/fuser/test_fused.report.json",

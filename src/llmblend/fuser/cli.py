@@ -81,11 +81,24 @@ def run_train(args):
     from llmblend.models.resolve import resolve
 
     cfg = config_of(args)
+    _relaunch(section(cfg, "fuser", "train").get("launcher", ""))
     path = resolve(args.model)
     spec = _spec(cfg, family_of(AutoConfig.from_pretrained(path)))
     report = train_fuser(path, args.train, args.val, args.out, spec, section(cfg, "fuser", "train"), cfg["seed"],
                          plot_csv=args.plot, threads=args.threads, generate_cfg=section(cfg, "fuser", "generate"))
     print({k: report[k] for k in ("steps", "best_val_loss", "seconds")})
+
+
+def _relaunch(launcher: str):
+    """Multi-GPU training: rerun this very command under `fuser.train.launcher` (e.g. `accelerate launch
+    -m llmblend.cli`); the processes it starts carry LOCAL_RANK and train in place."""
+    import os
+    import shlex
+    import sys
+
+    if launcher and launcher != "llmblend" and "LOCAL_RANK" not in os.environ:
+        argv = shlex.split(launcher) + sys.argv[1:]
+        os.execvp(argv[0], argv)
 
 
 def run_fuse(args):

@@ -27,7 +27,7 @@ FUSER_DATA_FIELDS = {"id": str, "prompt": str, "target": str}
 TRAIN_DEFAULTS = {
     "epochs": 2, "lr": 1e-4, "batch_size": 8, "grad_accum": 1, "train_layers": None, "weight_decay": 0.0,
     "warmup_steps": 0, "eval_steps": None, "logging_steps": 5, "bf16": False, "fsdp": "", "deepspeed": None,
-    "max_steps": None, "launcher": "llmblend", "threads": 2,  # the last two are read by the rule
+    "max_steps": None, "launcher": "", "threads": 2,  # read by the CLI and the rule
 }
 
 
