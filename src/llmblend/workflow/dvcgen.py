@@ -40,7 +40,9 @@ def dag_jobs(configfiles: list[str], snakefile: str = "Snakefile"):
 
     overlays = [Path(f) for f in configfiles if f != DEFAULT_CONFIG]
     with contextlib.redirect_stdout(io.StringIO()), SnakemakeApi(OutputSettings()) as api:
-        wf = api.workflow(resource_settings=ResourceSettings(cores=1),
+        # plan with the 2 cores of the default machine: a rule passing {threads} gets the same value
+        # under `dvc repro` as under `snakemake --cores 2`
+        wf = api.workflow(resource_settings=ResourceSettings(cores=2),
                           config_settings=ConfigSettings(configfiles=overlays), snakefile=Path(snakefile))
         wf.dag(DAGSettings(forceall=True))
         w = wf._workflow
