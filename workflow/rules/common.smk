@@ -12,6 +12,10 @@ from llmblend.workflow.snake import model_input as _model_input
 
 _validate_config(config)
 
+envvars:
+    "PATH",
+
+
 # rules call the `llmblend` console script: make the one installed beside this Python findable even
 # when the virtual environment is not activated (e.g. `.venv/bin/snakemake`)
 os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])

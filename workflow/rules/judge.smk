@@ -26,7 +26,7 @@ if JCFG:
         params:
             cfg=config_slice(config, *_JUDGE_CFG),
             cfgargs=CONFIG_ARGS,
-            cache=lambda wc: f"{DATA}/judge/cache/{wc.split}.sqlite",
+            persist=lambda wc: f"{DATA}/judge/cache/{wc.split}.sqlite",
         log:
             f"{LOGS}/judge_pairs/{{split}}.log",
         benchmark:
@@ -39,7 +39,7 @@ if JCFG:
             ENV
         shell:
             "llmblend judge-pairs {params.cfgargs} --split {wildcards.split} --candidates {input.candidates}"
-            " --out {output.labels} --metrics {output.metrics} --cache {params.cache} --log {log}"
+            " --out {output.labels} --metrics {output.metrics} --cache {params.persist} --log {log}"
 
     rule judge_fused:
         input:
@@ -51,7 +51,7 @@ if JCFG:
         params:
             cfg=config_slice(config, *_JUDGE_CFG),
             cfgargs=CONFIG_ARGS,
-            cache=f"{DATA}/judge/cache/fused_test.sqlite",
+            persist=f"{DATA}/judge/cache/fused_test.sqlite",
         log:
             f"{LOGS}/judge_fused.log",
         benchmark:
@@ -64,6 +64,6 @@ if JCFG:
             ENV
         shell:
             "llmblend judge-fused {params.cfgargs} --fused {input.fused} --candidates {input.candidates}"
-            " --out {output.labels} --metrics {output.metrics} --cache {params.cache} --log {log}"
+            " --out {output.labels} --metrics {output.metrics} --cache {params.persist} --log {log}"
 
     TARGETS += expand(f"{DATA}/judge/{{split}}.jsonl", split=JUDGE_SPLITS)

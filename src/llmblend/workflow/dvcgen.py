@@ -56,8 +56,10 @@ def dag_jobs(configfiles: list[str], snakefile: str = "Snakefile"):
 
 def _job_info(job) -> dict:
     params = dict(job.params.items())
+    persist = params.get("persist") or []
     return {"rule": job.rule.name, "wildcards": dict(job.wildcards_dict), "cmd": job.shellcmd,
             "inputs": [str(f) for f in job.input], "outputs": [str(f) for f in job.output],
+            "persist": [persist] if isinstance(persist, str) else list(persist),
             "config_keys": list(params.get("cfg", {}).keys())}
 
 
@@ -107,6 +109,9 @@ def build_dvc_yaml(configfiles: list[str], snakefile: str = "Snakefile") -> dict
         outs = [o for o in job["outputs"] if not _is_metric(o) and not _is_plot(o)]
         metrics = [o for o in job["outputs"] if _is_metric(o)]
         plots = [o for o in job["outputs"] if _is_plot(o)]
+        # state that must outlive reruns (e.g. the judge's paid-label cache): a rule names it in
+        # `params: persist=...`, not as an output (Snakemake deletes outputs before a rerun); DVC keeps it
+        outs += [{p: {"persist": True}} for p in job["persist"]]
         if outs:
             st["outs"] = outs
         if metrics:
