@@ -116,3 +116,14 @@ def test_every_heavy_rule_writes_a_benchmark_file():
         body = rules[rule]
         assert "benchmark:" in body, f"rule {rule} has no benchmark: file"
         assert "job_resources(" in body and "job_threads(" in body, f"rule {rule} does not size its job"
+
+
+def test_the_kubernetes_profile_plans_the_same_jobs_through_storage(paper_plan):
+    _, jobs = paper_plan
+    r = run(["snakemake", "-n", "--profile", "workflow/profiles/kubernetes", "--configfile", "config/paper.yaml"],
+            cwd=ROOT, timeout=600)
+    k8s = _parse_jobs(r.stdout + r.stderr)
+    assert Counter(j["rule"] for j in k8s) == Counter(j["rule"] for j in jobs)
+    assert "(in storage)" in r.stdout + r.stderr  # every artifact goes through the shared storage
+    gpu_jobs = [j for j in k8s if int(j["resources"].get("gpu", 0))]
+    assert gpu_jobs and all(j["resources"].get("gpu_manufacturer") == "nvidia" for j in gpu_jobs)

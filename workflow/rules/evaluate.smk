@@ -71,7 +71,7 @@ if ECFG is not None and config.get("ranker") and config.get("judge") and config.
     rule build_report:
         input:
             rules.evaluate.output,
-            captions="workflow/report",
+            captions=local("workflow/report"),  # a source folder: never in remote storage (kubernetes profile)
         output:
             report(f"{RESULTS}/report.html", caption="../report/report_html.rst", category="Report"),
         params:
