@@ -208,3 +208,16 @@ def test_unreachable_hub_source_is_a_clear_error(tmp_path, monkeypatch):
     cfg = load_config(write_cfg(tmp_path, data))
     with pytest.raises(LLMBlendError, match="nobody/not-a-dataset-xyz cannot be loaded"):
         prepare_splits(cfg, tmp_path / "out")
+
+
+def test_atomic_write_removes_temporaries_left_by_a_killed_writer(tmp_path):
+    from llmblend.io import write_jsonl
+
+    target = tmp_path / "out.jsonl"
+    stale = tmp_path / ".out.jsonl.abc123.tmp"
+    stale.write_text("half")
+    other = tmp_path / ".other.jsonl.abc123.tmp"
+    other.write_text("not ours")
+    write_jsonl(target, [{"a": 1}])
+    assert target.read_text() == '{"a":1}\n'
+    assert not stale.exists() and other.exists()

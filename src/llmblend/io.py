@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import hashlib
 import json
 import os
@@ -32,6 +33,10 @@ def atomic_path(path):
     try:
         yield tmp
         os.replace(tmp, path)
+        # a writer killed earlier (SIGKILL skips `finally`) may have left its temporary file: one job
+        # owns a target, so any other temporary file of this target is stale
+        for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+            stale.unlink(missing_ok=True)
     except OSError as e:
         raise unwritable(path, e) from None
     finally:
