@@ -108,8 +108,9 @@ def main(argv=None) -> int:
         "seconds": {"build_data": round(t_data, 1), "train_with_load_and_save": round(t_train, 1),
                     "fuse_test_with_load": round(t_fuse, 1), "train_plus_fuse": round(t_train + t_fuse, 1)},
         "train_steps": train_report["steps"], "train_tokens_per_epoch": train_report["train_tokens_per_epoch"],
-        "train_tokens_per_s": train_report["train_tokens_per_s"], "val_losses": train_report["val_losses"],
-        "fused_tokens": fuse_report["fused_tokens"], "fused_tokens_per_s": fuse_report["fused_tokens_per_s"],
+        "train_tokens_per_s": round(train_report["train_tokens_per_epoch"] * fcfg["train"]["epochs"] / t_train, 2),
+        "val_losses": train_report["val_losses"],
+        "fused_tokens": fuse_report["fused_tokens"], "fused_tokens_per_s": round(fuse_report["fused_tokens"] / t_fuse, 2),
         "fused_flags": fuse_report["flags"],
     }
     print(json.dumps(result, indent=2))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 
 import pytest
 import torch
@@ -272,7 +273,7 @@ def check_fused_layout(rows, report):
     assert report["flags"]["empty"] == 1 and report["records"] == 4 and report["decoding_method"] == "beam2"
 
 
-def test_killed_training_resumes_from_the_last_checkpoint(tmp_path, files):
+def test_killed_training_resumes_from_the_last_checkpoint(tmp_path, files, caplog):
     from transformers import TrainerCallback
 
     class Kill(TrainerCallback):
@@ -284,8 +285,12 @@ def test_killed_training_resumes_from_the_last_checkpoint(tmp_path, files):
         train_tiny(tmp_path, "causal_lm", files, train={"epochs": 20}, callbacks=[Kill()])
     assert not (tmp_path / "fuser").exists()
     assert (tmp_path / "fuser.checkpoints" / "checkpoint-10").is_dir()
+    caplog.set_level("INFO", logger="llmblend")
+    logging.getLogger("llmblend").propagate = True
     report = train_tiny(tmp_path, "causal_lm", files, train={"epochs": 20})
-    assert report["resumed"] and report["steps"] == 20
+    # resumed, not restarted: the second run found checkpoint-10 and ended at step 20
+    assert "resuming from the last checkpoint" in caplog.text
+    assert report["steps"] == 20
     assert (tmp_path / "fuser" / "model.safetensors").is_file()
 
 

@@ -86,7 +86,7 @@ def run_train(args):
     spec = _spec(cfg, family_of(AutoConfig.from_pretrained(path)))
     report = train_fuser(path, args.train, args.val, args.out, spec, section(cfg, "fuser", "train"), cfg["seed"],
                          plot_csv=args.plot, threads=args.threads, generate_cfg=section(cfg, "fuser", "generate"))
-    print({k: report[k] for k in ("steps", "best_val_loss", "seconds")})
+    print({k: report[k] for k in ("steps", "best_val_loss")})
 
 
 def _relaunch(launcher: str):
@@ -109,4 +109,4 @@ def run_fuse(args):
     report = fuse_split(args.fuser, args.split, section(cfg, "fuser", "ranker"), args.out, args.rankings,
                         generate=section(cfg, "fuser", "generate"), batch_size=section(cfg, "fuser", "batch_size"),
                         report_path=args.report, threads=args.threads)
-    print({k: report[k] for k in ("records", "flags", "fused_tokens_per_s")})
+    print({k: report[k] for k in ("records", "flags", "fused_tokens")})

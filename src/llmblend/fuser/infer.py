@@ -110,9 +110,11 @@ def fuse_split(model_dir, split_path, ranker: str, out_path, rankings_path=None,
     flags = Counter(f for r in results for f in r["flags"])
     n_tokens = sum(r["n_tokens"] for r in results)
     report = {"records": len(rows), "fused_now": n_new, "ranker": ranker, "decoding_method": method, "generate": kw,
-              "flags": dict(flags), "fused_tokens": n_tokens, "seconds": round(seconds, 2),
-              "fused_tokens_per_s": round(n_tokens / seconds, 2) if seconds and n_new == len(rows) else None}
+              "flags": dict(flags), "fused_tokens": n_tokens}
     if report_path:
         write_json(report_path, report)
-    log.info("fused %d records (%d now) in %.1f s; flags %s", len(rows), n_new, seconds, dict(flags))
+    # wall time and rate go to the log only: artifacts must not change from one run to the next
+    rate = n_tokens / seconds if seconds and n_new == len(rows) else float("nan")
+    log.info("fused %d records (%d now) in %.1f s (%.1f fused tok/s); flags %s", len(rows), n_new, seconds, rate,
+             dict(flags))
     return report

@@ -131,8 +131,7 @@ def train_fuser(model_dir, train_path, val_path, out_dir, spec: PromptSpec, trai
         "train_tokens_per_epoch": n_tokens, "trainable_parameters": n_train, "parameters": n_all,
         "steps": trainer.state.global_step, "best_checkpoint": trainer.state.best_model_checkpoint,
         "best_val_loss": trainer.state.best_metric, "val_losses": val_losses,
-        "train_loss": result.training_loss, "seconds": round(seconds, 2), "resumed": resume,
-        "train_tokens_per_s": round(n_tokens * cfg["epochs"] / seconds, 2) if seconds and not resume else None,
+        "train_loss": result.training_loss,
     }
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -147,5 +146,8 @@ def train_fuser(model_dir, train_path, val_path, out_dir, spec: PromptSpec, trai
     if plot_csv:
         write_loss_csv(history, plot_csv)
     shutil.rmtree(work_dir, ignore_errors=True)
-    log.info("fuser trained in %.1f s: best val loss %s at %s", seconds, report["best_val_loss"], report["best_checkpoint"])
+    # wall time and rate go to the log only: artifacts must not change from one run to the next
+    log.info("fuser trained in %.1f s (%s, %.1f train tok/s): best val loss %s at %s", seconds,
+             "resumed" if resume else "from scratch", n_tokens * cfg["epochs"] / seconds if seconds else float("nan"),
+             report["best_val_loss"], report["best_checkpoint"])
     return report

@@ -18,7 +18,7 @@ def register(sub, add_common):
     p.add_argument("--backbone", required=True, help="model spec of the encoder backbone")
     p.add_argument("--out", required=True, help="output model directory")
     p.add_argument("--curve", required=True, help="CSV of loss and val score per epoch (a DVC plot)")
-    p.add_argument("--report", help="JSON report (counts, history, seconds)")
+    p.add_argument("--report", help="JSON report (counts, history)")
     p.set_defaults(func=run_train)
 
     p = sub.add_parser("rank-candidates", help="rank each example's candidates with one or more methods")

@@ -88,16 +88,15 @@ def train_ranker(cfg: dict, kind: str, train_path, val_path, backbone_dir, out_d
     if int(os.environ.get("RANK", "0")) == 0:  # one writer under accelerate launch
         save_dir_atomic(model, tokenizer, out_dir)
     with atomic_path(curve_path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=["epoch", "loss", "val_score", "seconds"], lineterminator="\n")
+        w = csv.DictWriter(f, fieldnames=["epoch", "loss", "val_score"], lineterminator="\n")
         w.writeheader()
         for row in history:
             w.writerow({k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()})
     # inputs whose candidates all share one signal value teach nothing (no pair differs); kept, counted
     counts["train"]["no_preference"] = sum(1 for ex in train_ex if len(set(ex.signal)) < 2)
     report = {"type": kind, "train_examples": len(train_ex), "val_examples": len(val_ex), "dropped": counts,
-              "best_epoch": max(history, key=lambda r: r["val_score"])["epoch"], "history": history,
-              "seconds": round(time.time() - t0, 1)}
-    log.info("trained %s in %.1fs (best epoch %d)", kind, report["seconds"], report["best_epoch"])
+              "best_epoch": max(history, key=lambda r: r["val_score"])["epoch"], "history": history}
+    log.info("trained %s in %.1fs (best epoch %d)", kind, time.time() - t0, report["best_epoch"])
     return report
 
 
@@ -179,10 +178,9 @@ def rank_split(cfg: dict, methods: list[str], input_path, out_dir, split: str, m
         results[method] = rows
         rep = reports.setdefault(method, {})
         rep.update(method=method, split=split, examples=len(rows), left_out=len(examples) - len(rows),
-                   mean_n_forward=(sum(r["n_forward"] for r in rows) / len(rows)) if rows else 0.0,
-                   seconds=round(time.time() - t0, 2))
+                   mean_n_forward=(sum(r["n_forward"] for r in rows) / len(rows)) if rows else 0.0)
         log.info("%s on %s: %d examples, %.1f forwards each, %.1fs", method, split, len(rows),
-                 rep["mean_n_forward"], rep["seconds"])
+                 rep["mean_n_forward"], time.time() - t0)
     # write only after every method succeeded: no partial output
     for method, rows in results.items():
         d = Path(out_dir) / method

@@ -162,7 +162,7 @@ def val_score(examples, scores) -> float:
 
 
 def train(model, tokenizer, train_ex, val_ex, cfg: dict, seed: int):
-    """Train in place; returns (best model, history rows [{epoch, loss, val_score, seconds}])."""
+    """Train in place; returns (best model, history rows [{epoch, loss, val_score}])."""
     from accelerate import Accelerator
     from transformers import get_linear_schedule_with_warmup
 
@@ -212,11 +212,11 @@ def train(model, tokenizer, train_ex, val_ex, cfg: dict, seed: int):
         bar.close()
         scores = rank_scores(raw, tokenizer, val_ex, cfg, device)
         vs = val_score(val_ex, scores)
-        row = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan"), "val_score": vs,
-               "seconds": round(time.time() - t0, 2)}
+        # wall time goes to the log only: artifacts must not change from one run to the next
+        row = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan"), "val_score": vs}
         history.append(row)
         log.info("%s epoch %d: loss %.4f, val_score %.4f (%.1fs)", raw.config.ranker_type, epoch, row["loss"], vs,
-                 row["seconds"])
+                 time.time() - t0)
         if vs > best or best_state is None:
             best, best_state = vs, copy.deepcopy(raw.state_dict())
     raw.load_state_dict(best_state)
