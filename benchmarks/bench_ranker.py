@@ -89,28 +89,9 @@ def bench_inputs(mirror, tokenizer, n_examples, n_cands, src_max, cand_max):
 
 def export_reference(model, backbone_dir, out_dir):
     """The same weights in the reference's checkpoint layout (pretrained_model.* / head_layer.*)."""
-    from transformers import AutoModel
+    from llmblend.ranker.reference import export_reference_pairranker
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    state = {}
-    for k, v in model.state_dict().items():
-        if k.startswith("backbone."):
-            state["pretrained_model." + k[len("backbone."):]] = v.clone()
-        elif k.startswith("head."):
-            state["head_layer." + k[len("head."):]] = v.clone()
-    # the reference's BertModel has a pooler it never uses; give it the original one
-    pooled = AutoModel.from_pretrained(backbone_dir)
-    for k, v in pooled.state_dict().items():
-        if k.startswith("pooler."):
-            state["pretrained_model." + k] = v.clone()
-    torch.save(state, out / "pytorch_model.bin")
-    cfg = {"ranker_type": "pairranker", "model_type": "bert", "model_name": str(backbone_dir),
-           "source_maxlength": model.config.source_max_len, "candidate_maxlength": model.config.candidate_max_len,
-           "n_tasks": 1, "num_pos": 5, "num_neg": 5, "sub_sampling_mode": "all_pair", "loss_type": "instructgpt",
-           "drop_out": model.config.dropout, "inference_mode": "bubble", "fp16": False}
-    (out / "config.json").write_text(json.dumps(cfg, indent=2))
-    return out
+    return export_reference_pairranker(model, backbone_dir, out_dir)
 
 
 def run_reference(args, model, backbone_dir, sources, cands):

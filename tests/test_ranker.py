@@ -288,3 +288,36 @@ def test_cli_bad_input_exits_2(tmp_path):
     assert proc.returncode == 2
     assert f"{bad}:1: field 'candidates': empty list" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_reference_checkpoint_imports_with_identical_logits(tiny_backbone, tmp_path):
+    """A checkpoint in the reference layout (as the released llm-blender/pair-ranker) imports exactly,
+    including a multi-task head, whose mean over tasks is the reference's logit."""
+    from llmblend.ranker.reference import export_reference_pairranker, import_reference_pairranker
+
+    torch.manual_seed(3)
+    model, tok = build_ranker("pairranker", tiny_backbone, "test")
+    model.eval()
+    ref = export_reference_pairranker(model, tiny_backbone, tmp_path / "ref")
+    import_reference_pairranker(ref, tiny_backbone, "test", tmp_path / "ours")
+    again, tok2 = load_ranker(tmp_path / "ours")
+    srcs, cands = ["question one", "q two"], [["a cat", "blue tree", "yes"], ["no", "red house on a mat"]]
+    for x, y in zip(infer.full_matrices(model, tok, srcs, cands), infer.full_matrices(again, tok2, srcs, cands)):
+        assert np.allclose(np.asarray(x), np.asarray(y), atol=1e-6)
+
+    # two tasks whose rows average to the single head: the same logits
+    state = torch.load(ref / "pytorch_model.bin", weights_only=True)
+    w, b = state["head_layer.4.weight"], state["head_layer.4.bias"]
+    state["head_layer.4.weight"] = torch.cat([w + 0.3, w - 0.3])
+    state["head_layer.4.bias"] = torch.cat([b + 1.0, b - 1.0])
+    torch.save(state, ref / "pytorch_model.bin")
+    import_reference_pairranker(ref, tiny_backbone, "test", tmp_path / "ours2")
+    again2, tok3 = load_ranker(tmp_path / "ours2")
+    for x, y in zip(infer.full_matrices(model, tok, srcs, cands), infer.full_matrices(again2, tok3, srcs, cands)):
+        assert np.allclose(np.asarray(x), np.asarray(y), atol=1e-5)
+
+    # a checkpoint of another backbone is refused with the weight that does not fit
+    del state["head_layer.1.weight"]
+    torch.save(state, ref / "pytorch_model.bin")
+    with pytest.raises(Exception, match="lacks 1 weights"):
+        import_reference_pairranker(ref, tiny_backbone, "test", tmp_path / "ours3")

@@ -15,8 +15,12 @@ if RCFG:
     RANK_METHODS = RCFG["methods"]
     FULL_METHODS = [m for m in RANK_METHODS if _method_kind(m) == "pair_full"]
     OTHER_METHODS = [m for m in RANK_METHODS if _method_kind(m) != "pair_full"]
-    # the PairRanker is always trained: its top K on train/val is the fuser's training data
-    TRAINED_RANKERS = sorted({"pairranker"} | {_model_for(m) for m in RANK_METHODS if _model_for(m)})
+    # the PairRanker is always trained (its top K on train/val is the fuser's training data), unless a
+    # released checkpoint is imported instead (ranker.pretrained)
+    PRETRAINED_RANKER = RCFG.get("pretrained")
+    TRAINED_RANKERS = sorted(
+        ({"pairranker"} | {_model_for(m) for m in RANK_METHODS if _model_for(m)}) - ({"pairranker"} if PRETRAINED_RANKER else set())
+    )
     RANK_SPLITS = [s for s in RCFG["rank_splits"] if s != "test"]
     JUDGE_SIGNAL = RCFG["signal"]["type"] == "judge"
 
@@ -58,6 +62,26 @@ if RCFG:
             "llmblend train-ranker {params.cfgargs} --type {wildcards.ranker} --train {input.train}"
             " --val {input.val} {params.judge} --backbone {params.backbone} --out {output.model}"
             " --curve {output.curve} --report {output.report} --log {log}"
+
+    if PRETRAINED_RANKER:
+
+        rule import_ranker:
+            input:
+                backbone=BACKBONE_INPUT,
+            output:
+                model=directory(f"{DATA}/rankers/pairranker/model"),
+            params:
+                cfg=config_slice(config, *RANK_CFG),
+                cfgargs=CONFIG_ARGS,
+                checkpoint=PRETRAINED_RANKER,
+                backbone=BACKBONE_ARG,
+            log:
+                f"{LOGS}/import_ranker.log",
+            conda:
+                ENV
+            shell:
+                "llmblend import-ranker {params.cfgargs} --checkpoint {params.checkpoint}"
+                " --backbone {params.backbone} --out {output.model} --log {log}"
 
     rule rank_with_pairranker:
         input:

@@ -21,6 +21,13 @@ def register(sub, add_common):
     p.add_argument("--report", help="JSON report (counts, history)")
     p.set_defaults(func=run_train)
 
+    p = sub.add_parser("import-ranker", help="convert a released PairRanker checkpoint (reference layout)")
+    add_common(p)
+    p.add_argument("--checkpoint", required=True, help="model spec of the checkpoint, e.g. hf:llm-blender/pair-ranker")
+    p.add_argument("--backbone", required=True, help="model spec of the backbone it was trained on")
+    p.add_argument("--out", required=True, help="output model directory (this project's format)")
+    p.set_defaults(func=run_import)
+
     p = sub.add_parser("rank-candidates", help="rank each example's candidates with one or more methods")
     add_common(p)
     p.add_argument("--methods", required=True, help="comma-separated method names (see ranker.methods)")
@@ -45,6 +52,14 @@ def run_train(args):
                           train_judge=args.train_judge, val_judge=args.val_judge, backbone_spec=args.backbone)
     if args.report:
         write_json(args.report, report)
+
+
+def run_import(args):
+    from llmblend.models.resolve import resolve
+    from llmblend.ranker.reference import import_reference_pairranker
+
+    info = import_reference_pairranker(resolve(args.checkpoint), resolve(args.backbone), args.backbone, args.out)
+    log.info("imported %s into %s: %s", args.checkpoint, args.out, info)
 
 
 def run_rank(args):
