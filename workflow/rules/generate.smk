@@ -7,6 +7,7 @@ GCFG = config.get("generate")
 if GCFG:
     import re as _re
 
+    from llmblend.generate import rules as _gr
     from llmblend.workflow.snake import job_resources, job_threads
 
     GENERATORS = {g["name"]: g for g in GCFG["generators"]}
@@ -14,27 +15,10 @@ if GCFG:
     GEN_SHARDS = list(range(GCFG["shards"]))
     GEN_THREADS = GCFG.get("threads", 2)
 
-    def _gen_model(wc):
-        g = GENERATORS[wc.generator]
-        return model_input(g["model"]) if g["backend"] == "hf" else []
-
-    def _gen_model_arg(wc):
-        g = GENERATORS[wc.generator]
-        return f"--model {model_arg(g['model'])}" if g["backend"] == "hf" else ""
-
-    def _gen_cfg(wc):
-        g = GENERATORS[wc.generator]
-        keys = ["seed", "generate.shards", "generate.threads"]
-        keys += [f"models.{g['model']}"] if g["backend"] == "hf" else []
-        keys += ["mirror", "data.sources"] if g["backend"] == "import" else []
-        # Snakemake compares this generator's settings only (a change reruns its jobs alone); DVC
-        # sees the key generate.generators (it cannot address one list item)
-        return {**config_slice(config, *keys), "generate.generators": g}
-
     rule generate_candidates:
         input:
             split=f"{DATA}/splits/{{split}}.jsonl",
-            model=_gen_model,
+            model=lambda wc: _gr.gen_model(config, DATA, wc),
         output:
             shard=f"{DATA}/generate/{{generator}}/{{split}}/shard-{{shard}}.jsonl",
             report=f"{DATA}/generate/{{generator}}/{{split}}/shard-{{shard}}.report.json",
@@ -43,9 +27,9 @@ if GCFG:
             split="train|val|test",
             shard=r"\d+",
         params:
-            cfg=_gen_cfg,
+            cfg=lambda wc: _gr.gen_cfg(config, wc),
             cfgargs=CONFIG_ARGS,
-            model=_gen_model_arg,
+            model=lambda wc: _gr.gen_model_arg(config, DATA, wc),
         log:
             f"{LOGS}/generate_candidates/{{generator}}/{{split}}/shard-{{shard}}.log",
         benchmark:
@@ -75,12 +59,15 @@ if GCFG:
         params:
             cfg=config_slice(config, "generate"),
             cfgargs=CONFIG_ARGS,
+            splits_dir=lambda wc, input: os.path.dirname(input.splits[0]),
+            gen_dir=lambda wc, input: os.path.dirname(os.path.dirname(os.path.dirname(input.shards[0]))),
+            out_dir=lambda wc, output: os.path.dirname(output.manifest),
         log:
             f"{LOGS}/gather_candidates.log",
         conda:
             ENV
         shell:
-            "llmblend gather-candidates {params.cfgargs} --splits-dir {DATA}/splits --gen-dir {DATA}/generate"
-            " --out-dir {DATA}/candidates --log {log}"
+            "llmblend gather-candidates {params.cfgargs} --splits-dir {params.splits_dir} --gen-dir {params.gen_dir}"
+            " --out-dir {params.out_dir} --log {log}"
 
     TARGETS += rules.gather_candidates.output

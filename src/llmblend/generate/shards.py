@@ -5,8 +5,9 @@ order). A job appends each finished record as one line `{"id": ..., "candidate":
 `shard-<k>.jsonl.partial` and flushes after every batch; a killed job leaves complete lines (a torn
 last line is cut off on resume), and the rerun skips every id already there. When all records are
 done the lines are written in split order to `shard-<k>.jsonl` (atomic rename) and the partial
-file is removed; a finished shard is never redone. A summary of the shard (counts, flags, tokens,
-seconds) goes to `shard-<k>.report.json` beside it.
+file is removed; a finished shard is never redone. A summary of the shard (counts, flags, tokens)
+goes to `shard-<k>.report.json` beside it; what this run did (resumed, seconds, tokens/s) goes to the
+log only, so the report of a resumed shard equals that of an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -144,9 +145,7 @@ def generate_shard(cfg: dict, generator: str, split_path, shard: int, out_path, 
     seconds = time.time() - t0
     flags = Counter(f for r in mine for f in done[r["id"]].get("flags", []))
     report = {"generator": generator, "split": Path(split_path).stem, "shard": shard, "shards": n_shards,
-              "records": len(mine), "resumed": len(mine) - len(todo), "generated": len(todo),
-              "new_tokens": n_tokens, "seconds": round(seconds, 2),
-              "tokens_per_s": round(n_tokens / seconds, 2) if todo and seconds > 0 else None,
+              "records": len(mine), "new_tokens": sum(done[r["id"]].get("n_tokens") or 0 for r in mine),
               "flags": dict(sorted(flags.items()))}
     if backend is None and gen["backend"] == "import":
         backend = make_backend(cfg, gen, model_arg, Path(split_path).stem)  # cheap; its join report covers the whole shard
@@ -155,6 +154,7 @@ def generate_shard(cfg: dict, generator: str, split_path, shard: int, out_path, 
     write_json(report_path, report)
     if partial.exists():
         partial.unlink()
-    log.info("%s shard %d: %d records, %d new tokens in %.1f s, flags %s", generator, shard, len(mine), n_tokens,
-             seconds, dict(flags))
+    log.info("%s shard %d: %d records (%d resumed), %d new tokens in %.1f s (%.1f tok/s), flags %s", generator, shard,
+             len(mine), len(mine) - len(todo), n_tokens, seconds, n_tokens / seconds if todo and seconds > 0 else 0.0,
+             dict(flags))
     return report

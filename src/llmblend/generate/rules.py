@@ -1,0 +1,30 @@
+"""Input, argument and config-key functions for workflow/rules/generate.smk (kept out of the rule
+file: Snakemake's linter wants rule files free of function definitions)."""
+
+from __future__ import annotations
+
+from llmblend.workflow.snake import config_slice, model_arg, model_input
+
+
+def generators(config: dict) -> dict:
+    return {g["name"]: g for g in config["generate"]["generators"]}
+
+
+def gen_model(config: dict, data: str, wc) -> list[str]:
+    g = generators(config)[wc.generator]
+    return model_input(config, data, g["model"]) if g["backend"] == "hf" else []
+
+
+def gen_model_arg(config: dict, data: str, wc) -> str:
+    g = generators(config)[wc.generator]
+    return f"--model {model_arg(config, data, g['model'])}" if g["backend"] == "hf" else ""
+
+
+def gen_cfg(config: dict, wc) -> dict:
+    g = generators(config)[wc.generator]
+    keys = ["seed", "generate.shards", "generate.threads"]
+    keys += [f"models.{g['model']}"] if g["backend"] == "hf" else []
+    keys += ["mirror", "data.sources"] if g["backend"] == "import" else []
+    # Snakemake compares this generator's settings only (a change reruns its jobs alone); DVC
+    # sees the key generate.generators (it cannot address one list item)
+    return {**config_slice(config, *keys), "generate.generators": g}
