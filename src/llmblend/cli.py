@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from llmblend.errors import LLMBlendError
@@ -44,7 +45,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _pin_hash_seed() -> None:
+    """Re-run this command with PYTHONHASHSEED=0 unless it is already pinned.
+
+    Libraries iterate sets of strings (bert_score batches its sentences in set order), so with
+    Python's per-process random hash seed two runs batch and pad differently and the floats differ
+    in the last bits; a pinned seed makes every stage byte-deterministic across processes."""
+    if os.environ.get("PYTHONHASHSEED") != "0":
+        os.environ["PYTHONHASHSEED"] = "0"
+        os.execv(sys.executable, [sys.executable, "-m", "llmblend.cli", *sys.argv[1:]])
+
+
 def main(argv=None) -> int:
+    if argv is None:  # a command-line run (tests call main([...]) in-process and keep their hash seed)
+        _pin_hash_seed()
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(getattr(args, "log", None))

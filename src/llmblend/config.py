@@ -120,8 +120,9 @@ def load_config(paths=None) -> dict:
 
 
 def mirror_root(cfg: dict) -> str | None:
-    """The local mirror of remote sources: the env var LLMBLEND_MIRROR wins over `mirror`."""
-    return os.environ.get("LLMBLEND_MIRROR") or cfg.get("mirror")
+    """The local mirror of remote sources: the config's `mirror` when set, else the env var
+    LLMBLEND_MIRROR (an explicit setting of a profile wins over the machine's default)."""
+    return cfg.get("mirror") or os.environ.get("LLMBLEND_MIRROR") or None
 
 
 def run_dirs(cfg: dict) -> dict:

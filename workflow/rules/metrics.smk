@@ -57,6 +57,7 @@ if MCFG:
         wildcard_constraints:
             split="train|val|test",
         params:
+            cfg=config_slice(config, "metrics"),
             cfgargs=CONFIG_ARGS,
         log:
             f"{LOGS}/gather_scores/{{split}}.log",

@@ -86,7 +86,7 @@ def _job_gen_size(config: dict, stage: str, wildcards) -> float | None:
     if stage != "generate_candidates":
         return None
     gen = next(g for g in generators(config) if g["name"] == wildcards["generator"])
-    if gen.get("backend", "hf") == "import":  # candidates read from the data: no model runs
+    if gen.get("backend", "hf") != "hf":  # import reads data, openai calls a server: no local model runs
         return None
     return params_b(config, gen.get("model", gen["name"]))
 
