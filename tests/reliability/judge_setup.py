@@ -16,7 +16,8 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-KEY = "sk-reliability-FAKE-KEY-7f3a9c1e5d"
+# made at run time, so the only way it reaches a file is a leak (the source holds no copy of it)
+KEY = "sk-reliability-" + __import__("uuid").uuid4().hex
 MODELS = ["m0", "m1", "m2", "m3"]
 _CAND = re.compile(r"Candidate A:\n(.*?)\n\nCandidate B:\n(.*?)\n\n", re.S)
 
