@@ -83,3 +83,36 @@ def test_dvc_status_is_clean_after_either_tool(ci_runs):
     run(["dvc", "commit", "-f", "dvc/ci/dvc.yaml:prepare_data"], cwd=sm)
     assert (sm / "dvc" / "ci" / "dvc.lock").read_text() == lock
     assert "up to date" in run(["dvc", "status", "dvc/ci/dvc.yaml:prepare_data"], cwd=sm).stdout
+
+
+def _param_keys(stage: dict) -> set[str]:
+    keys = set()
+    for p in stage.get("params", []):
+        keys |= {p} if isinstance(p, str) else {k for ks in p.values() for k in ks}
+    return keys
+
+
+UPSTREAM_OF_RANKER = ("prepare_data", "convert_model", "generate_candidates", "gather_candidates",
+                      "score_candidates", "gather_scores", "summarize_scores", "judge_pairs")
+
+
+@pytest.mark.parametrize("pipeline", ["dvc.yaml", "dvc/ci/dvc.yaml"])
+def test_a_ranker_setting_reaches_the_ranker_and_what_follows_only(pipeline):
+    """Both tools rerun a stage when one of its declared config keys changes (Snakemake: the rule's
+    `cfg` params; DVC: the stage's params, generated from them) and then everything downstream of it
+    through its files. So changing e.g. ranker.train.lr must reach only ranker stages (and the
+    evaluation, which reads ranker.methods), never a stage upstream of the ranker; and the fuser and
+    the evaluation must depend on the ranker's outputs."""
+    stages = yaml.safe_load((ROOT / pipeline).read_text())["stages"]
+    with_ranker = {n for n, st in stages.items() if any(k == "ranker" or k.startswith("ranker.") for k in _param_keys(st))}
+    assert any(n.startswith("train_ranker") for n in with_ranker)
+    for name in with_ranker:
+        assert name.startswith(("train_ranker", "import_ranker", "rank_", "evaluate")), name
+    for name, st in stages.items():
+        if name.startswith(UPSTREAM_OF_RANKER):
+            assert name not in with_ranker
+    ranker_outs = {o for n in with_ranker if n.startswith(("train_ranker", "rank_"))
+                   for o in stages[n].get("outs", []) if isinstance(o, str)}
+    for name in ("build_fuser_data", "evaluate"):
+        deps = set(stages[name]["deps"])
+        assert deps & ranker_outs or any(d.startswith(tuple(o + "/" for o in ranker_outs)) for d in deps), name
