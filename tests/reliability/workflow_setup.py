@@ -94,8 +94,11 @@ def popen(cmd: list[str], cwd: Path) -> subprocess.Popen:
 # what a run's report may say differently from another run of the same inputs: wall time, and (after a
 # kill) how much of the work this run did itself rather than found done
 TIMING = lambda k: k == "seconds" or k.endswith("_per_s")  # noqa: E731
+# run accounting (what this very run asked, paid and retried): after a kill it counts only the
+# resumed run's share, by design; the labels and data files themselves are compared byte for byte
 RESUME_KEYS = {"resumed", "generated", "calls", "cache_hits", "spent_usd", "backend_stats", "calls_planned",
-               "estimate_usd", "new_tokens"}
+               "estimate_usd", "new_tokens", "retries", "prompt_tokens", "completion_tokens", "usd", "attempts",
+               "tokens", "faults", "stats"}
 
 
 def normalized(path: Path, resumed: bool = False) -> bytes:
