@@ -273,7 +273,7 @@ def check_fused_layout(rows, report):
     assert report["flags"]["empty"] == 1 and report["records"] == 4 and report["decoding_method"] == "beam2"
 
 
-def test_killed_training_resumes_from_the_last_checkpoint(tmp_path, files, caplog):
+def test_killed_training_resumes_from_the_last_checkpoint(tmp_path, files, caplog, monkeypatch):
     from transformers import TrainerCallback
 
     class Kill(TrainerCallback):
@@ -286,7 +286,7 @@ def test_killed_training_resumes_from_the_last_checkpoint(tmp_path, files, caplo
     assert not (tmp_path / "fuser").exists()
     assert (tmp_path / "fuser.checkpoints" / "checkpoint-10").is_dir()
     caplog.set_level("INFO", logger="llmblend")
-    logging.getLogger("llmblend").propagate = True
+    monkeypatch.setattr(logging.getLogger("llmblend"), "propagate", True)  # restored after the test
     report = train_tiny(tmp_path, "causal_lm", files, train={"epochs": 20})
     # resumed, not restarted: the second run found checkpoint-10 and ended at step 20
     assert "resuming from the last checkpoint" in caplog.text
