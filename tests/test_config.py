@@ -51,3 +51,17 @@ def test_invalid_yaml_names_line(tmp_path):
     p.write_text("run: x\ndata: [\n")
     with pytest.raises(ConfigError, match=r"broken\.yaml:\d+: not valid YAML"):
         load_config([str(ROOT / "params.yaml"), str(p)])
+
+
+def test_metric_splits_must_cover_what_reads_scores(tmp_path):
+    """A ranker trained on a metric needs train/val scored; the tables need test. The error names the key."""
+    bad = tmp_path / "p.yaml"
+    bad.write_text("metrics: {splits: [test]}\n")  # the default ranker learns from clm_logprob
+    with pytest.raises(ConfigError, match=r"metrics\.splits.*p\.yaml.*train \(needed by ranker\.signal\.type: metrics\)"):
+        load_config([ROOT / "params.yaml", bad])
+    bad.write_text("metrics: {splits: [train, val]}\n")
+    with pytest.raises(ConfigError, match=r"test \(needed by the evaluation tables\)"):
+        load_config([ROOT / "params.yaml", bad])
+    ok = tmp_path / "ok.yaml"
+    ok.write_text("metrics: {splits: [test]}\nranker: {signal: {type: judge}}\njudge: {splits: [train, val, test]}\n")
+    assert load_config([ROOT / "params.yaml", ok])["metrics"]["splits"] == ["test"]

@@ -117,3 +117,25 @@ def test_a_ranker_setting_reaches_the_ranker_and_what_follows_only(pipeline):
     for name in ("build_fuser_data", "evaluate"):
         deps = set(stages[name]["deps"])
         assert deps & ranker_outs or any(d.startswith(tuple(o + "/" for o in ranker_outs)) for d in deps), name
+
+
+@pytest.mark.parametrize("pipeline", ["dvc.yaml", "dvc/ci/dvc.yaml"])
+def test_each_ranker_setting_reaches_only_the_stages_that_read_it(pipeline):
+    """Per-setting slicing: a training setting reaches only train_ranker (and, through the model files,
+    what ranks with it), a new method in ranker.methods reruns the evaluation only (plus its own new
+    stage), the CLM-Scoring length only CLM-Scoring, and the oracles read no ranker setting at all."""
+    stages = yaml.safe_load((ROOT / pipeline).read_text())["stages"]
+
+    def with_key(key):
+        return {n for n, st in stages.items() if any(k == key or key.startswith(k + ".") for k in _param_keys(st))}
+
+    assert with_key("ranker.train.lr") and all(n.startswith("train_ranker") for n in with_key("ranker.train.lr"))
+    assert with_key("ranker.methods") == {"evaluate"}
+    clm = with_key("ranker.clm_max_len")
+    assert clm <= {"rank_candidates_clm_scoring"}
+    oracles = [n for n in stages if n.startswith("rank_candidates_oracle")]
+    assert oracles
+    for n in oracles:
+        assert not any(k.startswith("ranker") for k in _param_keys(stages[n])), n
+    pair_only = with_key("ranker.pairs_per_input")
+    assert pair_only == {n for n in stages if n.startswith("train_ranker_pairranker")}

@@ -109,11 +109,30 @@ def validate(cfg: dict, origin: dict | None = None) -> None:
         raise ConfigError("invalid config: " + "; ".join(msgs))
 
 
+def check_scored_splits(cfg: dict, origin: dict | None = None) -> None:
+    """metrics.splits must cover every split a later stage reads scores from: test (the tables),
+    and train/val when the ranker learns from metrics or the fuser ranks by a metric oracle."""
+    metrics = cfg.get("metrics")
+    if not metrics:
+        return
+    splits, need = set(metrics["splits"]), {"test": "the evaluation tables"}
+    ranker, fuser = cfg.get("ranker"), cfg.get("fuser")
+    if ranker and ranker["signal"]["type"] == "metrics" and not ranker.get("pretrained"):
+        need.update(train="ranker.signal.type: metrics", val="ranker.signal.type: metrics")
+    if fuser and str(fuser.get("ranker", "")).startswith("oracle:") and not fuser.get("pretrained"):
+        need.update(train=f"fuser.ranker: {fuser['ranker']}", val=f"fuser.ranker: {fuser['ranker']}")
+    missing = [f"{s} (needed by {why})" for s, why in need.items() if s not in splits]
+    if missing:
+        src = (origin or {}).get("metrics.splits") or (origin or {}).get("metrics") or "the config"
+        raise ConfigError(f"config key 'metrics.splits' (set in {src}): must include " + ", ".join(missing))
+
+
 def load_config(paths=None) -> dict:
     """Merge and validate config files; the default is params.yaml alone."""
     paths = list(paths or [DEFAULT_CONFIG])
     cfg, origin = merge_files(paths)
     validate(cfg, origin)
+    check_scored_splits(cfg, origin)
     cfg = copy.deepcopy(cfg)
     cfg["_files"] = [str(p) for p in paths]
     return cfg

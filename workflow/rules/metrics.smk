@@ -7,7 +7,7 @@ from llmblend.workflow.snake import job_resources, job_threads
 MCFG = config.get("metrics")
 
 if MCFG:
-    SCORE_SPLITS = ["train", "val", "test"]
+    SCORE_SPLITS = MCFG["splits"]
     SCORE_SHARDS = list(range(MCFG["shards"]))
     # enabled model-based metric -> a `models` name or a spec
     _METRIC_MODELS = {m: MCFG[m]["model"] for m in ("bartscore", "clm_logprob", "bleurt", "bertscore")
@@ -26,7 +26,7 @@ if MCFG:
             scored=f"{DATA}/scored/shards/{{split}}/shard-{{shard}}.jsonl",
             report=f"{DATA}/scored/shards/{{split}}/shard-{{shard}}.report.json",
         wildcard_constraints:
-            split="train|val|test",
+            split="|".join(SCORE_SPLITS),
             shard=r"\d+",
         params:
             cfg=config_slice(config, *METRIC_CFG),
@@ -55,7 +55,7 @@ if MCFG:
             scored=f"{DATA}/scored/{{split}}.jsonl",
             report=f"{DATA}/scored/{{split}}.report.json",
         wildcard_constraints:
-            split="train|val|test",
+            split="|".join(SCORE_SPLITS),
         params:
             cfg=config_slice(config, "metrics"),
             cfgargs=CONFIG_ARGS,

@@ -9,8 +9,9 @@ if RCFG:
     from llmblend.ranker.rules import judge_inputs as _judge_inputs
     from llmblend.ranker.rules import method_args as _method_args
     from llmblend.ranker.rules import method_inputs as _method_inputs
+    from llmblend.ranker.rules import import_keys, infer_keys, method_keys, train_keys
     from llmblend.ranker.stage import method_kind as _method_kind, model_for as _model_for
-    from llmblend.workflow.snake import job_resources, job_threads
+    from llmblend.workflow.snake import job_resources, job_threads, split_records
 
     RANK_METHODS = RCFG["methods"]
     FULL_METHODS = [m for m in RANK_METHODS if _method_kind(m) == "pair_full"]
@@ -29,13 +30,15 @@ if RCFG:
     BACKBONE_ARG = model_arg(RCFG["backbone"]) if RCFG["backbone"] in MODELS else RCFG["backbone"]
     CLM_INPUT = model_input(RCFG["clm_scorer"]) if RCFG["clm_scorer"] in MODELS else []
     CLM_ARG = model_arg(RCFG["clm_scorer"]) if RCFG["clm_scorer"] in MODELS else RCFG["clm_scorer"]
-    RANK_CFG = ["seed", "ranker"] + [f"models.{n}" for n in (RCFG["backbone"], RCFG["clm_scorer"]) if n in MODELS]
+    # the config keys of each rule (llmblend.ranker.rules): a setting reruns only the stages that read it
+    BACKBONE_KEYS = [f"models.{RCFG['backbone']}"] if RCFG["backbone"] in MODELS else []
+    CLM_KEYS = [f"models.{RCFG['clm_scorer']}"] if RCFG["clm_scorer"] in MODELS else []
 
     rule train_ranker:
         input:
             unpack(lambda wc: _judge_inputs(RCFG, DATA)),
-            train=f"{DATA}/scored/train.jsonl",
-            val=f"{DATA}/scored/val.jsonl",
+            train=split_records(config, DATA, "train"),
+            val=split_records(config, DATA, "val"),
             backbone=BACKBONE_INPUT,
         output:
             model=directory(f"{DATA}/rankers/{{ranker}}/model"),
@@ -44,7 +47,7 @@ if RCFG:
         wildcard_constraints:
             ranker="|".join(TRAINED_RANKERS),
         params:
-            cfg=config_slice(config, *RANK_CFG),
+            cfg=lambda wc: config_slice(config, *train_keys(RCFG, wc.ranker, BACKBONE_KEYS)),
             cfgargs=CONFIG_ARGS,
             backbone=BACKBONE_ARG,
             judge=lambda wc, input: (f"--train-judge {input.train_judge} --val-judge {input.val_judge}"
@@ -71,7 +74,7 @@ if RCFG:
             output:
                 model=directory(f"{DATA}/rankers/pairranker/model"),
             params:
-                cfg=config_slice(config, *RANK_CFG),
+                cfg=config_slice(config, *import_keys(RCFG, BACKBONE_KEYS)),
                 cfgargs=CONFIG_ARGS,
                 checkpoint=PRETRAINED_RANKER,
                 backbone=BACKBONE_ARG,
@@ -85,7 +88,7 @@ if RCFG:
 
     rule rank_with_pairranker:
         input:
-            scored=f"{DATA}/scored/{{split}}.jsonl",
+            scored=lambda wc: split_records(config, DATA, wc.split),
             model=f"{DATA}/rankers/pairranker/model",
         output:
             ranks=f"{DATA}/rankings/pairranker/{{split}}.jsonl",
@@ -93,7 +96,7 @@ if RCFG:
         wildcard_constraints:
             split="|".join(RANK_SPLITS) or "train|val",
         params:
-            cfg=config_slice(config, "seed", "ranker"),
+            cfg=config_slice(config, *infer_keys(RCFG)),
             cfgargs=CONFIG_ARGS,
             out_dir=lambda wc, output: os.path.dirname(os.path.dirname(output.ranks)),
         log:
@@ -119,7 +122,7 @@ if RCFG:
                 ranks=[f"{DATA}/rankings/{m}/test.jsonl" for m in FULL_METHODS],
                 reports=[f"{DATA}/rankings/{m}/test.report.json" for m in FULL_METHODS],
             params:
-                cfg=config_slice(config, "seed", "ranker"),
+                cfg=config_slice(config, *infer_keys(RCFG)),
                 cfgargs=CONFIG_ARGS,
                 methods=",".join(FULL_METHODS),
                 out_dir=lambda wc, output: os.path.dirname(os.path.dirname(output.ranks[0])),
@@ -148,7 +151,7 @@ if RCFG:
             wildcard_constraints:
                 method="|".join(OTHER_METHODS),
             params:
-                cfg=config_slice(config, *RANK_CFG),
+                cfg=lambda wc: config_slice(config, *method_keys(wc.method, RCFG, CLM_KEYS)),
                 cfgargs=CONFIG_ARGS,
                 args=lambda wc, input: _method_args(wc.method, input, CLM_ARG),
                 out_dir=lambda wc, output: os.path.dirname(os.path.dirname(output.ranks)),

@@ -33,3 +33,47 @@ def method_args(method: str, inputs, clm_arg: str) -> str:
     if kind == "clm_scoring":
         args.append(f"--clm-model {clm_arg}")
     return " ".join(args)
+
+
+# --- the config keys each ranker rule reads --------------------------------------------------------
+# Per rule and per method, so that a setting reruns only the stages that read it: a new method in
+# `ranker.methods` adds jobs without rerunning the others, `ranker.train.lr` retrains (and reranks)
+# but leaves Random and the metric oracles alone, `ranker.clm_max_len` touches CLM-Scoring only.
+_RUNTIME = ["ranker.threads", "ranker.device"]
+
+
+def _present(rcfg: dict, keys: list[str]) -> list[str]:
+    return [k for k in keys if k.split(".", 1)[1].split(".")[0] in rcfg]
+
+
+def train_keys(rcfg: dict, ranker: str, backbone_keys: list[str]) -> list[str]:
+    """train_ranker for one trained type (pairranker / simcls / summareranker)."""
+    keys = ["seed"] + _present(rcfg, [
+        "ranker.backbone", "ranker.signal", "ranker.source_max_len", "ranker.candidate_max_len",
+        "ranker.dropout", "ranker.train", "ranker.infer"])
+    if ranker == "pairranker":  # the pairwise loss and its pair sampling
+        keys += ["ranker.loss", "ranker.pairs_per_input"]
+    elif ranker in (rcfg.get("baseline_train") or {}):
+        keys.append(f"ranker.baseline_train.{ranker}")
+    return keys + backbone_keys
+
+
+def import_keys(rcfg: dict, backbone_keys: list[str]) -> list[str]:
+    return ["ranker.pretrained", "ranker.backbone"] + backbone_keys
+
+
+def infer_keys(rcfg: dict) -> list[str]:
+    """Inference with a trained ranker (full matrix, bubble's seeded order)."""
+    return ["seed"] + _present(rcfg, ["ranker.infer"])
+
+
+def method_keys(method: str, rcfg: dict, clm_keys: list[str]) -> list[str]:
+    """rank_candidates for one test-split method."""
+    kind = method_kind(method)
+    if kind == "random":
+        return ["seed"]
+    if kind in ("oracle_metric", "oracle_judge"):
+        return []  # the metric scores or the judge labels decide, no ranker setting does
+    if kind == "clm_scoring":
+        return _present(rcfg, ["ranker.clm_scorer", "ranker.clm_max_len"]) + clm_keys
+    return infer_keys(rcfg)

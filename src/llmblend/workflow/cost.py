@@ -235,7 +235,7 @@ def _jobs(cfg: dict) -> list[Job]:
                 add("generate_candidates", f"{g['name']}/{split}/shard-{k}",
                     {"generator": g["name"], "split": split}, size)
     if cfg.get("metrics"):
-        for split in SPLITS:
+        for split in cfg["metrics"].get("splits", list(SPLITS)):
             for k in range(_shards(cfg, "metrics")):
                 add("score_candidates", f"{split}/shard-{k}", {"split": split})
         if cfg.get("fuser"):

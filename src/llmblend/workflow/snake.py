@@ -48,6 +48,15 @@ def config_slice(config: dict, *keys: str) -> dict:
     return {k: lookup(config, k) for k in keys}
 
 
+def split_records(config: dict, data_dir: str, split: str) -> str:
+    """The records a ranker reads for a split: scored when the metrics stage scores that split
+    (metrics.splits), else the gathered candidates (a judge-trained ranker needs no metric)."""
+    metrics = config.get("metrics")
+    if metrics and split in metrics["splits"]:
+        return f"{data_dir}/scored/{split}.jsonl"
+    return f"{data_dir}/candidates/{split}.jsonl"
+
+
 def _is_gguf(spec: str) -> bool:
     from llmblend.models.resolve import parse
 
