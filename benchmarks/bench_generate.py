@@ -1,4 +1,4 @@
-"""Generated tokens per second of the hf backend on this CPU: one-by-one vs batched, fp32 vs int8.
+"""Generated tokens per second on this CPU: hf vs ctranslate2, one-by-one vs batched, fp32 vs int8.
 
 Runs the default profile's generators (params.yaml) on the first --n records of the demo test split
 (made in a temporary folder by the data stage), once per variant, and counts the tokens each
@@ -7,6 +7,10 @@ answer really has (up to its end-of-sequence; the padding a finished row sits on
     flock /tmp/llmblend-heavy.lock python benchmarks/bench_generate.py \
         --model smollm2=dir:data/demo/models/smollm2 --model gemma3=dir:data/demo/models/gemma3 \
         --n 64 --json results/benchmarks/bench_generate.json
+
+A variant is `backend:batch:quantization`: hf with quantization none|int8 (torch dynamic int8),
+ct2 with int8|int8_float32|float32 (the model is converted once into --ct2-cache). The load
+time (and, for ct2, the conversion) is reported apart from the generation time.
 """
 
 from __future__ import annotations
@@ -20,22 +24,42 @@ import time
 from pathlib import Path
 
 
-def run_variant(cfg, gen, spec, records, batch_size, quantize):
+def ct2_model(spec, model, quantization, cache):
+    from llmblend.models.ct2_convert import convert_ct2
+
+    out = Path(cache) / quantization / model
+    if not (out / "llmblend_ct2.json").is_file():
+        t0 = time.time()
+        convert_ct2(spec, out, quantization)
+        print(json.dumps({"converted": str(out), "seconds": round(time.time() - t0, 1)}), flush=True)
+    return f"dir:{out}"
+
+
+def run_variant(cfg, gen, spec, records, batch_size, quantize, backend_name="hf", threads=2, ct2_cache=None):
     import torch
 
+    from llmblend.generate.ct2_backend import CT2Backend
     from llmblend.generate.hf import HFBackend
 
     gen = copy.deepcopy(gen)
-    gen.setdefault("hf", {}).update(batch_size=batch_size, quantize=quantize)
+    if backend_name == "ct2":
+        spec = ct2_model(spec, gen["model"], quantize, ct2_cache)
+        gen["ct2"] = {"batch_size": batch_size, "quantization": quantize}
+    else:
+        gen.setdefault("hf", {}).update(batch_size=batch_size, quantize=quantize)
     t_load = time.time()
-    backend = HFBackend(gen, cfg["models"][gen["model"]], spec, cfg["seed"])
+    if backend_name == "ct2":
+        backend = CT2Backend(gen, cfg["models"][gen["model"]], spec, cfg["seed"], threads)
+    else:
+        backend = HFBackend(gen, cfg["models"][gen["model"]], spec, cfg["seed"])
     load_s = time.time() - t_load
     torch.manual_seed(0)
     t0 = time.time()
     cands = [c for batch in backend.batches(records) for _, c in backend.run_batch(batch)]
     seconds = time.time() - t0
     tokens = sum(c["n_tokens"] for c in cands)
-    return {"generator": gen["name"], "batch_size": batch_size, "quantize": quantize, "records": len(records),
+    return {"generator": gen["name"], "backend": backend_name, "batch_size": batch_size, "quantize": quantize,
+            "records": len(records),
             "new_tokens": tokens, "seconds": round(seconds, 2), "tokens_per_s": round(tokens / seconds, 1),
             "records_per_s": round(len(records) / seconds, 2), "load_s": round(load_s, 2),
             "empty": sum("empty" in c["flags"] for c in cands),
@@ -50,8 +74,10 @@ def main():
     ap.add_argument("--generators", nargs="*", help="generator names (default: the first of each model)")
     ap.add_argument("--n", type=int, default=64, help="records of the test split")
     ap.add_argument("--one-by-one-n", type=int, default=16, help="records for the batch-size-1 runs")
-    ap.add_argument("--variants", default="1:none,cfg:none,cfg:int8",
-                    help="batch:quantize pairs; batch 'cfg' = the generator's configured batch size")
+    ap.add_argument("--variants", default="hf:1:none,hf:cfg:none,hf:cfg:int8,ct2:1:int8,ct2:cfg:int8,ct2:cfg:float32",
+                    help="backend:batch:quantize triples; batch 'cfg' = the generator's configured batch size")
+    ap.add_argument("--ct2-cache", default=os.path.join(tempfile.gettempdir(), "llmblend-bench-ct2"),
+                    help="where the CTranslate2 conversions are kept between runs")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
@@ -69,7 +95,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         prepare_splits(cfg, Path(tmp))
         test = read_jsonl(Path(tmp) / "test.jsonl")
-    gens = [g for g in cfg["generate"]["generators"] if g["backend"] == "hf"]
+    gens = [g for g in cfg["generate"]["generators"] if g["backend"] in ("hf", "ctranslate2")]
     if args.generators:
         gens = [g for g in gens if g["name"] in args.generators]
     else:
@@ -83,10 +109,12 @@ def main():
     for gen in gens:
         spec = specs.get(gen["model"], cfg["models"][gen["model"]]["spec"])
         for variant in args.variants.split(","):
-            bs, quant = variant.split(":")
-            bs = gen.get("hf", {}).get("batch_size", 16) if bs == "cfg" else int(bs)
+            parts = variant.split(":")
+            name, bs, quant = parts if len(parts) == 3 else ["hf", *parts]
+            configured = (gen.get("hf") or gen.get("ct2") or {}).get("batch_size", 16)
+            bs = configured if bs == "cfg" else int(bs)
             records = test[: args.one_by_one_n if bs == 1 else args.n]
-            r = run_variant(cfg, gen, spec, records, bs, quant)
+            r = run_variant(cfg, gen, spec, records, bs, quant, name, args.threads, args.ct2_cache)
             r["threads"] = args.threads
             print(json.dumps(r), flush=True)
             results.append(r)

@@ -3,6 +3,7 @@ file: Snakemake's linter wants rule files free of function definitions)."""
 
 from __future__ import annotations
 
+from llmblend.models.ct2_convert import ct2_dir, ct2_quantization
 from llmblend.workflow.snake import config_slice, model_arg, model_input
 
 
@@ -12,18 +13,22 @@ def generators(config: dict) -> dict:
 
 def gen_model(config: dict, data: str, wc) -> list[str]:
     g = generators(config)[wc.generator]
+    if g["backend"] == "ctranslate2":
+        return [ct2_dir(data, g["model"], ct2_quantization(g))]
     return model_input(config, data, g["model"]) if g["backend"] == "hf" else []
 
 
 def gen_model_arg(config: dict, data: str, wc) -> str:
     g = generators(config)[wc.generator]
+    if g["backend"] == "ctranslate2":
+        return f"--model dir:{ct2_dir(data, g['model'], ct2_quantization(g))}"
     return f"--model {model_arg(config, data, g['model'])}" if g["backend"] == "hf" else ""
 
 
 def gen_cfg(config: dict, wc) -> dict:
     g = generators(config)[wc.generator]
     keys = ["seed", "generate.shards", "generate.threads"]
-    keys += [f"models.{g['model']}"] if g["backend"] == "hf" else []
+    keys += [f"models.{g['model']}"] if g["backend"] in ("hf", "ctranslate2") else []
     keys += ["mirror", "data.sources"] if g["backend"] == "import" else []
     # Snakemake compares this generator's settings only (a change reruns its jobs alone); DVC
     # sees the key generate.generators (it cannot address one list item)

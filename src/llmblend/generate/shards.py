@@ -85,6 +85,16 @@ def make_backend(cfg: dict, gen: dict, model_arg: str | None, split: str | None 
         from llmblend.generate.hf import HFBackend
 
         return HFBackend(gen, model_cfg, model_arg or model_cfg["spec"], cfg["seed"])
+    if backend == "ctranslate2":
+        model_cfg = cfg.get("models", {}).get(gen["model"])
+        if model_cfg is None:
+            raise ConfigError(f"generator {gen['name']}: model {gen['model']!r} is not in the models section")
+        if model_arg is None:
+            raise ConfigError(f"generator {gen['name']}: the ctranslate2 backend needs --model dir:<CTranslate2 dir> "
+                              "(rule convert_ct2_model makes it)")
+        from llmblend.generate.ct2_backend import CT2Backend
+
+        return CT2Backend(gen, model_cfg, model_arg, cfg["seed"], cfg["generate"].get("threads", 2))
     if backend == "openai":
         from llmblend.generate.openai_backend import OpenAIBackend
 
@@ -122,7 +132,10 @@ def generate_shard(cfg: dict, generator: str, split_path, shard: int, out_path, 
         bar = progress(total=len(todo), desc=f"{generator} shard {shard}", unit="rec")
         try:  # a full disk or read-only folder: one line naming the file (finished lines stay resumable)
             with open(partial, "a", encoding="utf-8", newline="\n") as f:
-                for batch in backend.batches(todo):
+                # ctranslate2: batches are fixed by the whole shard (its sampling is per batch)
+                batches = (backend.shard_batches(mine, done) if hasattr(backend, "shard_batches")
+                           else backend.batches(todo))
+                for batch in batches:
                     try:
                         results = backend.run_batch(batch)
                     except LLMBlendError as e:
