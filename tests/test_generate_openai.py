@@ -13,7 +13,9 @@ import pytest
 import yaml
 
 from llmblend.errors import ConfigError, LLMBlendError
-from llmblend.generate.openai_backend import OpenAIBackend
+from llmblend.generate.openai_backend import EndpointError, OpenAIBackend
+from llmblend.io import read_json
+from llmblend.openai_retry import MalformedReply, backoff_delay, classify
 from llmblend.generate.shards import generate_shard
 from llmblend.io import read_jsonl, write_jsonl
 
@@ -28,7 +30,8 @@ def records(n):
 def gen_cfg(base_url, **oa):
     return {"name": "api-model", "backend": "openai",
             "openai": {"base_url": base_url, "model": "served-model", "api_key_env": "LLMBLEND_TEST_KEY",
-                       "concurrency": 2, "max_retries": 3, "timeout": 5.0, **oa},
+                       "concurrency": 2, "max_retries": 3, "timeout": 5.0, "backoff_s": 0.01,
+                       "max_backoff_s": 0.05, **oa},
             "decoding": {"method": "top_p_sampling", "temperature": 0.7, "top_p": 1.0, "max_new_tokens": 64}}
 
 
@@ -105,7 +108,8 @@ def test_endpoint_down_fails_naming_model_and_shard_and_keeps_records(fake_opena
     fake_openai.reply_fn = reply
     out = tmp_path / "shard-0.jsonl"
     with pytest.raises(LLMBlendError, match=r"test shard 0: generator api-model \(model served-model\).*"
-                                            r"InternalServerError.*rerun to resume"):
+                                            r"record r/\d+ failed after 2 attempt.*\(5xx\): InternalServerError: HTTP 500.*"
+                                            r"rerun to resume"):
         generate_shard(config(gen), "api-model", split, 0, out)
     partial = out.with_name(out.name + ".partial")
     kept = read_jsonl(partial)
@@ -159,3 +163,127 @@ def test_kill_and_resume_writes_no_record_twice(fake_openai, tmp_path):
     assert not written_q & set(asked_after)  # nothing written before the kill was asked again
     assert len(asked_after) == n - len(written) and asked_before
     assert not partial.exists()
+
+
+def _status_error(status, headers=None):
+    import httpx
+    import openai
+
+    resp = httpx.Response(status, headers=headers or {}, request=httpx.Request("POST", "http://127.0.0.1/v1"))
+    return openai.APIStatusError(f"status {status}", response=resp, body=None)
+
+
+@pytest.mark.parametrize("status,kind,retried", [
+    (400, "400", False), (401, "401", False), (403, "403", False), (404, "404", False), (422, "422", False),
+    (408, "408", True), (409, "409", True), (429, "429", True), (500, "5xx", True), (503, "5xx", True)])
+def test_which_statuses_are_retried(status, kind, retried):
+    fault = classify(_status_error(status))
+    assert (fault.kind, fault.retryable, fault.status) == (kind, retried, status)
+
+
+def test_other_faults_are_classified_and_bugs_are_not():
+    import json
+
+    import httpx
+    import openai
+
+    req = httpx.Request("POST", "http://127.0.0.1/v1")
+    assert classify(openai.APITimeoutError(request=req)).kind == "timeout"
+    assert classify(openai.APIConnectionError(request=req)).kind == "connection"
+    truncated = json.JSONDecodeError("Unterminated string", '{"id": "x', 8)
+    bad = openai.APIResponseValidationError(response=httpx.Response(200, request=req), body=None)
+    for e in (truncated, bad, MalformedReply("no choices")):
+        assert (classify(e).kind, classify(e).retryable) == ("malformed", True)
+    assert classify(ValueError("a bug of ours")) is None and classify(KeyError("x")) is None
+    assert classify(_status_error(429, {"retry-after-ms": "250"})).retry_after == 0.25
+    assert classify(_status_error(503, {"retry-after": "2"})).retry_after == 2.0
+
+
+def test_backoff_is_jittered_capped_and_honours_retry_after():
+    import random
+
+    rng = random.Random(0)
+    delays = [backoff_delay(a, rng, 0.5, 4.0) for a in range(8) for _ in range(50)]
+    assert 0 <= min(delays) and max(delays) <= 4.0 and len(set(delays)) > 100
+    assert backoff_delay(0, rng, 0.5, 4.0, server_asked=3.0) >= 3.0
+
+
+def test_report_counts_faults_by_kind_retries_and_tokens(fake_openai, tmp_path):
+    """A scripted fault sequence against the loopback server; one request at a time, so the
+    faults land on known requests."""
+    fake_openai.reply_fn = echo
+    split = tmp_path / "test.jsonl"
+    write_jsonl(split, records(5))
+    gen = gen_cfg(fake_openai.base_url, concurrency=1, max_retries=6, timeout=0.5)
+    for kind in ("429", "500", "truncated", "reset", "slow", "429"):
+        fake_openai.queue_fault(kind, retry_after=0.01 if kind == "429" else None, delay=1.0 if kind == "slow" else 0.0)
+    report = generate_shard(config(gen), "api-model", split, 0, tmp_path / "shard-0.jsonl")
+    assert fake_openai.pending_faults() == 0 and fake_openai.count() == 5 + 6
+    assert report["faults"] == {"429": 2, "5xx": 1, "connection": 1, "malformed": 1, "timeout": 1}
+    assert (report["calls"], report["retries"]) == (11, 6)
+    # tokens of the answers kept: "question i" = 2 words + 1 per message; "answer to question i" = 4
+    assert report["tokens"] == {"prompt": 5 * 3, "completion": 5 * 4} and report["new_tokens"] == 20
+    assert read_json(tmp_path / "shard-0.report.json") == report
+    assert [r["candidate"]["text"] for r in read_jsonl(tmp_path / "shard-0.jsonl")] == [
+        f"answer to question {i}" for i in range(5)]
+
+
+def test_a_clean_run_reports_no_faults(fake_openai, tmp_path):
+    fake_openai.reply_fn = echo
+    split = tmp_path / "test.jsonl"
+    write_jsonl(split, records(3))
+    report = generate_shard(config(gen_cfg(fake_openai.base_url)), "api-model", split, 0, tmp_path / "s.jsonl")
+    assert (report["calls"], report["retries"], report["faults"]) == (3, 0, {})
+
+
+def test_a_4xx_is_not_retried(fake_openai):
+    fake_openai.reply_fn = echo
+    # a wrong path under the server: 404, which no retry can mend
+    b = OpenAIBackend(gen_cfg(fake_openai.base_url + "/wrong", concurrency=1, max_retries=5), seed=1)
+    with pytest.raises(EndpointError, match=r"record r/000 failed after 1 attempt.*\(404\).*NotFoundError: HTTP 404"):
+        b.run_batch(records(1))
+    assert fake_openai.count() == 1
+    assert b.accounting()["faults"] == {"404": 1} and b.accounting()["retries"] == 0
+
+
+def test_a_malformed_200_is_retried(fake_openai):
+    """A reply without choices (parsed, but not a completion) counts as malformed and is asked again."""
+    import openai
+
+    class NoChoicesOnce:
+        def __init__(self, client):
+            self.client, self.calls = client, 0
+            self.chat = self
+            self.completions = self
+
+        def create(self, **kw):
+            self.calls += 1
+            resp = self.client.chat.completions.create(**kw)
+            return resp.model_copy(update={"choices": []}) if self.calls == 1 else resp
+
+    fake_openai.reply_fn = echo
+    stub = NoChoicesOnce(openai.OpenAI(base_url=fake_openai.base_url, api_key="x", max_retries=0))
+    b = OpenAIBackend(gen_cfg(fake_openai.base_url, concurrency=1), seed=1, client=stub)
+    [(rid, cand)] = b.run_batch(records(1))
+    assert cand["text"] == "answer to question 0" and b.accounting()["faults"] == {"malformed": 1}
+
+
+def test_the_key_is_scrubbed_from_an_error_that_echoes_it(monkeypatch):
+    """A server may quote the key in its 401 message; the job's error never carries it."""
+    import httpx
+    import openai
+
+    secret = "sk-" + os.urandom(8).hex()
+    monkeypatch.setenv("LLMBLEND_TEST_KEY", secret)
+
+    class Refuses:
+        chat = completions = property(lambda self: self)
+
+        def create(self, **kw):
+            resp = httpx.Response(401, request=httpx.Request("POST", "http://127.0.0.1/v1"))
+            raise openai.AuthenticationError(f"Incorrect API key provided: {secret}", response=resp, body=None)
+
+    b = OpenAIBackend(gen_cfg("http://127.0.0.1:9/v1", concurrency=1), seed=1, client=Refuses())
+    with pytest.raises(EndpointError) as err:
+        b.run_batch(records(1))
+    assert "HTTP 401" in str(err.value) and secret not in str(err.value) and "***" in str(err.value)

@@ -2,21 +2,31 @@
 
 OpenAI itself, or a vLLM / llama.cpp / TGI server the user runs (`openai.base_url`). The key comes
 from the environment variable the config names (`openai.api_key_env`), never from a file, and is
-never logged. Requests run `concurrency` at a time; the client retries 408/429/5xx and connection
-errors with exponential backoff and honours a 429's Retry-After (`max_retries` times). Past that
-the job fails naming the generator, the record and the last error; the records already finished
-are on disk and a rerun resumes after them (see shards.py).
+never logged or written (error texts are scrubbed of it). Requests run `concurrency` at a time.
+
+Retries are ours, not the client's (`max_retries=0` on the client; see llmblend/openai_retry.py):
+connection errors, timeouts, 408/409/429, 5xx and malformed or cut-off replies are retried up to
+`max_retries` times with exponential backoff and full jitter (`backoff_s`, capped at
+`max_backoff_s`), never sooner than a Retry-After asks; any other 4xx is final at once. Past that the
+job fails naming the generator, the record and the last error; the records already finished are on
+disk and a rerun resumes after them (see shards.py). The shard report carries this run's accounting:
+calls, retries, faults by kind, prompt and completion tokens.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import random
+import threading
+import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 from llmblend.errors import ConfigError, LLMBlendError
 from llmblend.generate.hf import row_seed
 from llmblend.generate.prompts import user_text
+from llmblend.openai_retry import Fault, MalformedReply, backoff_delay, classify
 
 log = logging.getLogger("llmblend.generate")
 
@@ -29,6 +39,14 @@ class EndpointError(LLMBlendError):
         self.done = done
 
 
+class RecordFailed(Exception):
+    """One record's last fault, after its attempts (turned into an EndpointError by run_batch)."""
+
+    def __init__(self, fault: Fault, error_type: str, attempts: int):
+        super().__init__(fault.message)
+        self.fault, self.error_type, self.attempts = fault, error_type, attempts
+
+
 class OpenAIBackend:
     def __init__(self, gen: dict, seed: int, client=None):
         import openai
@@ -37,12 +55,16 @@ class OpenAIBackend:
         oa = gen["openai"]
         self.model = oa["model"]
         self.concurrency = oa.get("concurrency", 4)
+        self.max_retries = oa.get("max_retries", 5)
+        # the openai client's own defaults (0.5 s doubling, at most 8 s)
+        self.backoff_s, self.max_backoff_s = oa.get("backoff_s", 0.5), oa.get("max_backoff_s", 8.0)
         env = oa.get("api_key_env", "OPENAI_API_KEY")
         key = os.environ.get(env) if env else "not-needed"
         if not key:
             raise ConfigError(f"generator {gen['name']}: set the environment variable {env} to the endpoint's API key")
-        self.client = client or openai.OpenAI(base_url=oa.get("base_url"), api_key=key,
-                                              max_retries=oa.get("max_retries", 5), timeout=oa.get("timeout", 60.0))
+        self._key = key if env else None
+        self.client = client or openai.OpenAI(base_url=oa.get("base_url"), api_key=key, max_retries=0,
+                                              timeout=oa.get("timeout", 60.0))
         dec = gen["decoding"]
         self.greedy = dec.get("method", "top_p_sampling") == "greedy"
         self.params = {"max_tokens": dec.get("max_new_tokens", 256),
@@ -54,6 +76,10 @@ class OpenAIBackend:
         self.want_logprobs = oa.get("logprobs", False)
         if self.want_logprobs:
             self.params["logprobs"] = True
+        # run accounting (this process only): calls, retries, faults by kind, tokens
+        self.stats: Counter = Counter()
+        self.faults: Counter = Counter()
+        self._lock = threading.Lock()
 
     def batches(self, records):
         step = self.concurrency * 4
@@ -65,10 +91,45 @@ class OpenAIBackend:
         return ([{"role": "system", "content": system}] if system else []) + [
             {"role": "user", "content": user_text(rec)}]
 
+    def scrub(self, text: str) -> str:
+        """Error texts may echo request details; the key never leaves the process."""
+        return text.replace(self._key, "***") if self._key else text
+
+    def _count(self, counter: Counter, what: str, n: int = 1) -> None:
+        with self._lock:
+            counter[what] += n
+
     def one(self, rec: dict) -> tuple[str, dict]:
-        resp = self.client.chat.completions.create(model=self.model, messages=self.messages(rec),
-                                                   seed=row_seed(self.seed, self.gen["name"], rec["id"]),
-                                                   **self.params)
+        """One record: ask until a well-formed reply, a final error, or max_retries retries."""
+        rng = random.Random(f"{self.seed}|{self.gen['name']}|{rec['id']}")  # reproducible backoff
+        seed = row_seed(self.seed, self.gen["name"], rec["id"])
+        for attempt in range(self.max_retries + 1):
+            self._count(self.stats, "calls")
+            try:
+                resp = self.client.chat.completions.create(model=self.model, messages=self.messages(rec), seed=seed,
+                                                           **self.params)
+                cand = self.candidate(resp)
+            except Exception as e:
+                fault = classify(e)
+                if fault is None:
+                    raise  # not the endpoint's fault: a bug, with its traceback
+                self._count(self.faults, fault.kind)
+                if not fault.retryable or attempt == self.max_retries:
+                    raise RecordFailed(fault, type(e).__name__, attempt + 1) from None
+                self._count(self.stats, "retries")
+                delay = backoff_delay(attempt, rng, self.backoff_s, self.max_backoff_s, fault.retry_after)
+                log.debug("generator %s record %s: %s; retry %d in %.2f s", self.gen["name"], rec["id"],
+                          self.scrub(fault.message), attempt + 1, delay)
+                time.sleep(delay)
+                continue
+            self._count(self.stats, "prompt_tokens", cand["n_prompt_tokens"] or 0)
+            self._count(self.stats, "completion_tokens", cand["n_tokens"] or 0)
+            return rec["id"], cand
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def candidate(self, resp) -> dict:
+        if not getattr(resp, "choices", None) or resp.choices[0].message is None:
+            raise MalformedReply("the reply has no choices[0].message")
         choice = resp.choices[0]
         text = (choice.message.content or "").strip()
         logprobs = None
@@ -80,12 +141,11 @@ class OpenAIBackend:
         if choice.finish_reason == "length":
             flags.append("length_capped")
         usage = resp.usage
-        settings = dict(self.params)
-        return rec["id"], {
+        return {
             "model": self.gen["name"], "decoding_method": "greedy" if self.greedy else "top_p_sampling",
             "text": text, "n_prompt_tokens": usage.prompt_tokens if usage else None,
             "n_tokens": usage.completion_tokens if usage else None, "logprobs": logprobs, "flags": flags,
-            "base_model": self.model, "prompt": "chat", "decoding": settings}
+            "base_model": self.model, "prompt": "chat", "decoding": dict(self.params)}
 
     def run_batch(self, batch) -> list[tuple[str, dict]]:
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
@@ -94,11 +154,22 @@ class OpenAIBackend:
         for rec, fut in futures:
             try:
                 done.append(fut.result())
-            except Exception as e:  # the client already retried; report the last error, keep the rest
+            except RecordFailed as e:  # keep the rest of the batch; report the first record that failed
                 error = error or (rec, e)
         if error:
             rec, e = error
-            raise EndpointError(f"generator {self.gen['name']} (model {self.model}): record {rec['id']} failed "
-                                f"after retries: {type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}",
-                                done)
+            log.warning("generator %s: this run's accounting at the failure: %s", self.gen["name"], self.accounting())
+            raise EndpointError(self.scrub(
+                f"generator {self.gen['name']} (model {self.model}): record {rec['id']} failed after "
+                f"{e.attempts} attempt(s); last error ({e.fault.kind}): {e.error_type}: {e.fault.message}"), done)
         return done
+
+    def accounting(self) -> dict:
+        with self._lock:
+            return {"calls": self.stats["calls"], "retries": self.stats["retries"],
+                    "faults": dict(sorted(self.faults.items())),
+                    "tokens": {"prompt": self.stats["prompt_tokens"], "completion": self.stats["completion_tokens"]}}
+
+    def report(self, records) -> dict:
+        """Added to the shard report: what this run asked and met (a resumed shard: its own share)."""
+        return self.accounting()

@@ -23,6 +23,7 @@ from llmblend.judge.cache import LabelCache, cache_key
 from llmblend.judge.labels import (A_BETTER, B_BETTER, ERROR, SAME_BAD, SAME_GOOD, UNPARSABLE, label_for,
                                    parse_reply)
 from llmblend.judge.prompt import PROMPT_VERSION, build_messages
+from llmblend.openai_retry import backoff_delay, classify
 
 log = logging.getLogger("llmblend.judge")
 
@@ -252,8 +253,6 @@ class OpenAIJudge:
     # -- one pair --------------------------------------------------------------------------------
     def _call(self, body: dict, rng: random.Random) -> dict:
         """Ask once per attempt until a parsable reply, a final error, or the attempt limit."""
-        import openai
-
         client = self.client()
         reason, reply, p_tok, c_tok, usd = "", None, 0, 0, 0.0
         attempts = 0
@@ -278,33 +277,21 @@ class OpenAIJudge:
                             "usd": usd, "attempts": attempts}
                 self._count("unparsable_reply")
                 reason = "unparsable reply"
-            except openai.RateLimitError as e:
-                self._count("http_429")
-                retry_after, reason = _retry_after(e.response), f"429 rate limited: {e.message}"
-            except openai.APITimeoutError:
-                self._count("timeout")
-                reason = "timeout"
-            except openai.APIConnectionError as e:
-                self._count("connection_error")
-                reason = f"connection error: {e.__cause__ or e}"
-            except openai.APIStatusError as e:
-                if e.status_code in (401, 403):
+            except Exception as e:  # which faults are retried: llmblend/openai_retry.py (shared with generate)
+                fault = classify(e)
+                if fault is None:
+                    raise
+                self._count(_STAT_OF_KIND.get(fault.kind) or f"http_{fault.status}")
+                if fault.status in (401, 403):
                     self._stop.set()
-                    raise LLMBlendError(f"the judge endpoint refused the API key (HTTP {e.status_code}); "
+                    raise LLMBlendError(f"the judge endpoint refused the API key (HTTP {fault.status}); "
                                         "nothing more is asked") from None
-                if e.status_code < 500 and e.status_code not in (408, 409):
-                    self._count(f"http_{e.status_code}")
-                    return {"label": ERROR, "reason": self.scrub(f"HTTP {e.status_code}: {e.message}"),
+                if not fault.retryable:
+                    return {"label": ERROR, "reason": self.scrub(fault.message),
                             "prompt_tokens": p_tok, "completion_tokens": c_tok, "usd": usd, "attempts": attempts}
-                self._count(f"http_{e.status_code}")
-                retry_after, reason = _retry_after(e.response), f"HTTP {e.status_code}: {e.message}"
-            except (ValueError, openai.APIResponseValidationError) as e:  # a cut-off or malformed body
-                self._count("bad_response")
-                reason = f"malformed response: {type(e).__name__}"
+                retry_after, reason = fault.retry_after, fault.message
             if attempt + 1 < self.o["max_attempts"]:
-                # full jitter, and never sooner than the server asked
-                delay = rng.uniform(0, min(self.o["max_backoff_s"], self.o["backoff_s"] * 2 ** attempt))
-                delay = max(delay, retry_after or 0.0)
+                delay = backoff_delay(attempt, rng, self.o["backoff_s"], self.o["max_backoff_s"], retry_after)
                 with self._lock:
                     self.stats["retries"] += 1
                 if self._stop.wait(delay):
@@ -390,14 +377,5 @@ class OpenAIJudge:
                 "and rerun to continue")
 
 
-def _retry_after(response) -> float | None:
-    if response is None:
-        return None
-    for header, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
-        value = response.headers.get(header)
-        if value:
-            try:
-                return float(value) * scale
-            except ValueError:
-                pass
-    return None
+# the judge's backend_stats names for the shared fault kinds (HTTP faults: http_<status>)
+_STAT_OF_KIND = {"timeout": "timeout", "connection": "connection_error", "malformed": "bad_response"}
