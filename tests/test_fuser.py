@@ -151,6 +151,31 @@ def test_build_data_with_rankings_counts_fewer_than_k(tmp_path, files):
     assert json.loads((tmp_path / "rep.json").read_text())["splits"]["train"] == counts
 
 
+def test_judge_rankings_may_leave_records_out_and_they_are_counted(tmp_path, files):
+    """fuser.data_ranker: oracle-gpt_rank ranks only what the judge labelled; the rest is counted, not an
+    error, while a ranker's rankings must cover every record."""
+    split, ranks = files
+    partial = tmp_path / "judge_ranks.jsonl"
+    write_jsonl(partial, read_jsonl(ranks)[:3])
+    spec = PromptSpec(family="causal_lm", top_k=2)
+    report = build_fuser_data(spec, make_tokenizer("causal_lm"), "oracle-gpt_rank", {"train": (split, partial)},
+                              tmp_path / "out")
+    assert report["splits"]["train"]["records"] == 3 and report["splits"]["train"]["no_ranking"] == 1
+    assert len(read_jsonl(tmp_path / "out" / "train.jsonl")) == 3
+    with pytest.raises(InputError, match="no ranking for record"):
+        build_fuser_data(spec, make_tokenizer("causal_lm"), "pairranker", {"train": (split, partial)}, tmp_path / "o2")
+
+
+def test_data_ranker_picks_train_val_inputs_and_test_keeps_the_ranker():
+    from llmblend.fuser.snake import split_inputs
+
+    cfg = {"fuser": {"ranker": "pairranker", "data_ranker": "oracle-gpt_rank"}}
+    assert split_inputs(cfg, "d", "train")["rankings"] == "d/rankings/oracle-gpt_rank/train.jsonl"
+    assert split_inputs(cfg, "d", "test")["rankings"] == "d/rankings/pairranker/test.jsonl"
+    cfg["fuser"]["data_ranker"] = None
+    assert split_inputs(cfg, "d", "val")["rankings"] == "d/rankings/pairranker/val.jsonl"
+
+
 def test_oracle_ranks_by_metric(tmp_path, files):
     split, _ = files
     tok = make_tokenizer("causal_lm")

@@ -168,6 +168,27 @@ if RCFG:
                 "llmblend rank-candidates {params.cfgargs} --methods {wildcards.method} --input {input.scored}"
                 " --split test --out-dir {params.out_dir} {params.args} --log {log}"
 
+    rule rank_by_judge:
+        input:
+            records=lambda wc: split_records(config, DATA, wc.split),
+            judge=f"{DATA}/judge/{{split}}.jsonl",
+        output:
+            ranks=f"{DATA}/rankings/oracle-gpt_rank/{{split}}.jsonl",
+            report=f"{DATA}/rankings/oracle-gpt_rank/{{split}}.report.json",
+        wildcard_constraints:
+            split="train|val",
+        params:
+            cfg=config_slice(config, *method_keys("oracle-gpt_rank", RCFG, CLM_KEYS)),
+            cfgargs=CONFIG_ARGS,
+            out_dir=lambda wc, output: os.path.dirname(os.path.dirname(output.ranks)),
+        log:
+            f"{LOGS}/rank_by_judge/{{split}}.log",
+        conda:
+            ENV
+        shell:
+            "llmblend rank-candidates {params.cfgargs} --methods oracle-gpt_rank --input {input.records}"
+            " --split {wildcards.split} --out-dir {params.out_dir} --judge {input.judge} --log {log}"
+
     TARGETS += [f"{DATA}/rankings/{m}/test.jsonl" for m in RANK_METHODS]
     TARGETS += [f"{DATA}/rankings/pairranker/{s}.jsonl" for s in RANK_SPLITS]
     TARGETS += [f"{RESULTS}/plots/ranker/{r}.csv" for r in TRAINED_RANKERS]

@@ -56,12 +56,12 @@ def run_build(args):
     from transformers import AutoConfig, AutoTokenizer
 
     from llmblend.config import section
-    from llmblend.fuser.data import build_fuser_data, parse_ranker
+    from llmblend.fuser.data import build_fuser_data, data_ranker, parse_ranker
     from llmblend.fuser.model import family_of
     from llmblend.models.resolve import resolve
 
     cfg = config_of(args)
-    ranker = section(cfg, "fuser", "ranker")
+    ranker = data_ranker(cfg["fuser"])
     splits, rankings = _pairs(args.split, "split"), _pairs(args.rankings, "rankings")
     if parse_ranker(ranker)[0] == "rankings" and set(rankings) != set(splits):
         raise LLMBlendError(f"fuser.ranker {ranker!r} needs --rankings for each split ({sorted(splits)})")

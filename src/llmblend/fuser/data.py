@@ -32,6 +32,15 @@ def parse_ranker(ranker: str) -> tuple[str, str]:
     return "rankings", ranker
 
 
+def data_ranker(fcfg: dict) -> str:
+    """The ranker whose top K makes the train/val training data (fuser.data_ranker, else fuser.ranker)."""
+    return fcfg.get("data_ranker") or fcfg["ranker"]
+
+
+# rankings that may not cover every record: the judge labels only the records it was asked about
+PARTIAL_RANKERS = ("oracle-gpt_rank",)
+
+
 def read_rankings(path) -> dict[str, tuple[int, list]]:
     """id -> (line, ranks) from a rankings file; a repeated id or a bad rank is an error."""
     out: dict[str, tuple[int, list]] = {}
@@ -44,8 +53,10 @@ def read_rankings(path) -> dict[str, tuple[int, list]]:
     return out
 
 
-def iter_ranked(split_path, ranker: str, rankings_path=None):
-    """Yield (line, record, candidate indices best first) for every record of a split file."""
+def iter_ranked(split_path, ranker: str, rankings_path=None, counts: Counter | None = None):
+    """Yield (line, record, candidate indices best first) for every record of a split file. A record
+    without a ranking is an error, except for the PARTIAL_RANKERS: then it is left out and counted
+    (counts["no_ranking"])."""
     kind, name = parse_ranker(ranker)
     rankings = read_rankings(rankings_path) if kind == "rankings" else None
     seen = set()
@@ -61,6 +72,10 @@ def iter_ranked(split_path, ranker: str, rankings_path=None):
                 scores.append(float(value))
             ranks = ranks_from_scores(scores)
         else:
+            if rec["id"] not in rankings and ranker in PARTIAL_RANKERS:
+                if counts is not None:
+                    counts["no_ranking"] += 1
+                continue
             if rec["id"] not in rankings:
                 raise InputError(rankings_path, None, "id", f"no ranking for record {rec['id']!r} "
                                  f"({split_path}:{line})")
@@ -80,7 +95,7 @@ def build_examples(split_path, spec: PromptSpec, tokenizer, ranker: str, ranking
     """Fuser examples of one split plus the counts of what the budget and the data did."""
     counts = Counter()
     rows = []
-    for _, rec, order in progress(iter_ranked(split_path, ranker, rankings_path), desc=f"fuser data {Path(split_path).stem}", unit="rec"):
+    for _, rec, order in progress(iter_ranked(split_path, ranker, rankings_path, counts), desc=f"fuser data {Path(split_path).stem}", unit="rec"):
         top = order[: spec.top_k]
         texts = [rec["candidates"][j].get("text", "") for j in top]
         prompt, info = format_prompt(spec, rec["instruction"], rec["input"], texts, tokenizer)

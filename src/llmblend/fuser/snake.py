@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from llmblend.fuser.data import parse_ranker
+from llmblend.fuser.data import data_ranker, parse_ranker
 
 
 def mb(path) -> float:
@@ -13,7 +13,8 @@ def mb(path) -> float:
 
 def split_inputs(config: dict, data: str, split: str) -> dict:
     """A split's files for the fuser: candidates + the ranker's rankings, or the scored file for an oracle."""
-    kind, ranker = parse_ranker(config["fuser"]["ranker"])
+    fcfg = config["fuser"]
+    kind, ranker = parse_ranker(fcfg["ranker"] if split == "test" else data_ranker(fcfg))
     if kind == "oracle":
         return {"split": f"{data}/scored/{split}.jsonl"}
     return {"split": f"{data}/candidates/{split}.jsonl", "rankings": f"{data}/rankings/{ranker}/{split}.jsonl"}
@@ -26,6 +27,6 @@ def data_inputs(config: dict, data: str, model_input: list) -> dict:
 
 def data_args(config: dict, input) -> str:
     args = [f"--split {s}={input[f'split_{s}']}" for s in ("train", "val")]
-    if parse_ranker(config["fuser"]["ranker"])[0] != "oracle":
+    if parse_ranker(data_ranker(config["fuser"]))[0] != "oracle":
         args += [f"--rankings {s}={input[f'rankings_{s}']}" for s in ("train", "val")]
     return " ".join(args)
