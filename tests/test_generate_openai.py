@@ -192,7 +192,8 @@ def test_other_faults_are_classified_and_bugs_are_not():
     assert classify(openai.APIConnectionError(request=req)).kind == "connection"
     truncated = json.JSONDecodeError("Unterminated string", '{"id": "x', 8)
     bad = openai.APIResponseValidationError(response=httpx.Response(200, request=req), body=None)
-    for e in (truncated, bad, MalformedReply("no choices")):
+    garbled = UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
+    for e in (truncated, bad, garbled, MalformedReply("no choices")):
         assert (classify(e).kind, classify(e).retryable) == ("malformed", True)
     assert classify(ValueError("a bug of ours")) is None and classify(KeyError("x")) is None
     assert classify(_status_error(429, {"retry-after-ms": "250"})).retry_after == 0.25
@@ -287,3 +288,50 @@ def test_the_key_is_scrubbed_from_an_error_that_echoes_it(monkeypatch):
     with pytest.raises(EndpointError) as err:
         b.run_batch(records(1))
     assert "HTTP 401" in str(err.value) and secret not in str(err.value) and "***" in str(err.value)
+
+
+def scripted_client(responses):
+    """An openai client whose transport answers from a script (status, content type, body), in order."""
+    import httpx
+    import openai
+
+    script, seen = list(responses), []
+
+    def answer(request):
+        seen.append(request)
+        status, ctype, body = script.pop(0)
+        return httpx.Response(status, headers={"content-type": ctype}, content=body.encode())
+
+    client = openai.OpenAI(base_url="http://127.0.0.1:9/v1", api_key="x", max_retries=0,
+                           http_client=httpx.Client(transport=httpx.MockTransport(answer)))
+    return client, script, seen
+
+
+def completion_json(text):
+    import json
+
+    return json.dumps({"id": "c1", "object": "chat.completion", "created": 0, "model": "m",
+                       "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+                       "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}})
+
+
+def test_an_html_200_and_408_409_are_retried():
+    """Faults the loopback server does not script: a proxy's HTML page with status 200 (the client
+    hands it back as a str), 408 and 409."""
+    err = '{"error": {"message": "busy", "type": "x"}}'
+    client, script, seen = scripted_client([(200, "text/html", "<html>bad gateway</html>"),
+                                            (409, "application/json", err), (408, "application/json", err),
+                                            (200, "application/json", completion_json("fine"))])
+    b = OpenAIBackend(gen_cfg("http://127.0.0.1:9/v1", concurrency=1), seed=1, client=client)
+    [(rid, cand)] = b.run_batch(records(1))
+    assert cand["text"] == "fine" and not script and len(seen) == 4
+    assert b.accounting() == {"calls": 4, "retries": 3, "faults": {"408": 1, "409": 1, "malformed": 1},
+                              "tokens": {"prompt": 3, "completion": 1}}
+
+
+def test_a_400_is_final_at_once():
+    client, script, seen = scripted_client([(400, "application/json", '{"error": {"message": "bad model"}}')] * 3)
+    b = OpenAIBackend(gen_cfg("http://127.0.0.1:9/v1", concurrency=1), seed=1, client=client)
+    with pytest.raises(EndpointError, match=r"failed after 1 attempt\(s\); last error \(400\): BadRequestError"):
+        b.run_batch(records(1))
+    assert len(seen) == 1 and b.accounting()["faults"] == {"400": 1}

@@ -46,7 +46,8 @@ def classify(exc: BaseException) -> Fault | None:
         kind = "5xx" if status >= 500 else str(status)
         return Fault(kind, retryable, f"HTTP {status}: {_first_line(exc.message)}", status,
                      retry_after(exc.response) if retryable else None)
-    if isinstance(exc, (json.JSONDecodeError, openai.APIResponseValidationError, MalformedReply)):
+    if isinstance(exc, (json.JSONDecodeError, UnicodeDecodeError, openai.APIResponseValidationError,
+                        MalformedReply)):
         return Fault("malformed", True, f"malformed reply: {type(exc).__name__}: {_first_line(exc)}")
     return None
 
