@@ -30,6 +30,8 @@ from llmblend.models.resolve import resolve
 
 log = logging.getLogger("llmblend.generate")
 
+MIN_STATIC_TOKENS = 8  # a shorter shared prefix is not worth a separate pass
+
 
 def batch_seed(seed: int, generator: str, first_id: str) -> int:
     digest = hashlib.sha256(f"{seed}|{generator}|batch|{first_id}".encode("utf-8")).digest()
@@ -108,9 +110,19 @@ class CT2Backend:
                 return any(s in text for s in stops)  # True stops this row
             return False
 
-        prompts = [self.tok.convert_ids_to_tokens(b[1]) for b in batch]
+        # the tokens every prompt of the batch starts with (the few-shot examples, a system turn) are
+        # run once as CTranslate2's static prompt, not once per row
+        ids = [b[1] for b in batch]
+        shared = 0
+        while shared < min(map(len, ids)) - 1 and all(row[shared] == ids[0][shared] for row in ids):
+            shared += 1
         kw = {"sampling_topk": 1} if self.greedy else {
             "sampling_topk": 0, "sampling_topp": self.top_p, "sampling_temperature": self.temperature}
+        if shared >= MIN_STATIC_TOKENS:
+            kw["static_prompt"] = self.tok.convert_ids_to_tokens(ids[0][:shared])
+        else:
+            shared = 0
+        prompts = [self.tok.convert_ids_to_tokens(row[shared:]) for row in ids]
         self.generator.generate_batch(prompts, max_batch_size=len(batch), max_length=self.max_new,
                                       end_token=sorted(self.end_ids), include_prompt_in_result=False,
                                       return_scores=True, callback=on_step, **kw)
