@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("ctranslate2")
 
 from gen_tiny import make_tiny_model  # noqa: E402
-from llmblend.generate.ct2_backend import CT2Backend  # noqa: E402
+from llmblend.generate.ct2_backend import MIN_STATIC_TOKENS, CT2Backend  # noqa: E402
 from llmblend.generate.hf import HFBackend  # noqa: E402
 from llmblend.generate.rules import gen_model, gen_model_arg  # noqa: E402
 from llmblend.generate.shards import generate_shard  # noqa: E402
@@ -64,11 +64,17 @@ def test_conversion_metadata(dirs):
     assert meta["max_position_embeddings"] == 256 and meta["architecture"] == "LlamaConfig"
 
 
-def test_greedy_equals_transformers_greedy(dirs):
+@pytest.mark.parametrize("system", [None, "you are a helpful assistant . answer the question in one word ."])
+def test_greedy_equals_transformers_greedy(dirs, system):
     hf_dir, ct2_dir = dirs
     recs = records(6)
-    gen = gen_cfg("tiny-greedy", "greedy", batch_size=4)
-    ct2 = run_all(CT2Backend(gen, {}, f"dir:{ct2_dir}", seed=42, threads=1), recs)
+    gen = gen_cfg("tiny-greedy", "greedy", batch_size=4, system=system)
+    backend = CT2Backend(gen, {}, f"dir:{ct2_dir}", seed=42, threads=1)
+    ids = [b[1] for batch in backend.batches(recs) for b in batch]
+    shared = next(k for k in range(99) if len({tuple(i[:k + 1]) for i in ids}) > 1)
+    # without a system turn the shared prefix is too short for a static prompt; with one it is used
+    assert (shared >= MIN_STATIC_TOKENS) == (system is not None)
+    ct2 = run_all(backend, recs)
     hf_gen = {**gen, "backend": "hf", "hf": {"batch_size": 1}}
     hf = run_all(HFBackend(hf_gen, {"kind": "causal_lm"}, f"dir:{hf_dir}", seed=42), recs)
     assert len({c["text"] for c in hf.values()}) > 1  # the answers differ: the comparison means something
@@ -120,12 +126,13 @@ def test_kill_and_resume_writes_no_record_twice(tmp_path, dirs):
     split = tmp_path / "test.jsonl"
     recs = records(7)
     write_jsonl(split, recs)
-    cfg = config(hf_dir, [gen_cfg()])
+    gen = gen_cfg(system="you are a helpful assistant . answer the question in one word .")  # + static prompt
+    cfg = config(hf_dir, [gen])
     whole = tmp_path / "whole" / "shard-0.jsonl"
     generate_shard(cfg, "tiny-t0.7", split, 0, whole, f"dir:{ct2_dir}")
 
     out = tmp_path / "killed" / "shard-0.jsonl"
-    first = Recording(CT2Backend(gen_cfg(), {}, f"dir:{ct2_dir}", 42, 1), die_after=2)
+    first = Recording(CT2Backend(gen, {}, f"dir:{ct2_dir}", 42, 1), die_after=2)
     with pytest.raises(KeyboardInterrupt):
         generate_shard(cfg, "tiny-t0.7", split, 0, out, backend=first)
     partial = Path(str(out) + ".partial")
@@ -134,7 +141,7 @@ def test_kill_and_resume_writes_no_record_twice(tmp_path, dirs):
     # a kill in the middle of writing the second batch: its last line is lost, half a line is left
     partial.write_bytes(b"".join(lines[:3]) + lines[3][:10])
     written_first = first.ids[:3]
-    second = Recording(CT2Backend(gen_cfg(), {}, f"dir:{ct2_dir}", 42, 1))
+    second = Recording(CT2Backend(gen, {}, f"dir:{ct2_dir}", 42, 1))
     generate_shard(cfg, "tiny-t0.7", split, 0, out, backend=second)
     assert sorted(written_first + second.ids) == sorted(r["id"] for r in recs)  # each id written once
     assert second.calls == 3  # the half-written batch is rerun whole, the finished first batch is not
