@@ -295,7 +295,7 @@ def disk_plan(cfg: dict) -> dict:
     judge = judge_plan(cfg)
     judge_bytes = (judge.get("pair_calls", 0) + judge.get("fused_calls", 0)) * 1000  # one cached reply + key
     bpp = d.get("checkpoint_bytes_per_param", 12)
-    models = {g.get("model", g["name"]) for g in _generated(cfg) if g.get("backend", "hf") == "hf"}
+    models = {g.get("model", g["name"]) for g in _generated(cfg) if g.get("backend", "hf") in ("hf", "ctranslate2")}
     weights = sum(params_b(cfg, m) for m in models) * 1e9 * 2  # bf16 on disk, once per model
     ckpt = 0.0
     if cfg.get("ranker"):

@@ -89,13 +89,16 @@ def job_threads(config: dict, stage: str) -> int:
     return int(stage_settings(config, stage)["threads"])
 
 
+LOCAL_BACKENDS = ("hf", "ctranslate2")  # generation backends that run the model in the job
+
+
 def _job_gen_size(config: dict, stage: str, wildcards) -> float | None:
     from llmblend.workflow.cost import generators, params_b
 
     if stage != "generate_candidates":
         return None
     gen = next(g for g in generators(config) if g["name"] == wildcards["generator"])
-    if gen.get("backend", "hf") != "hf":  # import reads data, openai calls a server: no local model runs
+    if gen.get("backend", "hf") not in LOCAL_BACKENDS:  # import reads data, openai calls a server
         return None
     return params_b(config, gen.get("model", gen["name"]))
 
