@@ -60,3 +60,28 @@ def tiny_bert(bert_tokenizer_dir, tmp_path_factory):
     cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
                      intermediate_size=64, max_position_embeddings=64)
     return _save(BertModel(cfg).eval(), tok, tmp_path_factory.mktemp("bert"))
+
+
+# a WordPiece vocabulary written here (lower case, as BLEURT-base's): enough words for the tests'
+# texts; anything else is [UNK]
+BLEURT_WORDS = ("the cat sat on mat is sitting a dog runs in park every morning before work answer "
+                "paris capital of france it large something short reference 42 . , ! ? ##s ##ing ##ed").split()
+
+
+@pytest.fixture(scope="session")
+def tiny_bleurt(tmp_path_factory):
+    """A 2-layer BLEURT (hidden 16) with random weights, saved with its own vocab.txt."""
+    from llmblend.metrics.bleurt_compat import import_bleurt
+
+    model_cls, _ = import_bleurt()
+    from bleurt_pytorch import BleurtConfig
+
+    d = tmp_path_factory.mktemp("bleurt")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *BLEURT_WORDS]
+    (d / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    torch.manual_seed(0)
+    # a wide init so the regression outputs differ visibly between inputs (0.02 gives ~1e-4)
+    cfg = BleurtConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                       intermediate_size=32, max_position_embeddings=128, initializer_range=0.3)
+    model_cls(cfg).eval().save_pretrained(d)
+    return d

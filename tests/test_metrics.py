@@ -186,16 +186,6 @@ def test_truncation_keeps_the_first_tokens_and_counts(tiny_bart, tiny_llama):
     assert bart.counts == {"truncated_candidate": 1, "truncated_reference": 1}
 
 
-def test_bleurt_fails_clearly_when_the_port_cannot_load(tmp_path):
-    try:
-        import bleurt_pytorch  # noqa: F401
-    except ImportError:
-        with pytest.raises(LLMBlendError, match="bleurt-pytorch"):
-            scorers.Bleurt(tmp_path)
-    else:
-        pytest.skip("bleurt-pytorch imports here; its code path needs a checkpoint")
-
-
 def test_causal_template_must_hold_the_candidate(tiny_llama):
     with pytest.raises(LLMBlendError, match="candidate"):
         scorers.CausalLogLikelihood("clm_logprob", tiny_llama, "no placeholder")

@@ -156,3 +156,76 @@ def test_cli_exits_2_on_bad_input_without_output(tmp_path, capsys):
     assert rc == 2
     assert "in.jsonl:1: field 'output'" in capsys.readouterr().err
     assert not (tmp_path / "o.jsonl").exists()
+
+
+def _many(tmp_path, n=10):
+    recs = [dict(r, id=f"t/{k}") for k in range(n) for r in [_records()[k % 4]]]
+    write_jsonl(tmp_path / "many.jsonl", recs)
+    return tmp_path / "many.jsonl"
+
+
+class _Killed(Exception):
+    pass
+
+
+def _interrupt_after(monkeypatch, n_chunks, scored):
+    """score_records that records which ids it scores and raises when chunk `n_chunks` + 1 starts."""
+    from llmblend.metrics import stage
+
+    real = getattr(stage.score_records, "real", stage.score_records)  # not a flaky one of an earlier call
+
+    def flaky(records, *a, **kw):
+        if n_chunks is not None and len(scored) == n_chunks:
+            raise _Killed
+        scored.append([r["id"] for r in records])
+        return real(records, *a, **kw)
+
+    flaky.real = real
+    monkeypatch.setattr(stage, "score_records", flaky)
+
+
+@pytest.mark.parametrize("with_model", [False, True])
+def test_a_killed_job_resumes_without_rescoring_and_gives_the_same_bytes(tmp_path, monkeypatch, tiny_llama,
+                                                                         with_model):
+    cfg = _cfg()
+    models = {}
+    if with_model:  # batched float scores: resumed chunks must batch as the uninterrupted run does
+        cfg = _cfg(clm_logprob={"enabled": True, "model": "x", "template": "A: {candidate}\nB:"})
+        models = {"clm_logprob": f"dir:{tiny_llama}"}
+    inp = _many(tmp_path)
+    whole = score_file(cfg, models, inp, tmp_path / "whole.jsonl", tmp_path / "whole.json", chunk_records=3)
+
+    scored: list = []
+    out, partial = tmp_path / "out.jsonl", tmp_path / "out.jsonl.partial.jsonl"
+    _interrupt_after(monkeypatch, 2, scored)
+    with pytest.raises(_Killed):
+        score_file(cfg, models, inp, out, tmp_path / "out.json", chunk_records=3)
+    assert not out.exists() and not (tmp_path / "out.json").exists()
+    assert [r["id"] for r in read_jsonl(partial)] == [f"t/{k}" for k in range(6)]
+    # a kill in the middle of writing the next chunk leaves a torn tail: it is cut off on resume
+    with open(partial, "ab") as f:
+        f.write(b'{"id":"t/6","instruction"')
+
+    _interrupt_after(monkeypatch, None, scored)
+    rep = score_file(cfg, models, inp, out, tmp_path / "out.json", chunk_records=3)
+    ids = [i for chunk in scored for i in chunk]
+    assert sorted(ids) == sorted(set(ids)) and len(ids) == 10  # every record scored exactly once
+    assert out.read_bytes() == (tmp_path / "whole.jsonl").read_bytes()
+    assert (tmp_path / "out.json").read_text() == (tmp_path / "whole.json").read_text().replace("whole", "out")
+    assert rep["counts"] == whole["counts"]
+    assert not partial.exists() and not (tmp_path / "out.jsonl.partial.json").exists()
+
+
+def test_a_partial_file_from_other_settings_is_not_reused(tmp_path, monkeypatch):
+    inp = _many(tmp_path)
+    scored: list = []
+    _interrupt_after(monkeypatch, 2, scored)
+    with pytest.raises(_Killed):
+        score_file(_cfg(), {}, inp, tmp_path / "out.jsonl", chunk_records=3)
+    _interrupt_after(monkeypatch, None, scored)
+    cfg = _cfg(rouge={"enabled": False, "reason": "changed between the runs"})
+    score_file(cfg, {}, inp, tmp_path / "out.jsonl", chunk_records=3)
+    assert [i for chunk in scored[2:] for i in chunk] == [f"t/{k}" for k in range(10)]  # all over again
+    score_file(cfg, {}, inp, tmp_path / "fresh.jsonl", chunk_records=3)
+    assert (tmp_path / "out.jsonl").read_bytes() == (tmp_path / "fresh.jsonl").read_bytes()
+    assert all("rouge1" not in c["scores"] for r in read_jsonl(tmp_path / "out.jsonl") for c in r["candidates"])

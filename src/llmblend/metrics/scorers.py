@@ -12,7 +12,8 @@ in `counts` (the stage report sums them).
 
 Empty texts (empty after strip): BLEU, ROUGE and BERTScore give 0.0 when the candidate or the
 reference is empty; the log-likelihood metrics and BLEURT score them as they are (the reference is
-always followed by EOS, so even an empty reference has one token to score).
+always followed by EOS, so even an empty reference has one token to score; BLEURT's pair keeps its
+[CLS]/[SEP] tokens, so an empty side is a finite regression output).
 """
 
 from __future__ import annotations
@@ -268,22 +269,29 @@ class BertScore(Metric):
 
 
 class Bleurt(Metric):
-    """BLEURT through the bleurt-pytorch port: the regression output for (reference, candidate),
-    the pair cut to `max_tokens` tokens (longest side first, the tokenizer's rule); counted."""
+    """BLEURT through the bleurt-pytorch port: the regression output for the pair (reference,
+    candidate), encoded as BLEURT does: [CLS] reference [SEP] candidate [SEP], segment ids 0 then 1.
+    A pair longer than `max_tokens` (special tokens included) loses one token at a time from the
+    end of its longer side (the tokenizer's `longest_first`, BLEURT's own rule); such pairs are
+    counted as `truncated_pair`. The port is imported through `bleurt_compat` (transformers 5)."""
 
     names = ("bleurt",)
 
     def __init__(self, model_dir, batch_size: int = 16, max_tokens: int = 128, device: str = "cpu"):
         super().__init__()
         try:
-            from bleurt_pytorch import BleurtForSequenceClassification, BleurtTokenizer
+            from llmblend.metrics.bleurt_compat import import_bleurt
+
+            model_cls, tok_cls = import_bleurt()
         except ImportError as e:
             raise LLMBlendError(f"bleurt is enabled but the bleurt-pytorch port cannot be imported ({e}); "
-                                "install bleurt-pytorch with a transformers version it supports, or disable "
-                                "metrics.bleurt") from None
+                                "install bleurt-pytorch==0.0.1 (requirements.txt) or disable metrics.bleurt") from None
         self.model_dir, self.batch_size, self.max_tokens, self.device = str(model_dir), batch_size, max_tokens, device
-        self.tok = BleurtTokenizer.from_pretrained(model_dir)
-        self.model = BleurtForSequenceClassification.from_pretrained(model_dir).to(device).eval()
+        self.tok = tok_cls.from_pretrained(model_dir)
+        self.model = model_cls.from_pretrained(model_dir).to(device).eval()
+        if max_tokens > self.model.config.max_position_embeddings:
+            raise LLMBlendError(f"metrics.bleurt.max_tokens={max_tokens} exceeds the model's "
+                                f"{self.model.config.max_position_embeddings} positions ({model_dir})")
 
     @torch.inference_mode()
     def compute(self, predictions, references):
@@ -292,11 +300,14 @@ class Bleurt(Metric):
         scores = [0.0] * len(predictions)
         for batch in length_batches([len(ids) for ids in full], self.batch_size):
             enc = self.tok([references[i] for i in batch], [predictions[i] for i in batch], padding="longest",
-                           truncation=True, max_length=self.max_tokens, return_tensors="pt").to(self.device)
-            out = self.model(**enc).logits.flatten().tolist()
+                           truncation="longest_first", max_length=self.max_tokens, return_tensors="pt")
+            out = self.model(**enc.to(self.device)).logits[:, 0].tolist()
             for j, i in enumerate(batch):
                 scores[i] = float(out[j])
         return {"bleurt": scores}
 
     def info(self):
-        return {"model": self.model_dir, "max_tokens": self.max_tokens, "library": "bleurt-pytorch"}
+        from importlib.metadata import version
+
+        return {"model": self.model_dir, "max_tokens": self.max_tokens, "pair": "(reference, candidate)",
+                "truncation": "longest_first", "library": f"bleurt-pytorch {version('bleurt-pytorch')}"}

@@ -1,7 +1,8 @@
 """The metrics stage: score every candidate of a split file against the record's reference.
 
     score_file(cfg, models, in_path, out_path, report_path, shard=0, n_shards=1)
-        shard k of n = the k-th contiguous block of records (n blocks of near-equal size)
+        shard k of n = the k-th contiguous block of records (n blocks of near-equal size); resumable:
+    finished chunks of CHUNK_RECORDS records are kept in `<out>.partial.jsonl` across a kill
     gather_shards(shard_paths, report_paths, out_path, report_path)
     summarize(cfg, scored, reports, metrics_json, table_csv, report_json)
 
@@ -13,14 +14,17 @@ goes into the report and the table, never a stand-in under their name.
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import logging
 import math
+import os
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
 from llmblend.errors import ConfigError, InputError
-from llmblend.io import atomic_path, file_entry, iter_jsonl, read_json, write_json, write_jsonl
+from llmblend.io import atomic_path, dumps, file_entry, iter_jsonl, read_json, sha256_file, unwritable, write_json
 from llmblend.runlog import progress
 
 log = logging.getLogger("llmblend.metrics")
@@ -101,8 +105,10 @@ def shard_range(n: int, shard: int, n_shards: int) -> tuple[int, int]:
     return n * shard // n_shards, n * (shard + 1) // n_shards
 
 
-def score_records(records: list[dict], metrics: dict, recompute: bool) -> dict:
-    """Add `scores` to every candidate in place; return the counts for the report."""
+def score_records(records: list[dict], metrics: dict, recompute: bool, seconds: Counter | None = None,
+                  bar=None) -> dict:
+    """Add `scores` to every candidate in place; return the counts for the report. `seconds`
+    collects each metric's time (logged, never reported); `bar` advances per metric and record."""
     counts: Counter = Counter()
     # (record index, candidate index) pairs that need each metric; a metric block is computed for
     # a candidate unless all its keys are already there and recompute is off
@@ -121,53 +127,115 @@ def score_records(records: list[dict], metrics: dict, recompute: bool) -> dict:
                     todo[name].append((r, c))
     counts["records"] = len(records)
     for name, metric in metrics.items():
-        # longest first over the whole job, so each chunk below holds texts of similar length
+        # longest first, so each of the metric's batches holds texts of similar length
         where = sorted(todo[name], key=lambda rc: -len(records[rc[0]]["candidates"][rc[1]]["text"])
                        - len(records[rc[0]]["output"]))
-        if not where:
-            continue
-        t0 = time.perf_counter()
-        before = Counter(metric.counts)
-        preds = [records[r]["candidates"][c]["text"] for r, c in where]
-        refs = [records[r]["output"] for r, c in where]
-        # chunks only for the progress bar; each chunk is length-batched inside the metric
-        chunk = max(64, len(where) // 20)
-        results: dict[str, list[float]] = defaultdict(list)
-        with progress(total=len(where), desc=f"score {name}", unit="cand") as bar:
-            for s in range(0, len(where), chunk):
-                for key, vals in metric.compute(preds[s:s + chunk], refs[s:s + chunk]).items():
-                    results[key].extend(vals)
-                bar.update(len(preds[s:s + chunk]))
-        for key, vals in results.items():
-            for (r, c), v in zip(where, vals):
-                if not math.isfinite(v):
-                    raise ValueError(f"metric {key} gave {v} for record {records[r]['id']} candidate {c}")
-                records[r]["candidates"][c].setdefault("scores", {})[key] = v
-        counts[f"computed.{name}"] += len(where)
-        for k, v in (metric.counts - before).items():
-            counts[f"{k}.{name}"] += v
-        dt = time.perf_counter() - t0  # logged, not reported: reports stay byte-deterministic
-        log.info("%s: %d candidates in %.1f s (%.1f cand/s)", name, len(where), dt, len(where) / max(dt, 1e-9))
+        if where:
+            t0 = time.perf_counter()
+            before = Counter(metric.counts)
+            results = metric.compute([records[r]["candidates"][c]["text"] for r, c in where],
+                                     [records[r]["output"] for r, c in where])
+            for key, vals in results.items():
+                for (r, c), v in zip(where, vals, strict=True):
+                    if not math.isfinite(v):
+                        raise ValueError(f"metric {key} gave {v} for record {records[r]['id']} candidate {c}")
+                    records[r]["candidates"][c].setdefault("scores", {})[key] = v
+            counts[f"computed.{name}"] += len(where)
+            for k, v in (metric.counts - before).items():
+                counts[f"{k}.{name}"] += v
+            if seconds is not None:
+                seconds[name] += time.perf_counter() - t0
+                seconds[f"{name}.n"] += len(where)
+        if bar is not None:
+            bar.update(len(records))
     return dict(counts)
 
 
+# Records per resume chunk: a chunk is scored as a whole and appended to the partial file, so a
+# killed job loses at most one chunk. Chunk boundaries are fixed by the shard (multiples of this
+# from its first record), so a resumed run batches exactly as an uninterrupted one: same bytes.
+CHUNK_RECORDS = 32
+
+
+def _resume_key(mcfg: dict, models: dict, in_path, shard: int, n_shards: int, chunk_records: int) -> str:
+    """What a partial file's scores depend on: the input's bytes, the shard and the metric settings."""
+    blob = dumps({"input": sha256_file(in_path), "shard": shard, "n_shards": n_shards, "chunk": chunk_records,
+                  "metrics": mcfg, "models": dict(sorted(models.items()))})
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _resume_point(partial: Path, state_path: Path, key: str, records: list[dict]) -> tuple[int, Counter]:
+    """(records already scored, their counts) from a killed run with the same key; the partial
+    file is cut back to the last completed chunk. Anything else starts the shard over."""
+    if partial.exists() and state_path.exists():
+        try:
+            state = read_json(state_path)
+        except (InputError, ValueError):
+            state = {}
+        n, size = state.get("records_done", 0), state.get("bytes", -1)
+        if state.get("key") == key and 0 <= n <= len(records) and partial.stat().st_size >= size:
+            with open(partial, "r+b") as f:
+                f.truncate(size)  # drop a chunk that was written but not recorded in the state
+            try:
+                ids = [json.loads(line)["id"] for line in partial.read_bytes().splitlines()]
+            except (ValueError, KeyError, TypeError):
+                ids = None
+            if ids == [r["id"] for r in records[:n]]:
+                log.info("%s: resuming after %d of %d records", partial, n, len(records))
+                return n, Counter(state["counts"])
+        log.warning("%s: left by a run with other inputs or settings (or damaged); scoring the shard again", partial)
+    partial.unlink(missing_ok=True)
+    state_path.unlink(missing_ok=True)
+    return 0, Counter()
+
+
 def score_file(cfg: dict, models: dict[str, str], in_path, out_path, report_path=None,
-               shard: int = 0, n_shards: int = 1, metrics: dict | None = None) -> dict:
+               shard: int = 0, n_shards: int = 1, metrics: dict | None = None,
+               chunk_records: int = CHUNK_RECORDS) -> dict:
+    """Score one shard. Finished chunks go to `<out>.partial.jsonl` (with `<out>.partial.json`, the
+    resume state); a rerun after a kill skips them. `<out>` appears only when every record is done."""
     mcfg = cfg["metrics"]
     if not 0 <= shard < n_shards:
         raise ConfigError(f"shard {shard} is not in 0..{n_shards - 1}")
+    out_path = Path(out_path)
     records = read_records(in_path)
     lo, hi = shard_range(len(records), shard, n_shards)
     records = records[lo:hi]
+    partial = out_path.with_name(out_path.name + ".partial.jsonl")
+    state_path = out_path.with_name(out_path.name + ".partial.json")
+    key = _resume_key(mcfg, models, in_path, shard, n_shards, chunk_records)
+    done, counts = _resume_point(partial, state_path, key, records)
     metrics = metrics if metrics is not None else build_metrics(mcfg, models)
-    counts = score_records(records, metrics, mcfg.get("recompute", False))
-    write_jsonl(out_path, records)
+    recompute = mcfg.get("recompute", False)
+    seconds: Counter = Counter()
+    try:
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        with open(partial, "ab") as f, progress(total=(len(records) - done) * max(len(metrics), 1),
+                                                desc=f"score shard {shard}", unit="rec·metric") as bar:
+            for start in range(done, len(records), chunk_records):
+                chunk = records[start:start + chunk_records]
+                counts.update(score_records(chunk, metrics, recompute, seconds, bar))
+                f.write("".join(dumps(r) + "\n" for r in chunk).encode("utf-8"))
+                f.flush()
+                os.fsync(f.fileno())
+                write_json(state_path, {"key": key, "records_done": start + len(chunk), "bytes": f.tell(),
+                                        "counts": dict(sorted(counts.items()))})
+        os.replace(partial, out_path)
+    except OSError as e:
+        raise unwritable(partial, e) from None
+    counts["records"] = len(records)  # also when the shard is empty
     report = {"input": str(in_path), "shard": shard, "n_shards": n_shards, "records_range": [lo, hi],
-              "counts": counts, "computed": sorted(metrics), "not_computed": not_computed(mcfg),
-              "settings": {name: m.info() for name, m in metrics.items()},
+              "counts": dict(sorted(counts.items())), "computed": sorted(metrics),
+              "not_computed": not_computed(mcfg), "settings": {name: m.info() for name, m in metrics.items()},
               "output": file_entry(out_path)}
     if report_path:
         write_json(report_path, report)
+    state_path.unlink(missing_ok=True)
+    for name in metrics:  # logged, not reported: reports stay byte-deterministic
+        n, dt = seconds[f"{name}.n"], seconds[name]
+        log.info("%s: %d candidates in %.1f s (%.1f cand/s)", name, n, dt, n / dt if dt > 0 else 0.0)
+    if done:
+        log.info("shard %d: %d of %d records were resumed from %s", shard, done, len(records), partial)
     return report
 
 
