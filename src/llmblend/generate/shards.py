@@ -7,7 +7,9 @@ last line is cut off on resume), and the rerun skips every id already there. Whe
 done the lines are written in split order to `shard-<k>.jsonl` (atomic rename) and the partial
 file is removed; a finished shard is never redone. A summary of the shard (counts, flags, tokens)
 goes to `shard-<k>.report.json` beside it; what this run did (resumed, seconds, tokens/s) goes to the
-log only, so the report of a resumed shard equals that of an uninterrupted one.
+log only. The one exception is the openai backend's accounting of this run's calls (calls, retries,
+faults by kind, tokens, as the judge reports them): it counts what this run paid, so a resumed shard's
+report differs there, and only there, from an uninterrupted one's; the shard's records are identical.
 """
 
 from __future__ import annotations
