@@ -184,8 +184,10 @@ def _resume_point(partial: Path, state_path: Path, key: str, records: list[dict]
                 log.info("%s: resuming after %d of %d records", partial, n, len(records))
                 return n, Counter(state["counts"])
         log.warning("%s: left by a run with other inputs or settings (or damaged); scoring the shard again", partial)
-    partial.unlink(missing_ok=True)
-    state_path.unlink(missing_ok=True)
+    # exists() first: on a read-only file system unlink fails even for a missing file
+    for stale in (partial, state_path):
+        if stale.exists():
+            stale.unlink()
     return 0, Counter()
 
 
@@ -208,6 +210,7 @@ def score_file(cfg: dict, models: dict[str, str], in_path, out_path, report_path
     metrics = metrics if metrics is not None else build_metrics(mcfg, models)
     recompute = mcfg.get("recompute", False)
     seconds: Counter = Counter()
+    scored_to = done  # records in the partial file that a rerun can resume from
     try:
         partial.parent.mkdir(parents=True, exist_ok=True)
         with open(partial, "ab") as f, progress(total=(len(records) - done) * max(len(metrics), 1),
@@ -220,8 +223,15 @@ def score_file(cfg: dict, models: dict[str, str], in_path, out_path, report_path
                 os.fsync(f.fileno())
                 write_json(state_path, {"key": key, "records_done": start + len(chunk), "bytes": f.tell(),
                                         "counts": dict(sorted(counts.items()))})
+                scored_to = start + len(chunk)
         os.replace(partial, out_path)
     except OSError as e:
+        if not scored_to:  # a refused write with no finished chunk leaves nothing behind
+            for p in (partial, state_path):
+                try:
+                    p.unlink(missing_ok=True)
+                except OSError:
+                    pass
         raise unwritable(partial, e) from None
     counts["records"] = len(records)  # also when the shard is empty
     report = {"input": str(in_path), "shard": shard, "n_shards": n_shards, "records_range": [lo, hi],
