@@ -21,7 +21,7 @@ import random
 import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from llmblend.errors import ConfigError, LLMBlendError
 from llmblend.generate.hf import row_seed
@@ -147,17 +147,24 @@ class OpenAIBackend:
             "n_tokens": usage.completion_tokens if usage else None, "logprobs": logprobs, "flags": flags,
             "base_model": self.model, "prompt": "chat", "decoding": dict(self.params)}
 
-    def run_batch(self, batch) -> list[tuple[str, dict]]:
+    def run_batch(self, batch, on_result=None) -> list[tuple[str, dict]]:
+        """Answers of a batch. `on_result` (called in this thread) gets each answer as soon as it
+        arrives, so a killed job keeps every answer it was paid for, not only finished batches."""
+        done, errors = [], []
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            futures = [(rec, pool.submit(self.one, rec)) for rec in batch]
-        done, error = [], None
-        for rec, fut in futures:
-            try:
-                done.append(fut.result())
-            except RecordFailed as e:  # keep the rest of the batch; report the first record that failed
-                error = error or (rec, e)
-        if error:
-            rec, e = error
+            futures = {pool.submit(self.one, rec): k for k, rec in enumerate(batch)}
+            for fut in as_completed(futures):
+                try:
+                    res = fut.result()
+                except RecordFailed as e:  # keep the rest of the batch; report the first record that failed
+                    errors.append((futures[fut], e))
+                    continue
+                done.append(res)
+                if on_result is not None:
+                    on_result(res)
+        if errors:
+            k, e = min(errors, key=lambda x: x[0])
+            rec = batch[k]
             log.warning("generator %s: this run's accounting at the failure: %s", self.gen["name"], self.accounting())
             raise EndpointError(self.scrub(
                 f"generator {self.gen['name']} (model {self.model}): record {rec['id']} failed after "

@@ -14,6 +14,7 @@ report differs there, and only there, from an uninterrupted one's; the shard's r
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -137,15 +138,23 @@ def generate_shard(cfg: dict, generator: str, split_path, shard: int, out_path, 
                 # ctranslate2: batches are fixed by the whole shard (its sampling is per batch)
                 batches = (backend.shard_batches(mine, done) if hasattr(backend, "shard_batches")
                            else backend.batches(todo))
+                # an API backend hands over each answer as it arrives (a kill loses no paid answer);
+                # local backends hand over a finished batch
+                streams = "on_result" in inspect.signature(backend.run_batch).parameters
                 for batch in batches:
                     try:
-                        results = backend.run_batch(batch)
+                        if streams:
+                            results = backend.run_batch(batch, on_result=lambda r: _append(f, [r], done))
+                        else:
+                            results = backend.run_batch(batch)
                     except LLMBlendError as e:
                         # keep what this batch finished before the failure, then fail naming the shard
-                        _append(f, getattr(e, "done", []), done)
+                        if not streams:
+                            _append(f, getattr(e, "done", []), done)
                         raise LLMBlendError(f"{Path(split_path).stem} shard {shard}: {e} ({len(done)} of {len(mine)} "
                                             f"records are saved in {partial}; rerun to resume)") from None
-                    _append(f, results, done)
+                    if not streams:
+                        _append(f, results, done)
                     batch_tokens = sum(c.get("n_tokens") or 0 for _, c in results)
                     n_tokens += batch_tokens
                     bar.update(len(results))
