@@ -23,8 +23,8 @@ import hashlib
 import logging
 import time
 
-from llmblend.generate.hf import HFBackend
-from llmblend.generate.prompts import cut_at_stop, default_stops
+from llmblend.generate.hf import HFBackend, finish_row
+from llmblend.generate.prompts import default_stops
 from llmblend.models.ct2_convert import read_meta
 from llmblend.models.resolve import resolve
 
@@ -130,18 +130,7 @@ class CT2Backend:
         for row, (rec, prompt_ids, truncated, done) in enumerate(batch):
             if done:
                 continue
-            toks = [t for t, _ in steps[row]]
-            n = next((i for i, t in enumerate(toks) if t in self.end_ids), len(toks))
-            raw = self.tok.decode(toks[:n], skip_special_tokens=True)
-            text, stopped = cut_at_stop(raw, self.stops)
-            text = text.strip()
-            flags = []
-            if truncated:
-                flags.append("prompt_truncated")
-            if not text:
-                flags.append("empty")
-            if n >= self.max_new and not stopped:
-                flags.append("length_capped")
+            text, n, flags = finish_row(self, [t for t, _ in steps[row]], truncated)
             logprob = float(sum(lp for _, lp in steps[row][:n]))
             results.append((rec["id"], self.candidate(text, len(prompt_ids), n, logprob, flags)))
         return results

@@ -93,6 +93,18 @@ def load_model(spec: str, kind: str = "causal_lm", dtype: str = "float32", quant
     return tok, model
 
 
+def finish_row(backend, toks: list[int], truncated: bool) -> tuple[str, int, list[str]]:
+    """(text, new tokens up to the end token, flags) of one generated token row; `backend` gives
+    tok, end_ids, stops and max_new (the hf and ctranslate2 backends share this)."""
+    n = next((i for i, t in enumerate(toks) if t in backend.end_ids), len(toks))
+    text, stopped = cut_at_stop(backend.tok.decode(toks[:n], skip_special_tokens=True), backend.stops)
+    text = text.strip()
+    flags = (["prompt_truncated"] if truncated else []) + (["empty"] if not text else [])
+    if n >= backend.max_new and not stopped:
+        flags.append("length_capped")
+    return text, n, flags
+
+
 class HFBackend:
     """One generator (a model + prompt style + decoding settings) on the hf backend."""
 
@@ -162,18 +174,7 @@ class HFBackend:
         new = new.cpu()
         results = []
         for row, (rec, prompt_ids, truncated) in enumerate(batch):
-            toks = new[row].tolist()
-            n = next((i for i, t in enumerate(toks) if t in self.end_ids), len(toks))
-            raw = self.tok.decode(toks[:n], skip_special_tokens=True)
-            text, stopped = cut_at_stop(raw, self.stops)
-            text = text.strip()
-            flags = []
-            if truncated:
-                flags.append("prompt_truncated")
-            if not text:
-                flags.append("empty")
-            if n >= self.max_new and not stopped:
-                flags.append("length_capped")
+            text, n, flags = finish_row(self, new[row].tolist(), truncated)
             results.append((rec["id"], self.candidate(text, len(prompt_ids), n,
                                                       float(steps[row, :n].sum()), flags)))
         return results
