@@ -119,9 +119,9 @@ def check_scored_splits(cfg: dict, origin: dict | None = None) -> None:
     ranker, fuser = cfg.get("ranker"), cfg.get("fuser")
     if ranker and ranker["signal"]["type"] == "metrics" and not ranker.get("pretrained"):
         need.update(train="ranker.signal.type: metrics", val="ranker.signal.type: metrics")
-    train_ranker = fuser and (fuser.get("data_ranker") or fuser.get("ranker") or "")
-    if train_ranker and train_ranker.startswith("oracle:") and not fuser.get("pretrained"):
-        need.update(train=f"the fuser's training ranker {train_ranker}", val=f"the fuser's training ranker {train_ranker}")
+    fuser_data_ranker = fuser and (fuser.get("data_ranker") or fuser.get("ranker") or "")  # as fuser.data.data_ranker
+    if fuser_data_ranker and fuser_data_ranker.startswith("oracle:") and not fuser.get("pretrained"):
+        need.update(train=f"the fuser data ranker {fuser_data_ranker}", val=f"the fuser data ranker {fuser_data_ranker}")
     missing = [f"{s} (needed by {why})" for s, why in need.items() if s not in splits]
     if missing:
         src = (origin or {}).get("metrics.splits") or (origin or {}).get("metrics") or "the config"

@@ -14,7 +14,6 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import pytest
 import yaml
 
 from rel_figures import FIGURES

@@ -74,7 +74,7 @@ if RCFG:
             output:
                 model=directory(f"{DATA}/rankers/pairranker/model"),
             params:
-                cfg=config_slice(config, *import_keys(RCFG, BACKBONE_KEYS)),
+                cfg=config_slice(config, *import_keys(BACKBONE_KEYS)),
                 cfgargs=CONFIG_ARGS,
                 checkpoint=PRETRAINED_RANKER,
                 backbone=BACKBONE_ARG,

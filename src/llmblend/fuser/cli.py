@@ -55,7 +55,6 @@ def _spec(cfg, family):
 def run_build(args):
     from transformers import AutoConfig, AutoTokenizer
 
-    from llmblend.config import section
     from llmblend.fuser.data import build_fuser_data, data_ranker, parse_ranker
     from llmblend.fuser.model import family_of
     from llmblend.models.resolve import resolve

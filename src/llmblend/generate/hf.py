@@ -180,7 +180,7 @@ class HFBackend:
         return results
 
     def candidate(self, text, n_prompt, n_tokens, logprobs, flags) -> dict:
-        g, dec = self.gen, self.gen["decoding"]
+        g = self.gen
         settings = {"max_new_tokens": self.max_new}
         if not self.greedy:
             settings.update(temperature=self.temperature, top_p=self.top_p)

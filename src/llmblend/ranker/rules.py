@@ -39,7 +39,7 @@ def method_args(method: str, inputs, clm_arg: str) -> str:
 # Per rule and per method, so that a setting reruns only the stages that read it: a new method in
 # `ranker.methods` adds jobs without rerunning the others, `ranker.train.lr` retrains (and reranks)
 # but leaves Random and the metric oracles alone, `ranker.clm_max_len` touches CLM-Scoring only.
-_RUNTIME = ["ranker.threads", "ranker.device"]
+# threads, device and mem_mb are left out: like Snakemake's resources they change speed, not results.
 
 
 def _present(rcfg: dict, keys: list[str]) -> list[str]:
@@ -58,7 +58,7 @@ def train_keys(rcfg: dict, ranker: str, backbone_keys: list[str]) -> list[str]:
     return keys + backbone_keys
 
 
-def import_keys(rcfg: dict, backbone_keys: list[str]) -> list[str]:
+def import_keys(backbone_keys: list[str]) -> list[str]:
     return ["ranker.pretrained", "ranker.backbone"] + backbone_keys
 
 

@@ -110,6 +110,9 @@ def generators(cfg: dict) -> list[dict]:
     return list(gen.get("generators") or [])
 
 
+LOCAL_BACKENDS = ("hf", "ctranslate2")  # generation backends that run the model inside the job
+
+
 def _generated(cfg: dict) -> list[dict]:
     # `import` generators read candidates from the data: no model runs for them
     return [g for g in generators(cfg) if g.get("backend", "hf") != "import"]
@@ -295,7 +298,7 @@ def disk_plan(cfg: dict) -> dict:
     judge = judge_plan(cfg)
     judge_bytes = (judge.get("pair_calls", 0) + judge.get("fused_calls", 0)) * 1000  # one cached reply + key
     bpp = d.get("checkpoint_bytes_per_param", 12)
-    models = {g.get("model", g["name"]) for g in _generated(cfg) if g.get("backend", "hf") in ("hf", "ctranslate2")}
+    models = {g.get("model", g["name"]) for g in _generated(cfg) if g.get("backend", "hf") in LOCAL_BACKENDS}
     weights = sum(params_b(cfg, m) for m in models) * 1e9 * 2  # bf16 on disk, once per model
     ckpt = 0.0
     if cfg.get("ranker"):

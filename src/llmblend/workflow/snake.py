@@ -89,11 +89,8 @@ def job_threads(config: dict, stage: str) -> int:
     return int(stage_settings(config, stage)["threads"])
 
 
-LOCAL_BACKENDS = ("hf", "ctranslate2")  # generation backends that run the model in the job
-
-
 def _job_gen_size(config: dict, stage: str, wildcards) -> float | None:
-    from llmblend.workflow.cost import generators, params_b
+    from llmblend.workflow.cost import LOCAL_BACKENDS, generators, params_b
 
     if stage != "generate_candidates":
         return None
