@@ -54,12 +54,14 @@ def toy(tmp_path):
 
 def _pull_fresh(repo: Path):
     """A collaborator's checkout: no outputs, no DVC cache, no Snakemake metadata; then `dvc pull`
-    with the input restored last (newer than its output: checkout order is not the DAG's)."""
+    with the output restored first (older than its input: checkout order is not the DAG's). The output
+    is dated back rather than the input forward: a future input mtime makes `snakemake --touch` refuse
+    (it reads a touched output older than its input as clock skew)."""
     for d in ("out", ".dvc/cache", ".snakemake"):
         shutil.rmtree(repo / d, ignore_errors=True)
     _sh(["dvc", "pull"], repo)
-    later = time.time() + 5
-    os.utime(repo / "out" / "a.txt", (later, later))
+    earlier = time.time() - 60
+    os.utime(repo / "out" / "b.txt", (earlier, earlier))
 
 
 def _planned(repo: Path, *extra) -> str:
