@@ -15,7 +15,7 @@ from llmblend.errors import ConfigError, InputError
 from llmblend.generate.gather import gather_candidates
 from llmblend.generate.hf import HFBackend, RowSampler
 from llmblend.generate.prompts import cut_at_stop, fewshot_prompt, render, user_text
-from llmblend.generate.shards import generate_shard, read_partial, shard_slice
+from llmblend.generate.shards import answer_log_path, generate_shard, read_partial, shard_slice
 from llmblend.io import read_json, read_jsonl, write_jsonl
 
 
@@ -148,11 +148,13 @@ def test_shard_resume_after_kill_writes_each_record_once(tiny_dir, tmp_path):
     full = generate_shard(copy.deepcopy(cfg), "g", split, 0, tmp_path / "ref" / "shard-0.jsonl")
     ref = read_jsonl(tmp_path / "ref" / "shard-0.jsonl")
     assert full["records"] == 7
-    # a killed run: three complete lines and a torn fourth one
-    partial = out.with_name(out.name + ".partial")
+    # a killed run: its key line, three complete lines and a torn fourth one
+    log_path = answer_log_path(tmp_path / "ref" / "shard-0.jsonl")
+    key_line = log_path.read_text().splitlines()[0]
+    partial = answer_log_path(out)
     partial.parent.mkdir(parents=True)
     lines = [json.dumps(r) for r in ref[:3]]
-    partial.write_text("\n".join(lines) + "\n" + lines[0][:20], encoding="utf-8")
+    partial.write_text(key_line + "\n" + "\n".join(lines) + "\n" + lines[0][:20], encoding="utf-8")
     inner = HFBackend(gen_cfg(name="g", batch_size=2), {"kind": "causal_lm"}, f"dir:{tiny_dir}", seed=42)
     counting = CountingBackend(inner)
     report = generate_shard(cfg, "g", split, 0, out, backend=counting)
@@ -162,11 +164,23 @@ def test_shard_resume_after_kill_writes_each_record_once(tiny_dir, tmp_path):
     rows = read_jsonl(out)
     assert [r["id"] for r in rows] == [r["id"] for r in recs]  # split order, each id once
     assert rows == ref  # per-record seeds: resuming gives the very same candidates
-    assert not partial.exists()
     # a finished shard is not redone
     again = CountingBackend(inner)
     generate_shard(cfg, "g", split, 0, out, backend=again)
     assert again.asked == []
+    # a finished job whose record a workflow tool lost: outputs deleted, the answer log kept
+    out.unlink()
+    out.with_name("shard-0.report.json").unlink()
+    again = CountingBackend(inner)
+    assert generate_shard(cfg, "g", split, 0, out, backend=again) == full
+    assert again.asked == [] and read_jsonl(out) == ref
+    # changed settings: the log is discarded, every record is generated again
+    changed = copy.deepcopy(cfg)
+    changed["generate"]["generators"][0]["decoding"]["max_new_tokens"] = 3
+    again = CountingBackend(HFBackend(changed["generate"]["generators"][0], {"kind": "causal_lm"},
+                                      f"dir:{tiny_dir}", seed=42))
+    generate_shard(changed, "g", split, 0, out, backend=again)
+    assert sorted(again.asked) == sorted(r["id"] for r in recs)
 
 
 def test_read_partial_rejects_a_damaged_middle_line(tmp_path):

@@ -13,7 +13,7 @@ from gen_tiny import make_tiny_model  # noqa: E402
 from llmblend.generate.ct2_backend import MIN_STATIC_TOKENS, CT2Backend  # noqa: E402
 from llmblend.generate.hf import HFBackend  # noqa: E402
 from llmblend.generate.rules import gen_model, gen_model_arg  # noqa: E402
-from llmblend.generate.shards import generate_shard  # noqa: E402
+from llmblend.generate.shards import answer_log_path, generate_shard  # noqa: E402
 from llmblend.io import read_jsonl, write_jsonl  # noqa: E402
 from llmblend.models.ct2_convert import convert_ct2, ct2_models, read_meta  # noqa: E402
 
@@ -135,18 +135,18 @@ def test_kill_and_resume_writes_no_record_twice(tmp_path, dirs):
     first = Recording(CT2Backend(gen, {}, f"dir:{ct2_dir}", 42, 1), die_after=2)
     with pytest.raises(KeyboardInterrupt):
         generate_shard(cfg, "tiny-t0.7", split, 0, out, backend=first)
-    partial = Path(str(out) + ".partial")
-    lines = partial.read_bytes().splitlines(keepends=True)
+    partial = answer_log_path(out)
+    lines = partial.read_bytes().splitlines(keepends=True)[1:]  # after the log's key line
+    key_line = partial.read_bytes().splitlines(keepends=True)[0]
     assert len(lines) == 4 and not out.exists()
     # a kill in the middle of writing the second batch: its last line is lost, half a line is left
-    partial.write_bytes(b"".join(lines[:3]) + lines[3][:10])
+    partial.write_bytes(key_line + b"".join(lines[:3]) + lines[3][:10])
     written_first = first.ids[:3]
     second = Recording(CT2Backend(gen, {}, f"dir:{ct2_dir}", 42, 1))
     generate_shard(cfg, "tiny-t0.7", split, 0, out, backend=second)
     assert sorted(written_first + second.ids) == sorted(r["id"] for r in recs)  # each id written once
     assert second.calls == 3  # the half-written batch is rerun whole, the finished first batch is not
     assert out.read_bytes() == whole.read_bytes()
-    assert not partial.exists()
 
 
 def test_empty_answers_are_kept_and_flagged(tmp_path, dirs):

@@ -16,7 +16,7 @@ from llmblend.errors import ConfigError, LLMBlendError
 from llmblend.generate.openai_backend import EndpointError, OpenAIBackend
 from llmblend.io import read_json
 from llmblend.openai_retry import MalformedReply, backoff_delay, classify
-from llmblend.generate.shards import generate_shard
+from llmblend.generate.shards import answer_log_path, generate_shard
 from llmblend.io import read_jsonl, write_jsonl
 
 ROOT = Path(__file__).parents[1]
@@ -111,8 +111,8 @@ def test_endpoint_down_fails_naming_model_and_shard_and_keeps_records(fake_opena
                                             r"record r/\d+ failed after 2 attempt.*\(5xx\): InternalServerError: HTTP 500.*"
                                             r"rerun to resume"):
         generate_shard(config(gen), "api-model", split, 0, out)
-    partial = out.with_name(out.name + ".partial")
-    kept = read_jsonl(partial)
+    partial = answer_log_path(out)
+    kept = read_jsonl(partial)[1:]  # the first line is the log's key
     assert len(kept) >= 4 and not out.exists()
     # the rerun resumes: the records already written are not asked for again, none is written twice
     before = fake_openai.count()
@@ -141,16 +141,16 @@ def test_kill_and_resume_writes_no_record_twice(fake_openai, tmp_path):
            "--shard", "0", "--out", str(out)]
     env = dict(os.environ, LLMBLEND_TEST_KEY="sk-loopback")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    partial = out.with_name(out.name + ".partial")
+    partial = answer_log_path(out)
     deadline = time.time() + 60
     while time.time() < deadline:
-        if partial.exists() and len(partial.read_bytes().splitlines()) >= 8:
+        if partial.exists() and len(partial.read_bytes().splitlines()) >= 9:
             break
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert base["run"] and not out.exists()
-    written = read_jsonl(partial)
+    written = [r for r in read_jsonl(partial) if "id" in r]
     assert 8 <= len(written) < n
     asked_before = {r.body["messages"][-1]["content"] for r in fake_openai.requests}
     fake_openai.reset_log()
@@ -162,7 +162,12 @@ def test_kill_and_resume_writes_no_record_twice(fake_openai, tmp_path):
     written_q = {f"question {int(r['id'].split('/')[1])}" for r in written}
     assert not written_q & set(asked_after)  # nothing written before the kill was asked again
     assert len(asked_after) == n - len(written) and asked_before
-    assert not partial.exists()
+    # the job finished, then its record was lost (outputs deleted): the rerun asks nothing
+    out.unlink()
+    fake_openai.reset_log()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert fake_openai.requests == [] and [r["id"] for r in read_jsonl(out)] == [r["id"] for r in rows]
 
 
 def _status_error(status, headers=None):

@@ -1,11 +1,18 @@
 """Sharded, resumable candidate generation: one job per (generator, split, shard).
 
 Shard k of K holds the split's records [k*n/K, (k+1)*n/K) (contiguous, so the gather keeps the split
-order). A job appends each finished record as one line `{"id": ..., "candidate": {...}}` to
-`shard-<k>.jsonl.partial` and flushes after every batch; a killed job leaves complete lines (a torn
-last line is cut off on resume), and the rerun skips every id already there. When all records are
-done the lines are written in split order to `shard-<k>.jsonl` (atomic rename) and the partial
-file is removed; a finished shard is never redone. A summary of the shard (counts, flags, tokens)
+order). A job appends each finished record as one line `{"id": ..., "candidate": {...}}` to its
+answer log `cache/shard-<k>.jsonl` beside the shard, and flushes after every batch (an API backend:
+after every answer); a killed job leaves complete lines (a torn last line is cut off on resume), and
+the rerun skips every id already there. When all records are done the lines are written in split
+order to `shard-<k>.jsonl` (atomic rename).
+
+The answer log outlives the shard: a job can finish and then lose its record (DVC killed before it
+writes dvc.lock, Snakemake killed before it marks the job done), and both tools then delete the
+outputs and run the job again; the log turns that rerun into a reassembly, with no answer generated
+(or paid for) twice. Its first line is the key of what the answers depend on (generator and model
+settings, model argument, seed, shard bounds and the shard's records); a log with another key is
+discarded, with a warning, so changed settings never reuse old answers. A summary of the shard (counts, flags, tokens)
 goes to `shard-<k>.report.json` beside it; what this run did (resumed, seconds, tokens/s) goes to the
 log only. The one exception is the openai backend's accounting of this run's calls (calls, retries,
 faults by kind, tokens, as the judge reports them): it counts what this run paid, so a resumed shard's
@@ -14,6 +21,7 @@ report differs there, and only there, from an uninterrupted one's; the shard's r
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 import logging
@@ -49,8 +57,22 @@ def find_generator(cfg: dict, name: str) -> dict:
     raise ConfigError(f"generator {name!r} is not in generate.generators ({known})")
 
 
-def read_partial(path: Path) -> dict[str, dict]:
-    """The records a killed run finished: every complete line (a torn last line is cut off)."""
+def answer_log_path(out_path) -> Path:
+    """Where a shard's answers are logged as they finish (kept after the shard is written)."""
+    out_path = Path(out_path)
+    return out_path.parent / "cache" / out_path.name
+
+
+def answers_key(cfg: dict, gen: dict, model_arg: str | None, shard: int, records: list[dict]) -> str:
+    """What a shard's answers depend on: a changed setting or record gives another key."""
+    what = {"generator": gen, "model": cfg.get("models", {}).get(gen.get("model")), "model_arg": model_arg,
+            "seed": cfg["seed"], "shard": shard, "shards": cfg["generate"]["shards"], "records": records}
+    return hashlib.sha256(dumps(what).encode()).hexdigest()
+
+
+def read_partial(path: Path, key: str | None = None) -> dict[str, dict]:
+    """The records an earlier run finished: every complete line (a torn last line is cut off).
+    With `key`, the log's first line must carry it; a log written for other settings is removed."""
     done: dict[str, dict] = {}
     if not path.exists():
         return done
@@ -60,12 +82,28 @@ def read_partial(path: Path) -> dict[str, dict]:
         log.warning("%s: cutting a torn last line (%d bytes) left by an interrupted run", path, len(raw) - keep)
         with open(path, "r+b") as f:
             f.truncate(keep)
-    for lineno, line in enumerate(raw[:keep].splitlines(), start=1):
+    lines = raw[:keep].splitlines()
+    if key is not None:
+        try:
+            header = json.loads(lines[0]) if lines else {}
+        except json.JSONDecodeError:
+            header = {}
+        if not isinstance(header, dict) or header.get("answers_for") != key:
+            log.warning("%s: written for other settings or records; discarding its %d lines", path,
+                        max(len(lines) - 1, 0))
+            path.unlink()
+            return done
+    for lineno, line in enumerate(lines, start=1):
         try:
             row = json.loads(line)
         except json.JSONDecodeError as e:
             raise InputError(path, lineno, problem=f"malformed JSON in a partial shard: {e.msg}") from None
-        done[row["id"]] = row["candidate"]
+        if "answers_for" in row:
+            continue
+        try:
+            done[row["id"]] = row["candidate"]
+        except (KeyError, TypeError):
+            raise InputError(path, lineno, problem="an answer-log line needs `id` and `candidate`") from None
     return done
 
 
@@ -118,12 +156,14 @@ def generate_shard(cfg: dict, generator: str, split_path, shard: int, out_path, 
     records = read_jsonl(split_path, SPLIT_FIELDS)
     mine = records[shard_slice(len(records), shard, n_shards)]
     report_path = out_path.with_name(out_path.stem + ".report.json")
+    key = answers_key(cfg, gen, model_arg, shard, mine)
     if out_path.exists() and report_path.exists():
-        if [r["id"] for r in read_jsonl(out_path)] == [r["id"] for r in mine]:
+        report = read_json(report_path)
+        if report.get("answers_for") == key and [r["id"] for r in read_jsonl(out_path)] == [r["id"] for r in mine]:
             log.info("%s: complete already; not redone", out_path)
-            return read_json(report_path)
-    partial = out_path.with_name(out_path.name + ".partial")
-    done = read_partial(partial)
+            return report
+    partial = answer_log_path(out_path)
+    done = read_partial(partial, key)
     todo = [r for r in mine if r["id"] not in done]
     log.info("%s %s shard %d/%d: %d records, %d already done, %d to generate",
              generator, Path(split_path).stem, shard, n_shards, len(mine), len(done), len(todo))
@@ -135,6 +175,8 @@ def generate_shard(cfg: dict, generator: str, split_path, shard: int, out_path, 
         bar = progress(total=len(todo), desc=f"{generator} shard {shard}", unit="rec")
         try:  # a full disk or read-only folder: one line naming the file (finished lines stay resumable)
             with open(partial, "a", encoding="utf-8", newline="\n") as f:
+                if f.tell() == 0:
+                    f.write(dumps({"answers_for": key}) + "\n")
                 # ctranslate2: batches are fixed by the whole shard (its sampling is per batch)
                 batches = (backend.shard_batches(mine, done) if hasattr(backend, "shard_batches")
                            else backend.batches(todo))
@@ -169,15 +211,13 @@ def generate_shard(cfg: dict, generator: str, split_path, shard: int, out_path, 
     seconds = time.time() - t0
     flags = Counter(f for r in mine for f in done[r["id"]].get("flags", []))
     report = {"generator": generator, "split": Path(split_path).stem, "shard": shard, "shards": n_shards,
-              "records": len(mine), "new_tokens": sum(done[r["id"]].get("n_tokens") or 0 for r in mine),
+              "answers_for": key, "records": len(mine), "new_tokens": sum(done[r["id"]].get("n_tokens") or 0 for r in mine),
               "flags": dict(sorted(flags.items()))}
     if backend is None and gen["backend"] == "import":
         backend = make_backend(cfg, gen, model_arg, Path(split_path).stem)  # cheap; its join report covers the whole shard
     if backend is not None and hasattr(backend, "report"):
         report.update(backend.report(mine))
     write_json(report_path, report)
-    if partial.exists():
-        partial.unlink()
     log.info("%s shard %d: %d records (%d resumed), %d new tokens in %.1f s (%.1f tok/s), flags %s", generator, shard,
              len(mine), len(mine) - len(todo), n_tokens, seconds, n_tokens / seconds if todo and seconds > 0 else 0.0,
              dict(flags))
