@@ -226,6 +226,52 @@ def test_train_learns_and_is_deterministic(tiny_backbone, tmp_path):
     assert rep1["best_epoch"] == rep2["best_epoch"]
 
 
+@pytest.mark.parametrize("kind", ["pairranker", "simcls"])
+def test_killed_training_resumes_to_the_same_model(tiny_backbone, tmp_path, monkeypatch, kind):
+    """A kill in the middle of epoch 2, then a rerun: it continues from the last checkpoint (with
+    dropout on, so the random state must be restored too) and ends with the same bytes and history."""
+    from llmblend.ranker import train as train_mod
+    from llmblend.ranker.stage import train_ranker
+
+    tr = write_split(tmp_path / "train.jsonl", 16)
+    va = write_split(tmp_path / "val.jsonl", 4, start=100)
+    cfg = tiny_cfg(epochs=3)  # 4 steps an epoch
+    cfg["ranker"]["dropout"] = 0.1
+    ref = train_ranker(cfg, kind, tr, va, tiny_backbone, tmp_path / "ref", tmp_path / "ref.csv")
+
+    monkeypatch.setattr(train_mod, "CHECKPOINT_SECONDS", -1)  # a checkpoint after every step
+    real_loss, steps = train_mod.Batcher.loss, []
+
+    def counted(self, *a, **kw):
+        steps.append(1)
+        if len(steps) == 7 and die:
+            raise KeyboardInterrupt  # the SIGINT of a killed job, at the 3rd step of epoch 2
+        return real_loss(self, *a, **kw)
+
+    monkeypatch.setattr(train_mod.Batcher, "loss", counted)
+    die = True
+    with pytest.raises(KeyboardInterrupt):
+        train_ranker(cfg, kind, tr, va, tiny_backbone, tmp_path / "m", tmp_path / "c.csv")
+    checkpoint = tmp_path / "m.checkpoint.pt"
+    assert checkpoint.exists() and not (tmp_path / "m").exists()
+
+    die, steps[:] = False, []
+    rep = train_ranker(cfg, kind, tr, va, tiny_backbone, tmp_path / "m", tmp_path / "c.csv")
+    assert len(steps) == 6  # steps 7..12 only
+    assert rep == ref and (tmp_path / "c.csv").read_text() == (tmp_path / "ref.csv").read_text()
+    assert (tmp_path / "m" / "model.safetensors").read_bytes() == (tmp_path / "ref" / "model.safetensors").read_bytes()
+    assert not checkpoint.exists()
+
+    # a checkpoint left by other settings is not resumed from
+    die, steps[:] = True, []
+    with pytest.raises(KeyboardInterrupt):
+        train_ranker(cfg, kind, tr, va, tiny_backbone, tmp_path / "m2", tmp_path / "c2.csv")
+    cfg["ranker"]["train"]["lr"] = 5e-4
+    die, steps[:] = False, []
+    train_ranker(cfg, kind, tr, va, tiny_backbone, tmp_path / "m2", tmp_path / "c2.csv")
+    assert len(steps) == 12
+
+
 @pytest.mark.parametrize("kind", ["summareranker", "simcls"])
 def test_baselines_train_and_rank(tiny_backbone, tmp_path, kind):
     from llmblend.ranker.stage import rank_split, train_ranker

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import logging
 import os
 import shutil
@@ -18,7 +19,7 @@ from pathlib import Path
 import torch
 
 from llmblend.errors import ConfigError, LLMBlendError
-from llmblend.io import atomic_path, write_json, write_jsonl
+from llmblend.io import atomic_path, dumps, sha256_file, write_json, write_jsonl
 from llmblend.ranker import baselines, infer
 from llmblend.ranker.data import attach_signal, load_examples, load_judge, signal_metrics
 from llmblend.ranker.model import build_ranker, load_ranker
@@ -84,9 +85,16 @@ def train_ranker(cfg: dict, kind: str, train_path, val_path, backbone_dir, out_d
     model, tokenizer = build_ranker(kind, backbone_dir, backbone_spec, source_max_len=rc["source_max_len"],
                                     candidate_max_len=rc["candidate_max_len"], dropout=rc["dropout"],
                                     loss=rc["loss"])
-    model, history = train(model, tokenizer, train_ex, val_ex, tcfg, seed)
+    # a killed training resumes from here (kept beside the model, not a workflow output)
+    checkpoint = Path(out_dir).with_name(Path(out_dir).name + ".checkpoint.pt")
+    key = hashlib.sha256(dumps({
+        "kind": kind, "seed": seed, "ranker": rc, "backbone": [backbone_spec, str(Path(backbone_dir).resolve())],
+        "files": [sha256_file(p) if p else None for p in (train_path, val_path, train_judge, val_judge)],
+    }).encode()).hexdigest()
+    model, history = train(model, tokenizer, train_ex, val_ex, tcfg, seed, checkpoint=checkpoint, key=key)
     if int(os.environ.get("RANK", "0")) == 0:  # one writer under accelerate launch
         save_dir_atomic(model, tokenizer, out_dir)
+        checkpoint.unlink(missing_ok=True)
     with atomic_path(curve_path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=["epoch", "loss", "val_score"], lineterminator="\n")
         w.writeheader()

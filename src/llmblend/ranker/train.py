@@ -5,6 +5,12 @@ batches of inputs, then validation: rank val with the model and score the picks 
 (`val_score` = mean signal of the top-1, higher is better, as the reference's `dev_score`). The best
 epoch's weights are kept (`load_best_model_at_end`) and saved.
 
+Resumable: with a `checkpoint` path, the whole loop state (weights, optimizer, scheduler, the best
+epoch's weights, history, the epoch's order and position, every random generator) is saved there
+atomically every CHECKPOINT_SECONDS and after each epoch's validation, under a key of the inputs and
+settings. A rerun with the same key continues from it and ends with the very weights and history of
+an uninterrupted run (tested on CPU); a checkpoint with another key is ignored and replaced.
+
 - PairRanker: `pairs_per_input` pairs sampled from the C(n,2) pairs whose signal differs, each put
   in a random order; loss `instructgpt` = -log sigmoid(sign(s_i - s_j) (logit)) over both heads,
   or `BCE` (left head vs "i better", right head vs "j better").
@@ -19,8 +25,10 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import os
 import random
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,6 +39,9 @@ from llmblend.ranker.model import PairEncoder, collate
 from llmblend.runlog import progress
 
 log = logging.getLogger("llmblend.ranker")
+
+# Seconds of training between two checkpoints inside an epoch (a kill loses at most this much).
+CHECKPOINT_SECONDS = 300
 
 
 def set_seed(seed: int) -> None:
@@ -166,8 +177,48 @@ def val_score(examples, scores) -> float:
     return float(np.mean([ex.signal[int(np.argmax(s))] for ex, s in zip(examples, scores)]))
 
 
-def train(model, tokenizer, train_ex, val_ex, cfg: dict, seed: int):
-    """Train in place; returns (best model, history rows [{epoch, loss, val_score}])."""
+def _rng_states(order_rng, batcher) -> dict:
+    states = {"random": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+              "order": order_rng.getstate(), "batcher": batcher.rng.getstate()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _set_rng_states(states: dict, order_rng, batcher) -> None:
+    random.setstate(states["random"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    order_rng.setstate(states["order"])
+    batcher.rng.setstate(states["batcher"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def _load_checkpoint(path: Path | None, key: str | None):
+    if path is None or not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # a damaged file (killed mid-write cannot happen: it is renamed in)
+        log.warning("%s: unreadable (%s); training from the start", path, e)
+        return None
+    if state.get("key") != key:
+        log.warning("%s: from other inputs or settings; training from the start", path)
+        return None
+    return state
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def train(model, tokenizer, train_ex, val_ex, cfg: dict, seed: int, checkpoint=None, key: str | None = None):
+    """Train in place; returns (best model, history rows [{epoch, loss, val_score}]). `checkpoint`:
+    a file to save the loop state to and resume from (under `key`, what the run depends on)."""
     from accelerate import Accelerator
     from transformers import get_linear_schedule_with_warmup
 
@@ -194,26 +245,58 @@ def train(model, tokenizer, train_ex, val_ex, cfg: dict, seed: int):
     history, best, best_state = [], -math.inf, None
     if cfg.get("val_examples"):
         val_ex = val_ex[: cfg["val_examples"]]
-    for epoch in range(1, cfg["epochs"] + 1):
+    checkpoint = Path(checkpoint) if checkpoint else None
+    resume = _load_checkpoint(checkpoint, key)
+    first_epoch = 1
+    if resume is not None:
+        raw.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        history, best, best_state = resume["history"], resume["best"], resume["best_state"]
+        _set_rng_states(resume["rng"], order_rng, batcher)
+        first_epoch = resume["epoch"]
+        log.info("%s: resuming at epoch %d, input %d of %d", checkpoint, first_epoch, resume["next"],
+                 len(resume["order"]))
+    main = accelerator.is_main_process
+
+    def save(epoch, order, next_start, losses, validated):
+        if checkpoint is not None and main:
+            _save_checkpoint(checkpoint, {
+                "key": key, "epoch": epoch, "order": order, "next": next_start, "losses": losses,
+                "validated": validated, "history": history, "best": best, "best_state": best_state,
+                "model": raw.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "rng": _rng_states(order_rng, batcher)})
+
+    last_save = time.monotonic()
+    for epoch in range(first_epoch, cfg["epochs"] + 1):
         t0 = time.time()
+        if resume is not None and resume["epoch"] == epoch:
+            order, losses, first, validated = resume["order"], resume["losses"], resume["next"], resume["validated"]
+            resume = None
+            if validated:
+                continue  # this epoch was trained and validated before the kill
+        else:
+            order = list(range(len(train_ex)))
+            order_rng.shuffle(order)
+            losses, first = [], 0
         model.train()
-        order = list(range(len(train_ex)))
-        order_rng.shuffle(order)
-        losses = []
-        bar = progress(total=len(order), desc=f"train {raw.config.ranker_type} epoch {epoch}", unit="input")
-        for start in range(0, len(order), bs):
+        bar = progress(total=len(order), initial=first, desc=f"train {raw.config.ranker_type} epoch {epoch}",
+                       unit="input")
+        for start in range(first, len(order), bs):
             batch = [train_ex[i] for i in order[start: start + bs]]
             # data parallel (accelerate launch): each process takes its share of the step's inputs
             batch = batch[accelerator.process_index:: accelerator.num_processes] or batch[:1]
             loss, _ = batcher.loss(model, batch, device)
             bar.update(len(batch))
-            if loss is None:
-                continue
-            accelerator.backward(loss)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
-            losses.append(float(loss.detach()))
+            if loss is not None:
+                accelerator.backward(loss)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+                losses.append(float(loss.detach()))
+            if time.monotonic() - last_save > CHECKPOINT_SECONDS and start + bs < len(order):
+                save(epoch, order, start + bs, losses, validated=False)
+                last_save = time.monotonic()
         bar.close()
         scores = rank_scores(raw, tokenizer, val_ex, cfg, device)
         vs = val_score(val_ex, scores)
@@ -224,6 +307,9 @@ def train(model, tokenizer, train_ex, val_ex, cfg: dict, seed: int):
                  time.time() - t0)
         if vs > best or best_state is None:
             best, best_state = vs, copy.deepcopy(raw.state_dict())
+        if epoch < cfg["epochs"]:
+            save(epoch, order, len(order), losses, validated=True)
+            last_save = time.monotonic()
     raw.load_state_dict(best_state)
     raw.eval()
     return raw, history
