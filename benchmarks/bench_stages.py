@@ -2,8 +2,8 @@
 
 In a checkout where the profile has run to the end (its inputs on disk), each stage's rules are
 forced to run again with nothing else running beside them, as the workflow runs them
-(`snakemake --cores N --forcerun <rules> --until <rules>`: the stage's jobs only, in their real
-order and parallelism, processes, model loading and writes included). Reports each stage's wall
+(`snakemake --cores N --forcerun <rules> -- <the files those rules make>`: the stage's jobs only,
+in their real order and parallelism, processes, model loading and writes included). Reports each stage's wall
 time, the sum of its jobs' own times (the rules' `benchmark:` files) and the target.
 
 Targets (issues #5, #6, #7, default profile, 2 cores):
@@ -47,6 +47,16 @@ def job_seconds(bench_dir: Path, rules: list[str], since: float) -> dict[str, fl
     return out
 
 
+def stage_files(root: Path, rules: list[str], extra: list[str]) -> list[str]:
+    """The files the stage's rules make, from `snakemake --detailed-summary`."""
+    proc = subprocess.run(["snakemake", "--detailed-summary", "--cores", "1", *extra], cwd=root,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"snakemake --detailed-summary failed:\n{proc.stderr[-3000:]}")
+    rows = [line.split("\t") for line in proc.stdout.splitlines()[1:]]
+    return [r[0] for r in rows if len(r) > 2 and r[2] in rules]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dir", default=".", help="the checkout whose run is finished")
@@ -61,9 +71,9 @@ def main() -> None:
     results = {}
     for stage in args.stages.split(","):
         rules, target = STAGES[stage]
-        cmd = ["snakemake", "--cores", str(args.cores), "--forcerun", *rules, "--until", *rules]
-        if args.configfile:
-            cmd += ["--configfile", args.configfile]
+        extra = ["--configfile", args.configfile] if args.configfile else []
+        files = stage_files(root, rules, extra)
+        cmd = ["snakemake", "--cores", str(args.cores), *extra, "--forcerun", *rules, "--", *files]
         t0 = time.time()
         proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
         wall = time.time() - t0
