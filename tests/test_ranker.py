@@ -226,6 +226,27 @@ def test_train_learns_and_is_deterministic(tiny_backbone, tmp_path):
     assert rep1["best_epoch"] == rep2["best_epoch"]
 
 
+@pytest.mark.parametrize("kind", ["pairranker", "summareranker"])
+def test_a_step_in_length_chunks_gives_the_gradient_of_one_batch(tiny_backbone, tmp_path, kind):
+    from llmblend.ranker.train import Batcher
+
+    examples = attach_signal(load_examples(write_split(tmp_path / "s.jsonl", 6), ["clm_logprob"]),
+                             tiny_cfg()["ranker"]["signal"], None, {})
+    grads, losses, chunks = [], [], []
+    for step_tokens in (None, 96):
+        torch.manual_seed(0)
+        model, tok = build_ranker(kind, tiny_backbone, "", source_max_len=32, candidate_max_len=24, dropout=0.0)
+        cfg = {**tiny_cfg()["ranker"]["train"], "pairs_per_input": 5, "step_tokens": step_tokens}
+        batcher = Batcher(model.config, tok, cfg, seed=3)
+        calls = []
+        losses.append(batcher.step(model, examples, "cpu", lambda loss: (calls.append(1), loss.backward())))
+        chunks.append(len(calls))
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]))
+    assert chunks[0] == 1 and chunks[1] > 2  # the budget really split the step
+    assert abs(losses[0] - losses[1]) < 1e-5
+    assert torch.allclose(grads[0], grads[1], atol=1e-6, rtol=1e-4)
+
+
 @pytest.mark.parametrize("kind", ["pairranker", "simcls"])
 def test_killed_training_resumes_to_the_same_model(tiny_backbone, tmp_path, monkeypatch, kind):
     """A kill in the middle of epoch 2, then a rerun: it continues from the last checkpoint (with
@@ -240,15 +261,15 @@ def test_killed_training_resumes_to_the_same_model(tiny_backbone, tmp_path, monk
     ref = train_ranker(cfg, kind, tr, va, tiny_backbone, tmp_path / "ref", tmp_path / "ref.csv")
 
     monkeypatch.setattr(train_mod, "CHECKPOINT_SECONDS", -1)  # a checkpoint after every step
-    real_loss, steps = train_mod.Batcher.loss, []
+    real_step, steps = train_mod.Batcher.step, []
 
     def counted(self, *a, **kw):
         steps.append(1)
         if len(steps) == 7 and die:
             raise KeyboardInterrupt  # the SIGINT of a killed job, at the 3rd step of epoch 2
-        return real_loss(self, *a, **kw)
+        return real_step(self, *a, **kw)
 
-    monkeypatch.setattr(train_mod.Batcher, "loss", counted)
+    monkeypatch.setattr(train_mod.Batcher, "step", counted)
     die = True
     with pytest.raises(KeyboardInterrupt):
         train_ranker(cfg, kind, tr, va, tiny_backbone, tmp_path / "m", tmp_path / "c.csv")
