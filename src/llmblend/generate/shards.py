@@ -21,6 +21,7 @@ report differs there, and only there, from an uninterrupted one's; the shard's r
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import json
@@ -115,6 +116,14 @@ def _append(f, results, done: dict) -> None:
     os.fsync(f.fileno())
 
 
+def _drop_if_no_answer(path: Path) -> None:
+    """After a refused write: an answer log without one complete answer line is no resume state
+    (a key line at most), so it goes; one with answers stays for the rerun."""
+    with contextlib.suppress(OSError):
+        if not any(line.startswith(b'{"id"') for line in path.read_bytes().split(b"\n")[:-1]):
+            path.unlink()
+
+
 def make_backend(cfg: dict, gen: dict, model_arg: str | None, split: str | None = None):
     """The backend object for one generator (`model_arg` overrides the models' spec, e.g. a
     converted directory passed by the workflow)."""
@@ -171,9 +180,9 @@ def generate_shard(cfg: dict, generator: str, split_path, shard: int, out_path, 
     n_tokens = 0
     if todo:
         backend = backend or make_backend(cfg, gen, model_arg, Path(split_path).stem)
-        partial.parent.mkdir(parents=True, exist_ok=True)
         bar = progress(total=len(todo), desc=f"{generator} shard {shard}", unit="rec")
         try:  # a full disk or read-only folder: one line naming the file (finished lines stay resumable)
+            partial.parent.mkdir(parents=True, exist_ok=True)
             with open(partial, "a", encoding="utf-8", newline="\n") as f:
                 if f.tell() == 0:
                     f.write(dumps({"answers_for": key}) + "\n")
@@ -202,6 +211,7 @@ def generate_shard(cfg: dict, generator: str, split_path, shard: int, out_path, 
                     bar.update(len(results))
                     bar.set_postfix(tok_s=f"{n_tokens / max(time.time() - t0, 1e-9):.1f}")
         except OSError as e:
+            _drop_if_no_answer(partial)
             raise unwritable(partial, e) from None
         bar.close()
     missing = [r["id"] for r in mine if r["id"] not in done]
