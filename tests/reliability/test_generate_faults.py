@@ -88,9 +88,9 @@ def test_faults_past_the_retry_limit_stop_cleanly_and_resume_without_repeats(tmp
     r = run(cmd)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert [x for x in r.stderr.splitlines() if x.startswith("llmblend generate-candidates: error: ")]
-    out, partial = tmp_path / "out" / "shard-0.jsonl", tmp_path / "out" / "shard-0.jsonl.partial"
+    out, partial = tmp_path / "out" / "shard-0.jsonl", tmp_path / "out" / "cache" / "shard-0.jsonl"
     assert not out.exists(), "a failed shard must not appear under its final name"
-    saved = {json.loads(x)["id"] for x in partial.read_text().splitlines()}
+    saved = {row["id"] for row in map(json.loads, partial.read_text().splitlines()) if "id" in row}
     assert len(saved) >= 5 and "r005" not in saved, saved
     asked_first = {json.dumps(q.body["messages"]) for q in fake_openai.requests if q.fault != "500"}
     fake_openai.reset_log()
@@ -100,7 +100,9 @@ def test_faults_past_the_retry_limit_stop_cleanly_and_resume_without_repeats(tmp
     assert len(asked_again) == N - len(saved), "the rerun asked again for records already saved"
     assert not set(asked_again) & asked_first
     FIGURES["duplicate_calls.generate"] += len(set(asked_again) & asked_first)
-    assert sum(1 for _ in open(out)) == N and not partial.exists()
+    assert sum(1 for _ in open(out)) == N
+    # the answer log stays (resume state for a job whose record a workflow tool loses): all N answers
+    assert len([x for x in partial.read_text().splitlines() if x.startswith('{"id"')]) == N
 
 
 def test_the_api_key_is_in_no_file_and_no_output(tmp_path, fake_openai):
