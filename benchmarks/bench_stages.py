@@ -3,8 +3,8 @@
 In a checkout where the profile has run to the end (its inputs on disk), each stage's rules are
 forced to run again with nothing else running beside them, as the workflow runs them
 (`snakemake --cores N --forcerun <rules> -- <the files those rules make>`: the stage's jobs only,
-in their real order and parallelism, processes, model loading and writes included). Reports each stage's wall
-time, the sum of its jobs' own times (the rules' `benchmark:` files) and the target.
+in their real order and parallelism, processes, model loading and writes included). Reports each
+stage's wall time, the sum of its jobs' own times (the rules' `benchmark:` files) and the target.
 
 Targets (issues #5, #6, #7, default profile, 2 cores):
     metrics  score_candidates + gather_scores + summarize_scores          < 180 s

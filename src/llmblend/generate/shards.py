@@ -12,10 +12,12 @@ writes dvc.lock, Snakemake killed before it marks the job done), and both tools 
 outputs and run the job again; the log turns that rerun into a reassembly, with no answer generated
 (or paid for) twice. Its first line is the key of what the answers depend on (generator and model
 settings, model argument, seed, shard bounds and the shard's records); a log with another key is
-discarded, with a warning, so changed settings never reuse old answers. A summary of the shard (counts, flags, tokens)
-goes to `shard-<k>.report.json` beside it; what this run did (resumed, seconds, tokens/s) goes to the
-log only. The one exception is the openai backend's accounting of this run's calls (calls, retries,
-faults by kind, tokens, as the judge reports them): it counts what this run paid, so a resumed shard's
+discarded, with a warning, so changed settings never reuse old answers.
+
+A summary of the shard (counts, flags, tokens) goes to `shard-<k>.report.json` beside it; what this
+run did (resumed, seconds, tokens/s) goes to the log only. The one exception is the openai
+backend's accounting of this run's calls (calls, retries, faults by kind, tokens, as the judge
+reports them): it counts what this run paid, so a resumed shard's
 report differs there, and only there, from an uninterrupted one's; the shard's records are identical.
 """
 
@@ -221,8 +223,8 @@ def generate_shard(cfg: dict, generator: str, split_path, shard: int, out_path, 
     seconds = time.time() - t0
     flags = Counter(f for r in mine for f in done[r["id"]].get("flags", []))
     report = {"generator": generator, "split": Path(split_path).stem, "shard": shard, "shards": n_shards,
-              "answers_for": key, "records": len(mine), "new_tokens": sum(done[r["id"]].get("n_tokens") or 0 for r in mine),
-              "flags": dict(sorted(flags.items()))}
+              "answers_for": key, "records": len(mine),
+              "new_tokens": sum(done[r["id"]].get("n_tokens") or 0 for r in mine), "flags": dict(sorted(flags.items()))}
     if backend is None and gen["backend"] == "import":
         backend = make_backend(cfg, gen, model_arg, Path(split_path).stem)  # cheap; its join report covers the whole shard
     if backend is not None and hasattr(backend, "report"):
