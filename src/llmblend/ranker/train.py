@@ -22,6 +22,7 @@ an uninterrupted run (tested on CPU); a checkpoint with another key is ignored a
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
@@ -219,7 +220,7 @@ def _set_rng_states(states: dict, order_rng, batcher) -> None:
 def _load_checkpoint(path: Path | None, key: str | None):
     if path is None or not path.exists():
         return None
-    try:
+    try:  # our own file: numpy/random states need the full unpickler
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # a damaged file (killed mid-write cannot happen: it is renamed in)
         log.warning("%s: unreadable (%s); training from the start", path, e)
@@ -231,10 +232,17 @@ def _load_checkpoint(path: Path | None, key: str | None):
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Atomic (temporary file, then rename). A refused write costs resumability, not the training:
+    it is logged and the run goes on (the final save then reports a full disk as an error)."""
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except OSError as e:
+        log.warning("cannot write the checkpoint %s (%s); training goes on without it", path, e)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def train(model, tokenizer, train_ex, val_ex, cfg: dict, seed: int, checkpoint=None, key: str | None = None):
