@@ -81,6 +81,10 @@ class FakeOpenAI:
             for _ in range(times):
                 self._faults.append(Fault(kind, path, retry_after, delay))
 
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
     def pending_faults(self) -> int:
         with self._lock:
             return len(self._faults)

@@ -147,11 +147,43 @@ def test_snakemake_killed_and_rerun_matches_and_is_consistent(tmp_path, fake, re
     FIGURES["duplicate_calls.snakemake"] += dup
     assert dup == 0, f"{dup} calls asked again for answers already recorded"
     check_calls(per_run, ref_calls, "snakemake")
-    assert ws.outputs(d, resumed=True) == ws.outputs(ref_dir, resumed=True)
+    got, want = ws.outputs(d, resumed=True), ws.outputs(ref_dir, resumed=True)
+    assert got == want, ws.differences(got, want)
     assert all(ws.outputs(d)[k] == v for k, v in ref_art.items() if k.endswith(".jsonl")), "data files differ"
     r = ws.run(ws.SNAKEMAKE + ["-n"], d)
     assert "Nothing to be done" in r.stdout + r.stderr, (r.stdout + r.stderr)[-2000:]
     assert not [p for p in (d / ".snakemake" / "incomplete").rglob("*") if p.is_file()]
+
+
+def test_snakemake_killed_inside_the_judge_resumes_from_its_cached_labels(tmp_path, fake, reference):
+    """Not left to chance: the kill lands while the judge has labelled some pairs and not all
+    (the random kills above reach the judge only on some machines' timings)."""
+    ref_dir, ref_art, _, ref_calls = reference
+    d = ws.make_copy(tmp_path / "sm-judge", fake.base_url)
+    ws.run(ws.SNAKEMAKE[:1] + ["data/rel/candidates/test.jsonl"] + ws.SNAKEMAKE[2:], d)
+    db = d / "data" / "rel" / "judge" / "cache" / "test.sqlite"
+    n_judge = sum(ws.is_judge(b) for b in ref_calls)
+    fake.queue_fault("slow", times=n_judge, delay=0.3)  # each label takes a while: the kill lands between
+    proc = ws.popen(ws.SNAKEMAKE, d)
+    deadline = time.monotonic() + 300
+    while len(cached_keys(db)) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the judge finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    fake.clear_faults()
+    at_kill = cached_keys(db)
+    assert 2 <= len(at_kill) < n_judge
+    ws.run(ws.SNAKEMAKE + ["--unlock"], d)
+    seen = len(fake.requests)
+    ws.run(ws.SNAKEMAKE + ["--rerun-incomplete"], d)
+    rec = Recorded(d)
+    asked = [rec.key_of(r.body) for r in fake.requests[seen:] if r.path.endswith("/chat/completions")]
+    assert not set(asked) & at_kill, "a label cached before the kill was asked for again"
+    got, want = ws.outputs(d, resumed=True), ws.outputs(ref_dir, resumed=True)
+    assert got == want, ws.differences(got, want)
+    assert all(ws.outputs(d)[k] == v for k, v in ref_art.items() if k.endswith(".jsonl")), "data files differ"
+    FIGURES["kills_survived.snakemake_judge"] += 1
 
 
 def test_dvc_killed_and_rerun_matches_and_is_up_to_date(tmp_path, fake, reference):
@@ -163,8 +195,8 @@ def test_dvc_killed_and_rerun_matches_and_is_up_to_date(tmp_path, fake, referenc
     FIGURES["duplicate_calls.dvc"] += dup
     assert dup == 0, f"{dup} calls asked again for answers already recorded"
     check_calls(per_run, ref_calls, "dvc")
-    assert ws.outputs(d, resumed=True) == ws.outputs(ref_dir, resumed=True), \
-        "DVC after kills differs from an uninterrupted Snakemake run"
+    got, want = ws.outputs(d, resumed=True), ws.outputs(ref_dir, resumed=True)
+    assert got == want, "DVC after kills differs from an uninterrupted Snakemake run:\n" + ws.differences(got, want)
     assert all(ws.outputs(d)[k] == v for k, v in ref_art.items() if k.endswith(".jsonl")), "data files differ"
     r = ws.run(["dvc", "status", *ws.dvc_stages(d)], d)
     assert "up to date" in r.stdout, r.stdout[-2000:]

@@ -98,7 +98,7 @@ TIMING = lambda k: k == "seconds" or k.endswith("_per_s")  # noqa: E731
 # resumed run's share, by design; the labels and data files themselves are compared byte for byte
 RESUME_KEYS = {"resumed", "generated", "calls", "cache_hits", "spent_usd", "backend_stats", "calls_planned",
                "estimate_usd", "new_tokens", "retries", "prompt_tokens", "completion_tokens", "usd", "attempts",
-               "tokens", "faults", "stats"}
+               "tokens", "faults", "stats", "cached_at_start"}
 
 
 def normalized(path: Path, resumed: bool = False) -> bytes:
@@ -131,6 +131,20 @@ def outputs(dest: Path, resumed: bool = False) -> dict[str, bytes]:
     for p in sorted((dest / "results" / "rel" / "metrics").glob("*.json")):
         out[str(p.relative_to(dest))] = normalized(p, resumed)
     return out
+
+
+def differences(got: dict[str, bytes], want: dict[str, bytes]) -> str:
+    """What differs between two outputs() maps, short enough to read in a CI log: the missing and
+    extra files, and for each differing file the first differing byte with some context."""
+    lines = [f"missing: {k}" for k in sorted(want.keys() - got.keys())]
+    lines += [f"extra: {k}" for k in sorted(got.keys() - want.keys())]
+    for k in sorted(got.keys() & want.keys()):
+        a, b = got[k], want[k]
+        if a != b:
+            i = next((j for j in range(min(len(a), len(b))) if a[j] != b[j]), min(len(a), len(b)))
+            lines.append(f"differs: {k} at byte {i} of {len(a)} vs {len(b)}:\n  got  {a[max(0, i - 120):i + 120]!r}"
+                         f"\n  want {b[max(0, i - 120):i + 120]!r}")
+    return "\n".join(lines)
 
 
 def all_files(dest: Path):
