@@ -300,6 +300,14 @@ def test_a_bad_judge_label_names_file_line_and_field_and_writes_nothing(tmp_path
     assert not (tmp_path / "out").exists()
 
 
+def test_a_missing_metrics_report_fails_before_any_table_is_written(tmp_path):
+    paths = make_artifacts(tmp_path / "in")
+    with pytest.raises(InputError, match=r"candidate_scores.json: file not found"):
+        evaluate(CFG, paths["scored"], tmp_path / "out", judge=paths["judge"], rankings=paths["rankings"],
+                 metrics_report=tmp_path / "candidate_scores.json")
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_short_ranking_and_mismatched_candidates_are_errors(tmp_path):
     paths = make_artifacts(tmp_path / "in")
     p = paths["rankings"]["pairranker"]

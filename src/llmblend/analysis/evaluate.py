@@ -59,6 +59,8 @@ def evaluate(cfg: dict, scored, out_dir, judge=None, rankings: dict | None = Non
     tables_dir, fig_dir = out_dir / "tables", out_dir / "figures"
     inputs = load_inputs(scored, judge=judge, rankings=rankings, fused=fused, fused_judge=fused_judge,
                          fused_name=st["fused_model"])
+    # every input is read before the first output is written: a bad one leaves no partial tables
+    metrics_stage_report = read_json(metrics_report) if metrics_report else None
     log.info("evaluate: %d test examples, %d judged, %d candidates, %d ranking methods%s", inputs.n,
              int(inputs.judged.sum()), inputs.k, len(inputs.rankings), ", fused answers" if fused else "")
 
@@ -156,8 +158,8 @@ def evaluate(cfg: dict, scored, out_dir, judge=None, rankings: dict | None = Non
                    "rankings": {k: str(v) for k, v in (rankings or {}).items()},
                    "fused": str(fused) if fused else None, "fused_judge": str(fused_judge) if fused_judge else None},
     }
-    if metrics_report:
-        summary["metrics_stage_report"] = read_json(metrics_report)
+    if metrics_stage_report is not None:
+        summary["metrics_stage_report"] = metrics_stage_report
     write_json(tables_dir / "summary.json", summary)
     log.info("evaluate: wrote %s", ", ".join(str(p) for p in (tables_dir, fig_dir, out_dir / "metrics", plots)))
     return summary
