@@ -151,6 +151,23 @@ def test_batched_matrix_equals_unbatched_forward(tiny_backbone):
                 assert abs(float(s1 - s2) - mats[e][i, j]) < 1e-5
 
 
+def test_bf16_autocast_is_applied_and_stays_close_to_fp32(tiny_backbone):
+    torch.manual_seed(3)
+    model, tok = build_ranker("pairranker", tiny_backbone, "test")
+    srcs = ["a much longer question about the blue house and the tree", "a short one"]
+    cands = [["yes", "no because red", "green tree house", "a"], ["cat", "the cat sat on a mat", "seven"]]
+    fp32 = infer.full_matrices(model, tok, srcs, cands, max_tokens=96, max_batch=3)
+    bf16 = infer.full_matrices(model, tok, srcs, cands, max_tokens=96, max_batch=3, autocast="bfloat16")
+    diff = max(float(np.abs(a - b).max()) for a, b in zip(fp32, bf16))
+    scale = max(float(np.abs(a).max()) for a in fp32)
+    assert 0 < diff < 0.05 * scale + 1e-3  # bf16 took effect (not bit-equal), and is a rounding, not a bug
+    single, _ = build_ranker("summareranker", tiny_backbone, "test")
+    singles = infer.single_scores(single, tok, srcs, cands, autocast="bfloat16")
+    assert [len(s) for s in singles] == [4, 3]
+    with pytest.raises(ValueError, match="autocast='float16'"):
+        infer.full_matrices(model, tok, srcs, cands, autocast="float16")
+
+
 def test_aggregations_on_a_hand_matrix():
     # candidate 2 beats everyone in both orders; 1 loses by less than 0 overall
     m = np.array([[0.0, 1.0, -2.0], [-0.5, 0.0, -1.0], [3.0, 0.5, 0.0]])
@@ -334,6 +351,13 @@ def test_rank_split_methods_and_counts(tiny_backbone, tmp_path):
     rank_split(tiny_cfg(), ["random"], te, tmp_path / "again", "test")
     assert (tmp_path / "again" / "random" / "test.jsonl").read_bytes() == \
         (tmp_path / "out" / "random" / "test.jsonl").read_bytes()  # seeded
+    cfg = tiny_cfg()
+    cfg["ranker"]["infer"]["autocast"] = "bfloat16"
+    rank_split(cfg, ["pairranker"], te, tmp_path / "bf16", "test", {"pairranker": tmp_path / "pr"})
+    bf16 = [json.loads(x) for x in (tmp_path / "bf16" / "pairranker" / "test.jsonl").read_text().splitlines()]
+    fp32 = read("pairranker")
+    assert [r["id"] for r in bf16] == [r["id"] for r in fp32]
+    assert any(a["scores"] != b["scores"] for a, b in zip(bf16, fp32))  # the setting reached the forward passes
 
 
 def test_rank_split_writes_nothing_when_a_method_fails(tmp_path):

@@ -39,9 +39,11 @@ def _local_dir(path_or_spec) -> Path:
 
 class Blender:
     def __init__(self, ranker=None, fuser=None, device: str | None = None, max_tokens: int = 8192,
-                 max_batch: int = 64, seed: int = 0):
+                 max_batch: int = 64, seed: int = 0, autocast: str | None = None):
+        """autocast="bfloat16" ranks under bf16 autocast: faster on CPUs with bf16 instructions and on
+        GPUs, with logits ~1e-2 from fp32's (None, the default, is fp32)."""
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.infer_kw = dict(max_tokens=max_tokens, max_batch=max_batch, device=self.device)
+        self.infer_kw = dict(max_tokens=max_tokens, max_batch=max_batch, device=self.device, autocast=autocast)
         self.seed = seed
         self.ranker = self.tokenizer = self.fuser = None
         if ranker is not None:

@@ -4,6 +4,10 @@ MaxLogits / MaxWins / bubble, and the single-candidate and dual-encoder scorers.
 Speed comes from tokenising every source and candidate once, building all ordered pairs of all
 examples, sorting them by length and running them in batches under a padded-token budget (dynamic
 padding), so short pairs never pay for long ones and both orders share batches.
+
+`autocast="bfloat16"` runs the forward passes under torch.autocast (matrix products in bf16, the
+rest in fp32): faster where the CPU has bf16 instructions (AVX512_BF16, AMX) or on a GPU, at the
+price of logits that move by ~1e-2 (docs/ranker.md has the measured agreement). None = fp32.
 """
 
 from __future__ import annotations
@@ -15,12 +19,18 @@ from llmblend.ranker.model import PairEncoder, collate, token_batches
 from llmblend.runlog import progress
 
 
-def _run_batches(seqs, positions, model_fn, pad_id, max_tokens, max_batch, device, desc, unit):
+AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16}
+
+
+def _run_batches(seqs, positions, model_fn, pad_id, max_tokens, max_batch, device, desc, unit, autocast=None):
     """Run model_fn over all sequences in length-bucketed batches; returns a list of per-item outputs."""
+    if autocast is not None and autocast not in AUTOCAST_DTYPES:
+        raise ValueError(f"autocast={autocast!r}: expected None or one of {sorted(AUTOCAST_DTYPES)}")
     out: list = [None] * len(seqs)
     batches = token_batches([len(s) for s in seqs], max_tokens, max_batch)
     bar = progress(total=len(seqs), desc=desc, unit=unit, disable=len(seqs) == 0)
-    with torch.inference_mode():
+    amp = torch.autocast(torch.device(device).type, dtype=AUTOCAST_DTYPES.get(autocast), enabled=autocast is not None)
+    with torch.inference_mode(), amp:
         for b in batches:
             ids, mask, pos = collate([seqs[i] for i in b], [positions[i] for i in b] if positions else None,
                                      pad_id, device)
@@ -39,7 +49,7 @@ def _encode_examples(enc: PairEncoder, sources, candidates, share=2):
 
 
 def pair_logits(model, tokenizer, sources, candidates, pairs, max_tokens=16384, max_batch=64, device="cpu",
-                desc="compare"):
+                desc="compare", autocast=None):
     """Logits of the requested ordered pairs: pairs[e] = [(i, j), ...] for example e.
     Returns one list of logits per example (logit > 0: candidate i beats j)."""
     model.eval()
@@ -57,7 +67,8 @@ def pair_logits(model, tokenizer, sources, candidates, pairs, max_tokens=16384, 
         s1, s2 = model(ids, mask, pos)
         return (s1 - s2).float().cpu().numpy()
 
-    flat = _run_batches(seqs, poss, fn, tokenizer.pad_token_id, max_tokens, max_batch, device, desc, "pair")
+    flat = _run_batches(seqs, poss, fn, tokenizer.pad_token_id, max_tokens, max_batch, device, desc, "pair",
+                        autocast)
     out = [[0.0] * len(p) for p in pairs]
     for (e, k), v in zip(where, flat):
         out[e][k] = float(v)
@@ -127,7 +138,8 @@ def bubble(model, tokenizer, sources, candidates, seed: int, both_orders=True, *
     return scores, n_forward
 
 
-def single_scores(model, tokenizer, sources, candidates, max_tokens=16384, max_batch=64, device="cpu"):
+def single_scores(model, tokenizer, sources, candidates, max_tokens=16384, max_batch=64, device="cpu",
+                  autocast=None):
     """SummaReranker: one forward per candidate."""
     model.eval()
     enc = PairEncoder(tokenizer, model.config)
@@ -140,14 +152,15 @@ def single_scores(model, tokenizer, sources, candidates, max_tokens=16384, max_b
             poss.append(p)
             where.append((e, i))
     flat = _run_batches(seqs, poss, lambda ids, mask, pos: model(ids, mask, pos).float().cpu().numpy(),
-                        tokenizer.pad_token_id, max_tokens, max_batch, device, "score", "cand")
+                        tokenizer.pad_token_id, max_tokens, max_batch, device, "score", "cand", autocast)
     out = [[0.0] * len(c) for c in candidates]
     for (e, i), v in zip(where, flat):
         out[e][i] = float(v)
     return out
 
 
-def dual_scores(model, tokenizer, sources, candidates, max_tokens=16384, max_batch=64, device="cpu"):
+def dual_scores(model, tokenizer, sources, candidates, max_tokens=16384, max_batch=64, device="cpu",
+                autocast=None):
     """SimCLS: cosine of separately encoded source and candidate; N + 1 encoder passes per example."""
     from llmblend.ranker.model import SimCLS
 
@@ -159,7 +172,7 @@ def dual_scores(model, tokenizer, sources, candidates, max_tokens=16384, max_bat
                         max_length=model.config.candidate_max_len)["input_ids"] for c in candidates]
     seqs = src_ids + [c for cs in cand_ids for c in cs]
     vecs = _run_batches(seqs, None, lambda ids, mask, pos: model(ids, mask).float().cpu(),
-                        tokenizer.pad_token_id, max_tokens, max_batch, device, "encode", "text")
+                        tokenizer.pad_token_id, max_tokens, max_batch, device, "encode", "text", autocast)
     out, k = [], len(sources)
     for e, cs in enumerate(cand_ids):
         src = vecs[e].unsqueeze(0)

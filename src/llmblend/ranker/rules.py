@@ -50,7 +50,8 @@ def train_keys(rcfg: dict, ranker: str, backbone_keys: list[str]) -> list[str]:
     """train_ranker for one trained type (pairranker / simcls / summareranker)."""
     keys = ["seed"] + _present(rcfg, [
         "ranker.backbone", "ranker.signal", "ranker.source_max_len", "ranker.candidate_max_len",
-        "ranker.dropout", "ranker.train", "ranker.infer"])
+        "ranker.dropout", "ranker.train", "ranker.infer.max_tokens", "ranker.infer.max_batch"])
+    # validation scoring reads the batch sizes; infer.autocast is for the ranking jobs only
     if ranker == "pairranker":  # the pairwise loss and its pair sampling
         keys += ["ranker.loss", "ranker.pairs_per_input"]
     elif ranker in (rcfg.get("baseline_train") or {}):

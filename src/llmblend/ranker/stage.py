@@ -131,7 +131,8 @@ def rank_split(cfg: dict, methods: list[str], input_path, out_dir, split: str, m
     metrics = sorted({m[len("oracle-"):] for m in methods if method_kind(m) == "oracle_metric"})
     examples = load_examples(input_path, metrics)
     srcs, cands = [ex.source for ex in examples], [ex.texts for ex in examples]
-    kw = dict(max_tokens=rc["infer"]["max_tokens"], max_batch=rc["infer"]["max_batch"], device=_device())
+    kw = dict(max_tokens=rc["infer"]["max_tokens"], max_batch=rc["infer"]["max_batch"], device=_device(),
+              autocast=rc["infer"].get("autocast"))
     loaded: dict = {}
 
     def get(kind):
