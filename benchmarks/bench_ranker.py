@@ -7,6 +7,8 @@
    transformers it needs. Reports the max |logit difference| over all matrix entries.
 2. Comparisons spent per example and top-1 agreement with MaxLogits for MaxWins, bubble (both
    orders, the reference's) and single-order bubble (the cheaper schedule).
+3. With --autocast bfloat16: our side runs under bf16 autocast (ranker.infer.autocast), and the
+   matrices of step 2 are compared with fp32's (logit difference, MaxLogits top-1, pair signs).
 
 Inputs: real answers of N models to AlpacaEval prompts from the project's mirror (offline), kept to
 prompts whose N answers all fit the candidate length, so neither side truncates: the reference
@@ -121,6 +123,8 @@ def main(argv=None):
     ap.add_argument("--ref-batch", type=int, default=8, help="the reference's batch size (its default: 8)")
     ap.add_argument("--max-tokens", type=int, default=8192)
     ap.add_argument("--max-batch", type=int, default=64)
+    ap.add_argument("--autocast", choices=["bfloat16"], help="run our side under torch.autocast (ranker.infer.autocast); "
+                                                             "the reference stays fp32")
     ap.add_argument("--bubble-examples", type=int, default=40, help="examples for the aggregation comparison")
     ap.add_argument("--source-max-len", type=int, default=128, help="overrides the model's (paper: 128)")
     ap.add_argument("--candidate-max-len", type=int, default=128, help="overrides the model's (paper: 128)")
@@ -144,8 +148,9 @@ def main(argv=None):
     cfg.source_max_len, cfg.candidate_max_len = args.source_max_len, args.candidate_max_len
     sources, cands = bench_inputs(args.mirror, tok, args.examples, args.candidates, cfg.source_max_len,
                                   cfg.candidate_max_len)
-    kw = dict(max_tokens=args.max_tokens, max_batch=args.max_batch, device="cpu")
+    kw = dict(max_tokens=args.max_tokens, max_batch=args.max_batch, device="cpu", autocast=args.autocast)
     result = {"candidates": args.candidates, "threads": args.threads, "torch": torch.__version__,
+              "autocast": args.autocast,
               "reference": f"llm-blender==0.0.2, batch {args.ref_batch}"}
 
     infer.full_matrices(model, tok, sources[:1], cands[:1], **kw)  # warm-up (allocator, kernels)
@@ -163,10 +168,13 @@ def main(argv=None):
         if args.ref_python and Path(args.ref_python).exists():
             ref_sec, ref_mats = run_reference(args, model, backbone_dir, srcs, cs)
             diff = max(float(np.abs(m - r).max()) for m, r in zip(mats, ref_mats))
+            top1 = float(np.mean([np.argmax(infer.max_logits(m)) == np.argmax(infer.max_logits(r))
+                                  for m, r in zip(mats, ref_mats)]))
             row.update(ref_seconds=round(ref_sec, 3), ref_pairs_per_s=round(n / ref_sec, 2),
-                       speedup=round(ref_sec / ours, 2), max_abs_logit_diff=diff)
+                       speedup=round(ref_sec / ours, 2), max_abs_logit_diff=diff, max_logits_top1_agreement=top1)
             print(f"[{name}] reference (batch {args.ref_batch}): {ref_sec:.2f}s = {n / ref_sec:.1f}/s; "
-                  f"speed-up {row['speedup']}x; max |logit diff| {diff:.2e}", flush=True)
+                  f"speed-up {row['speedup']}x; max |logit diff| {diff:.2e}; MaxLogits top-1 agreement "
+                  f"{top1:.3f}", flush=True)
         result[name] = row
 
     # aggregation schedules: comparisons spent and top-1 agreement with MaxLogits
@@ -183,6 +191,16 @@ def main(argv=None):
                        "top1_agreement": float(np.mean([int(np.argmax(s)) == t for s, t in zip(scores, top_ml)]))}
     sched["max_logits"] = {"forwards_per_example": sched["max_wins"]["forwards_per_example"], "top1_agreement": 1.0}
     result["schedules"] = {"examples": len(sources_b), **sched}
+    if args.autocast:  # how far the autocast matrices are from fp32's on the same (longer) inputs
+        mats_32 = infer.full_matrices(model, tok, sources_b, cands_b, **dict(kw, autocast=None))
+        off = [~np.eye(m.shape[0], dtype=bool) for m in mats_32]
+        result["autocast_vs_fp32"] = {
+            "examples": len(sources_b),
+            "max_abs_logit_diff": max(float(np.abs(a - b).max()) for a, b in zip(mats_b, mats_32)),
+            "max_logits_top1_agreement": float(np.mean([np.argmax(infer.max_logits(a)) == np.argmax(infer.max_logits(b))
+                                                        for a, b in zip(mats_b, mats_32)])),
+            "pair_sign_agreement": float(np.mean(np.concatenate(
+                [np.sign(a[o]) == np.sign(b[o]) for a, b, o in zip(mats_b, mats_32, off)])))}
     print(json.dumps(result, indent=2))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
