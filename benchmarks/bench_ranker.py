@@ -112,6 +112,17 @@ def run_reference(args, model, backbone_dir, sources, cands):
         return json.loads(proc.stdout.strip().splitlines()[-1])["seconds"], np.load(npy)
 
 
+def max_logits_top1(mats) -> list[int]:
+    from llmblend.ranker import infer
+
+    return [int(np.argmax(infer.max_logits(m))) for m in mats]
+
+
+def agreement(a, b) -> float:
+    """Share of positions where two lists of picks agree."""
+    return float(np.mean([x == y for x, y in zip(a, b, strict=True)]))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ref-python", help="python of the reference's venv (llm-blender==0.0.2); skip if absent")
@@ -168,8 +179,7 @@ def main(argv=None):
         if args.ref_python and Path(args.ref_python).exists():
             ref_sec, ref_mats = run_reference(args, model, backbone_dir, srcs, cs)
             diff = max(float(np.abs(m - r).max()) for m, r in zip(mats, ref_mats))
-            top1 = float(np.mean([np.argmax(infer.max_logits(m)) == np.argmax(infer.max_logits(r))
-                                  for m, r in zip(mats, ref_mats)]))
+            top1 = agreement(max_logits_top1(mats), max_logits_top1(ref_mats))
             row.update(ref_seconds=round(ref_sec, 3), ref_pairs_per_s=round(n / ref_sec, 2),
                        speedup=round(ref_sec / ours, 2), max_abs_logit_diff=diff, max_logits_top1_agreement=top1)
             print(f"[{name}] reference (batch {args.ref_batch}): {ref_sec:.2f}s = {n / ref_sec:.1f}/s; "
@@ -180,15 +190,15 @@ def main(argv=None):
     # aggregation schedules: comparisons spent and top-1 agreement with MaxLogits
     sources_b, cands_b = bench_inputs(args.mirror, tok, args.bubble_examples, args.candidates, 10**6, 10**6)
     mats_b = infer.full_matrices(model, tok, sources_b, cands_b, **kw)
-    top_ml = [int(np.argmax(infer.max_logits(m))) for m in mats_b]
+    top_ml = max_logits_top1(mats_b)
     sched = {}
     mw = [infer.max_wins(m) for m in mats_b]
     sched["max_wins"] = {"forwards_per_example": float(np.mean([len(c) * (len(c) - 1) for c in cands_b])),
-                         "top1_agreement": float(np.mean([int(np.argmax(s)) == t for s, t in zip(mw, top_ml)]))}
+                         "top1_agreement": agreement([int(np.argmax(s)) for s in mw], top_ml)}
     for name, both in (("bubble", True), ("bubble_single_order", False)):
         scores, nf = infer.bubble(model, tok, sources_b, cands_b, seed=0, both_orders=both, **kw)
         sched[name] = {"forwards_per_example": float(np.mean(nf)),
-                       "top1_agreement": float(np.mean([int(np.argmax(s)) == t for s, t in zip(scores, top_ml)]))}
+                       "top1_agreement": agreement([int(np.argmax(s)) for s in scores], top_ml)}
     sched["max_logits"] = {"forwards_per_example": sched["max_wins"]["forwards_per_example"], "top1_agreement": 1.0}
     result["schedules"] = {"examples": len(sources_b), **sched}
     if args.autocast:  # how far the autocast matrices are from fp32's on the same (longer) inputs
@@ -197,8 +207,7 @@ def main(argv=None):
         result["autocast_vs_fp32"] = {
             "examples": len(sources_b),
             "max_abs_logit_diff": max(float(np.abs(a - b).max()) for a, b in zip(mats_b, mats_32)),
-            "max_logits_top1_agreement": float(np.mean([np.argmax(infer.max_logits(a)) == np.argmax(infer.max_logits(b))
-                                                        for a, b in zip(mats_b, mats_32)])),
+            "max_logits_top1_agreement": agreement(top_ml, max_logits_top1(mats_32)),
             "pair_sign_agreement": float(np.mean(np.concatenate(
                 [np.sign(a[o]) == np.sign(b[o]) for a, b, o in zip(mats_b, mats_32, off)])))}
     print(json.dumps(result, indent=2))

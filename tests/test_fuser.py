@@ -234,7 +234,7 @@ def train_tiny(tmp_path, family, files, **extra):
 @pytest.mark.parametrize("family", ["causal_lm", "seq2seq"])
 def test_tiny_fuser_learns_and_round_trips(tmp_path, files, family):
     # the tiny T5 needs more steps to memorise all four: on an AVX-512 CPU, 30 left val loss at 0.106
-    # and one answer wrong (the float sums run in another order than on AVX2); 60 reach 0.013
+    # and one answer wrong (it passed on the AVX2 machine); 60 reach 0.013
     extra = {"train": {"epochs": 60, "eval_steps": 20}} if family == "seq2seq" else {}
     report = train_tiny(tmp_path, family, files, **extra)
     with open(tmp_path / "plot.csv") as f:
