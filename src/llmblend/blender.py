@@ -130,9 +130,34 @@ class Blender:
                 logits = [v[0] - v[1] for v in vals]
         return logits if return_logits else [bool(x > 0) for x in logits]
 
-    def best_of_n(self, inputs, candidates, instructions=None, mode="max_logits") -> list[str]:
-        """The top-1 candidate text of each input (the first one among equals)."""
-        scores = self.rank(inputs, candidates, instructions, return_scores=True, mode=mode)
+    def best_of_n(self, inputs, candidates, instructions=None, mode="max_logits", schedule=None,
+                  **schedule_kw) -> list[str]:
+        """The top-1 candidate text of each input (the first one among equals).
+
+        Without `schedule`: rank with `mode` (`rank`'s modes; max_logits runs the full N(N-1) matrix).
+        With `schedule` (PairRanker only; `mode` is then not used), a selection schedule of
+        `llmblend.ranker.select` looks for the top-1 with fewer forward passes, seeded by the
+        Blender's seed:
+        "full" (N(N-1) passes, the same pick as max_logits), "sampled" (each candidate against
+        `opponents` others in both positions, then the `refine_top` best play each other:
+        about N*opponents + refine_top*(refine_top-1) passes; schedule_kw opponents=2, refine_top=3)
+        or "knockout" (a bracket, each match in both orders: 2(N-1) passes)."""
+        if schedule is None:
+            scores = self.rank(inputs, candidates, instructions, return_scores=True, mode=mode)
+        else:
+            from llmblend.ranker import select
+
+            model = self._need_ranker()
+            if model.config.ranker_type != "pairranker":
+                raise ValueError(f"schedule={schedule!r} needs a PairRanker, not a {model.config.ranker_type}")
+            if schedule not in select.SCHEDULES:
+                raise ValueError(f"schedule {schedule!r}: one of {', '.join(select.SCHEDULES)}")
+            if len(inputs) != len(candidates):
+                raise ValueError(f"{len(candidates)} candidate lists for {len(inputs)} inputs")
+            if any(len(c) == 0 for c in candidates):
+                raise ValueError("every input needs at least one candidate")
+            scores, _ = select.select(model, self.tokenizer, self._sources(inputs, instructions), candidates,
+                                      schedule, self.seed, **schedule_kw, **self.infer_kw)
         return [c[int(np.argmax(s))] for c, s in zip(candidates, scores)]
 
     # ---------------------------------------------------------------- fusing

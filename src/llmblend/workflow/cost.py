@@ -210,6 +210,12 @@ def job_units(cfg: dict, stage: str, wildcards: dict) -> float:
             per_item += n * (n - 1)
         if "bubble" in kinds:
             per_item += 2 * (n - 1)
+        if "select" in kinds:  # best-of-N schedules: their most passes (llmblend.ranker.select)
+            from llmblend.ranker.select import max_forward
+            from llmblend.ranker.stage import SELECT
+
+            sel = cfg["ranker"].get("select") or {}
+            per_item += sum(max_forward(SELECT[m], n, **sel) for m in methods if method_kind(m) == "select")
         if kinds & {"simcls", "summareranker", "clm_scoring"}:
             per_item += n
         return items[split] * per_item
@@ -256,7 +262,7 @@ def _jobs(cfg: dict) -> list[Job]:
         if full:
             add("rank_candidates", "full/test", {"split": "test", "methods": full})
         for m in methods:
-            if method_kind(m) in ("bubble", "simcls", "summareranker", "clm_scoring"):
+            if method_kind(m) in ("bubble", "select", "simcls", "summareranker", "clm_scoring"):
                 add("rank_candidates", f"{m}/test", {"split": "test", "method": m})
     if cfg.get("fuser"):
         add("train_fuser", "fuser", {})

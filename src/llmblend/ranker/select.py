@@ -1,0 +1,251 @@
+"""Best-of-N with the PairRanker without the full comparison matrix: round-based selection schedules.
+
+A schedule serves one example of N candidates. `pending()` gives the ordered pairs (i, j) of the
+current round (candidate i shown first), `feed({(i, j): logit})` records their logits (> 0: i better)
+and moves on; an empty `pending()` means done. Then `scores` (higher = better), `pick` (the argmax)
+and `n_forward` (forward passes spent). `run` plays one round of every example at once through
+`infer.pair_logits`, batched across examples, as `infer.bubble` does; `play_matrix` plays a schedule
+on a precomputed full matrix instead (benchmarks/bench_select.py, tests): a schedule's passes are
+entries of that matrix.
+
+- `full`: every ordered pair, one round, N(N-1) passes; scores = `infer.max_logits`.
+- `sampled` (`opponents` o, `refine_top` k): round 1 is a seeded cyclic design over a random
+  permutation p: for each shift d = 1..o the pairs (p[m], p[(m + d) % N]) for every m, so each
+  candidate is shown first o times and second o times (N*o passes; a shift that would repeat an
+  unordered pair of an earlier shift is skipped, so small N never exceeds the full matrix). Round-1
+  score of i: the mean of its own side's logit over its comparisons (+logit shown first, -logit
+  shown second). Round 2: the k best by that score play every ordered pair among themselves not
+  yet run (at most k(k-1) passes). Final rule (`LEADER_RULE`, chosen in a simulation, see
+  docs/ranker.md): the leaders are ranked by f of a least-squares fit of
+  logit(i, j) ~ f_i - f_j + g_i + g_j + c over every observed entry (g: each candidate's own position
+  effect, c: the position bias), which is MaxLogits / 2 plus a constant when the matrix is complete;
+  the others keep their round-1 score, shifted below every leader. k >= N runs the full matrix.
+- `knockout`: a single-elimination bracket over a seeded shuffle, each match in both orders
+  (logit(a, b) - logit(b, a) > 0: a advances, else b; an odd one out gets a bye), 2(N-1) passes in
+  ceil(log2 N) rounds; score = rounds survived (a bye counts), so the winner alone has the top score
+  (only the top-1 is meaningful).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from llmblend.ranker import infer
+
+SCHEDULES = ("full", "sampled", "knockout")
+# how the refined leaders of `sampled` are ranked: "lsq" (least squares over all observed entries, see
+# lsq_strengths; "lsq_plain" without the position effects g), "mean" (mean own-side logit over all
+# their comparisons), "sub" (MaxLogits of the leaders' sub-matrix). lsq agreed best with full
+# MaxLogits on average over the simulated regimes (docs/ranker.md, benchmarks/bench_select.py).
+LEADER_RULE = "lsq"
+LEADER_RULES = ("lsq", "lsq_plain", "mean", "sub")
+
+
+class _Schedule:
+    def __init__(self, n: int):
+        self.n = n
+        self.obs: dict[tuple[int, int], float] = {}
+        self._round: list[tuple[int, int]] = []
+
+    def pending(self) -> list[tuple[int, int]]:
+        return list(self._round)
+
+    def feed(self, logits: dict) -> None:
+        for p in self._round:
+            self.obs[p] = float(logits[p])
+        self._round = self._next_round()
+
+    def _next_round(self) -> list[tuple[int, int]]:
+        return []
+
+    @property
+    def n_forward(self) -> int:
+        return len(self.obs)
+
+    @property
+    def scores(self) -> list[float]:
+        raise NotImplementedError
+
+    @property
+    def pick(self) -> int:
+        return int(np.argmax(self.scores)) if self.n else -1
+
+
+class Full(_Schedule):
+    def __init__(self, n: int):
+        super().__init__(n)
+        self._round = [(i, j) for i in range(n) for j in range(n) if i != j]
+
+    @property
+    def scores(self) -> list[float]:
+        m = np.zeros((self.n, self.n))
+        for (i, j), v in self.obs.items():
+            m[i, j] = v
+        return infer.max_logits(m).tolist()
+
+
+def _own_side_means(n: int, obs: dict) -> np.ndarray:
+    """Mean over each candidate's comparisons of its own side's logit (+ shown first, - shown second)."""
+    tot, cnt = np.zeros(n), np.zeros(n)
+    for (i, j), v in obs.items():
+        tot[i] += v
+        tot[j] -= v
+        cnt[i] += 1
+        cnt[j] += 1
+    return np.divide(tot, cnt, out=np.zeros(n), where=cnt > 0)
+
+
+def lsq_strengths(n: int, obs: dict, position_effects: bool = True) -> np.ndarray:
+    """Least squares of logit(i, j) ~ f_i - f_j + g_i + g_j + c over the observed entries: f the
+    strength, g a candidate's own position effect (what it adds in either position, which a pair seen
+    in one order cannot tell from strength otherwise), c the position bias; sum f = sum g = 0. On the
+    full matrix f = max_logits / 2 exactly (the symmetric terms cancel in M_ij - M_ji).
+    position_effects=False drops g (the "lsq_plain" rule)."""
+    rows = len(obs)
+    a = np.zeros((rows + 2, 2 * n + 1))
+    y = np.zeros(rows + 2)
+    for r, ((i, j), v) in enumerate(obs.items()):
+        a[r, i] += 1.0
+        a[r, j] -= 1.0
+        a[r, n + i] += 1.0
+        a[r, n + j] += 1.0
+        a[r, 2 * n], y[r] = 1.0, v
+    a[rows, :n] = 1.0  # sum f = 0 and sum g = 0: one solution whatever the design
+    a[rows + 1, n: 2 * n] = 1.0
+    if not position_effects:
+        a[:, n: 2 * n] = 0.0
+    return np.linalg.lstsq(a, y, rcond=None)[0][:n]
+
+
+class Sampled(_Schedule):
+    def __init__(self, n: int, rng: np.random.Generator, opponents: int = 2, refine_top: int = 3,
+                 rule: str | None = None):
+        super().__init__(n)
+        if opponents < 1 or refine_top < 1:
+            raise ValueError(f"opponents={opponents}, refine_top={refine_top}: both must be >= 1")
+        self.refine_top, self.rule = refine_top, rule or LEADER_RULE
+        if self.rule not in LEADER_RULES:
+            raise ValueError(f"unknown leader rule {self.rule!r}; one of {', '.join(LEADER_RULES)}")
+        perm = [int(x) for x in rng.permutation(n)]
+        self._round = [(perm[m], perm[(m + d) % n]) for d in _shifts(n, opponents) for m in range(n)]
+        self.stage = 1
+        self.leaders: list[int] = []
+
+    def _next_round(self):
+        if self.stage != 1:
+            return []
+        self.stage = 2
+        self.r1 = _own_side_means(self.n, self.obs)
+        self.leaders = [int(i) for i in np.argsort(-self.r1, kind="stable")[: self.refine_top]]
+        return [(a, b) for a in self.leaders for b in self.leaders if a != b and (a, b) not in self.obs]
+
+    @property
+    def scores(self) -> list[float]:
+        if not self.leaders:  # N < 2: nothing was compared
+            return _own_side_means(self.n, self.obs).tolist()
+        if self.rule in ("lsq", "lsq_plain"):
+            lead = lsq_strengths(self.n, self.obs, self.rule == "lsq")[self.leaders]
+        elif self.rule == "mean":
+            lead = _own_side_means(self.n, self.obs)[self.leaders]
+        else:  # sub
+            sub = np.array([[self.obs.get((a, b), 0.0) for b in self.leaders] for a in self.leaders])
+            lead = infer.max_logits(sub)
+        out = self.r1.copy()
+        others = [i for i in range(self.n) if i not in self.leaders]
+        if others:  # the others below every leader, in round-1 order
+            out[others] += lead.min() - 1.0 - self.r1[others].max()
+        out[self.leaders] = lead
+        return out.tolist()
+
+
+class Knockout(_Schedule):
+    def __init__(self, n: int, rng: np.random.Generator):
+        super().__init__(n)
+        self.alive = [int(x) for x in rng.permutation(n)]
+        self.reached = [0] * n  # rounds survived (a bye counts): the winner alone has the most
+        self._round = self._matches()
+
+    def _matches(self):
+        return [p for k in range(0, len(self.alive) - 1, 2)
+                for p in ((self.alive[k], self.alive[k + 1]), (self.alive[k + 1], self.alive[k]))]
+
+    def _next_round(self):
+        nxt = []
+        for k in range(0, len(self.alive) - 1, 2):
+            a, b = self.alive[k], self.alive[k + 1]
+            nxt.append(a if self.obs[(a, b)] - self.obs[(b, a)] > 0 else b)
+        if len(self.alive) % 2:
+            nxt.append(self.alive[-1])  # the bye
+        for w in nxt:
+            self.reached[w] += 1
+        self.alive = nxt
+        return self._matches()
+
+    @property
+    def scores(self) -> list[float]:
+        return [float(r) for r in self.reached]
+
+
+def _shifts(n: int, opponents: int) -> list[int]:
+    """The cyclic shifts of round 1: d = 1..opponents, without one that repeats an unordered pair."""
+    shifts: list[int] = []
+    for d in range(1, opponents + 1):
+        d %= max(n, 1)
+        if d and d not in shifts and (n - d) not in shifts:
+            shifts.append(d)
+    return shifts
+
+
+def max_forward(name: str, n: int, opponents: int = 2, refine_top: int = 3) -> int:
+    """The most forward passes a schedule spends on N candidates (the cost plan's number)."""
+    if name == "full":
+        return n * (n - 1)
+    if name == "knockout":
+        return 2 * max(n - 1, 0)
+    k = min(refine_top, n)
+    return min(n * (n - 1), n * len(_shifts(n, opponents)) + k * (k - 1))
+
+
+def make(name: str, n: int, seed: int, index: int = 0, opponents: int = 2, refine_top: int = 3, **kw):
+    """The schedule `name` for example number `index` of N candidates (seeded by seed and index)."""
+    rng = np.random.default_rng([int(seed), int(index)])
+    if name == "full":
+        return Full(n)
+    if name == "sampled":
+        return Sampled(n, rng, opponents, refine_top, **kw)
+    if name == "knockout":
+        return Knockout(n, rng)
+    raise ValueError(f"unknown selection schedule {name!r}; one of {', '.join(SCHEDULES)}")
+
+
+def play_matrix(sched, m: np.ndarray):
+    """Play a schedule on a precomputed full matrix (M[i, j] = logit(i first, j second)); returns it."""
+    while sched.pending():
+        sched.feed({(i, j): float(m[i, j]) for i, j in sched.pending()})
+    return sched
+
+
+def run(model, tokenizer, sources, candidates, schedules, **infer_kw):
+    """Play every example's schedule, one round of all examples per `infer.pair_logits` call."""
+    rnd = 0
+    while True:
+        active = [e for e, s in enumerate(schedules) if s.pending()]
+        if not active:
+            return schedules
+        rnd += 1
+        pairs = [schedules[e].pending() for e in active]
+        logits = infer.pair_logits(model, tokenizer, [sources[e] for e in active],
+                                   [candidates[e] for e in active], pairs, desc=f"select round {rnd}",
+                                   **infer_kw)
+        for e, plist, vals in zip(active, pairs, logits):
+            schedules[e].feed(dict(zip(plist, vals)))
+
+
+def select(model, tokenizer, sources, candidates, schedule: str, seed: int, opponents: int = 2,
+           refine_top: int = 3, **infer_kw):
+    """Scores (higher = better; the pick is the argmax) and forward passes of each example under a
+    selection schedule ("full", "sampled", "knockout")."""
+    scheds = [make(schedule, len(c), seed, e, opponents=opponents, refine_top=refine_top)
+              for e, c in enumerate(candidates)]
+    run(model, tokenizer, sources, candidates, scheds, **infer_kw)
+    return [s.scores for s in scheds], [s.n_forward for s in scheds]

@@ -1,0 +1,209 @@
+"""Best-of-N selection schedules (llmblend.ranker.select): pass counts, no pair twice, exactness on
+consistent matrices, the batched engine, and Blender.best_of_n(schedule=...)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import llmblend
+from llmblend.ranker import infer, select
+from llmblend.ranker.model import build_ranker
+
+from test_ranker import tiny_backbone  # noqa: F401  (fixture)
+
+
+def consistent(f, bias=0.0):
+    """M_ij = f_i - f_j (+ a position bias): every aggregation agrees on the order of f."""
+    f = np.asarray(f, dtype=float)
+    m = f[:, None] - f[None, :] + bias
+    np.fill_diagonal(m, 0.0)
+    return m
+
+
+def play_logged(sched, m):
+    """play_matrix, keeping every ordered pair the schedule asked for (in order)."""
+    asked = []
+    while sched.pending():
+        asked += sched.pending()
+        sched.feed({p: float(m[p]) for p in sched.pending()})
+    return asked
+
+
+def test_full_equals_max_logits():
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 5, 12):
+        m = rng.normal(size=(n, n))
+        np.fill_diagonal(m, 0.0)
+        s = select.play_matrix(select.make("full", n, seed=0), m)
+        assert s.scores == infer.max_logits(m).tolist()  # exactly, not approximately
+        assert s.n_forward == n * (n - 1)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 7, 12, 13])
+def test_sampled_never_repeats_a_pair_and_never_exceeds_the_matrix(n):
+    rng = np.random.default_rng(n)
+    m = rng.normal(size=(n, n))
+    for opponents in range(1, 7):
+        for refine_top in range(1, n + 2):
+            for seed in range(3):
+                s = select.make("sampled", n, seed, opponents=opponents, refine_top=refine_top)
+                asked = play_logged(s, m)
+                assert len(asked) == len(set(asked)) == s.n_forward
+                assert all(i != j for i, j in asked)
+                assert s.n_forward <= min(n * (n - 1), select.max_forward("sampled", n, opponents, refine_top))
+                if refine_top >= n:  # leaders = everyone: the full matrix
+                    assert s.n_forward == n * (n - 1)
+                assert len(s.scores) == n and 0 <= s.pick < max(n, 1)
+
+
+def test_sampled_round_one_is_a_balanced_cyclic_design():
+    n, opponents = 12, 2
+    s = select.make("sampled", n, seed=5, opponents=opponents, refine_top=3)
+    first = s.pending()
+    assert len(first) == n * opponents
+    for c in range(n):  # shown first `opponents` times and second `opponents` times
+        assert sum(i == c for i, _ in first) == opponents and sum(j == c for _, j in first) == opponents
+    assert len({frozenset(p) for p in first}) == len(first)  # no unordered pair twice
+    assert s.pending() == select.make("sampled", n, seed=5).pending()  # seeded
+    # N=5, 4 opponents: shifts 3 and 4 would repeat the pairs of shifts 2 and 1 (reversed): skipped
+    small = select.make("sampled", 5, seed=0, opponents=4).pending()
+    assert len(small) == 10 and len({frozenset(p) for p in small}) == 10
+    assert s.pending() != select.make("sampled", n, seed=6).pending()
+
+
+def test_round_one_score_is_the_own_side_mean():
+    # candidate 0 shown first against 1 (logit 2.0), second against 2 (logit -1.0: 0 was better)
+    assert select._own_side_means(3, {(0, 1): 2.0, (2, 0): -1.0}).tolist() == [1.5, -2.0, -1.0]
+
+
+def test_sampled_finds_the_best_of_a_consistent_matrix_when_the_leaders_cover_it():
+    # Three strong candidates (10, 9, 8) among nine weak ones in [0, 1]. With one opponent per side,
+    # the best's round-1 score is at least 10 - (9 + 8) / 2 = 1.5, a weak one's at most 1 - 0 = 1: the
+    # best is always in the round-1 top 3, though not always first (9 next to 10 and a weak one scores
+    # 9 - 10.x / 2 > 1.5). With consistent logits the least-squares fit is exact, so the leaders are
+    # then ordered by f: refine_top=3 finds the best for every permutation seed, refine_top=1 does not.
+    rng = np.random.default_rng(0)
+    n = 12
+    found = {1: 0, 3: 0}
+    for seed in range(60):
+        f = np.concatenate([[10.0, 9.0, 8.0], rng.uniform(0, 1, size=n - 3)])
+        f = f[rng.permutation(n)]
+        m = consistent(f, bias=0.3)
+        for k in (1, 3):
+            s = select.play_matrix(select.make("sampled", n, seed, opponents=1, refine_top=k), m)
+            found[k] += s.pick == int(np.argmax(f))
+            if k == 3:
+                assert int(np.argmax(f)) in s.leaders
+                assert s.n_forward <= n + 6
+                order = np.argsort(-np.asarray(s.scores), kind="stable")[:3].tolist()
+                assert order == sorted(s.leaders, key=lambda i: -f[i])  # the leaders first, in the order of f
+    assert found[3] == 60 and found[1] < 60
+
+
+def test_sampled_leaders_rank_above_the_others():
+    rng = np.random.default_rng(1)
+    m = rng.normal(size=(9, 9))
+    s = select.play_matrix(select.make("sampled", 9, 2, opponents=2, refine_top=3), m)
+    sc = np.asarray(s.scores)
+    others = [i for i in range(9) if i not in s.leaders]
+    assert sc[s.leaders].min() > sc[others].max()
+
+
+def test_sampled_with_everyone_refined_picks_as_max_logits():
+    rng = np.random.default_rng(2)
+    for n in (2, 3, 6):
+        for seed in range(5):
+            m = rng.normal(size=(n, n))
+            np.fill_diagonal(m, 0.0)
+            s = select.play_matrix(select.make("sampled", n, seed, opponents=1, refine_top=n), m)
+            assert s.pick == int(np.argmax(infer.max_logits(m)))
+            # least squares on the full matrix is MaxLogits / 2 up to a constant
+            lsq = select.lsq_strengths(n, s.obs)
+            ml = infer.max_logits(m)
+            assert np.allclose(lsq - lsq.mean(), (ml - ml.mean()) / 2, atol=1e-9)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 12, 13])
+def test_knockout_finds_the_condorcet_winner_with_2n_minus_2_passes(n):
+    rng = np.random.default_rng(n)
+    for seed in range(10):
+        f = rng.normal(size=n)
+        m = consistent(f, bias=-0.4)  # a position bias cancels: each match runs in both orders
+        s = select.make("knockout", n, seed)
+        asked = play_logged(s, m)
+        assert len(asked) == len(set(asked)) == s.n_forward == 2 * (n - 1) == select.max_forward("knockout", n)
+        assert s.pick == int(np.argmax(f)) == int(np.argmax(s.scores))
+        assert sorted(s.scores).count(max(s.scores)) == 1  # the winner alone has the top score
+
+
+def test_run_batches_rounds_across_examples(monkeypatch):
+    quality = np.random.default_rng(0).normal(size=(4, 7))
+    calls = []
+
+    def fake_pair_logits(model, tok, sources, candidates, pairs, **kw):
+        calls.append(sum(len(p) for p in pairs))
+        return [[quality[int(s)][i] - quality[int(s)][j] for i, j in plist] for s, plist in zip(sources, pairs)]
+
+    monkeypatch.setattr(infer, "pair_logits", fake_pair_logits)
+    srcs, cands = [str(e) for e in range(4)], [["x"] * 7 for _ in range(4)]
+    for name, rounds in (("full", 1), ("sampled", 2), ("knockout", 3)):
+        calls.clear()
+        scores, n_fwd = select.select(None, None, srcs, cands, name, seed=1, opponents=2, refine_top=3)
+        assert len(calls) == rounds  # one model call per round, all examples together
+        assert sum(calls) == sum(n_fwd)
+        if name != "sampled":
+            assert [int(np.argmax(s)) for s in scores] == [int(np.argmax(q)) for q in quality]
+        # the engine agrees with playing the schedule on the full matrix
+        for e in range(4):
+            s = select.play_matrix(select.make(name, 7, 1, e, opponents=2, refine_top=3), consistent(quality[e]))
+            assert np.allclose(s.scores, scores[e]) and s.n_forward == n_fwd[e]
+
+
+def test_unknown_schedule():
+    with pytest.raises(ValueError, match="schedule"):
+        select.make("bogus", 4, 0)
+    with pytest.raises(ValueError, match="opponents"):
+        select.make("sampled", 4, 0, opponents=0)
+    with pytest.raises(ValueError, match="leader rule"):
+        select.make("sampled", 4, 0, rule="best")
+
+
+def test_blender_best_of_n_with_a_schedule(tiny_backbone, tmp_path, monkeypatch):  # noqa: F811
+    torch.manual_seed(3)
+    model, tok = build_ranker("pairranker", tiny_backbone, "test")
+    model.save_pretrained(tmp_path / "pr", tok)
+    b = llmblend.Blender(ranker=tmp_path / "pr", seed=2)
+    inputs = ["name a colour", "is the cat on the mat"]
+    cands = [["blue", "the green tree house", "red because seven", "no", "yes"], ["yes", "no", "the cat sat"]]
+    plain = b.best_of_n(inputs, cands)
+    spent = []
+    real = infer.pair_logits
+
+    def counting(*a, **kw):
+        spent.append(sum(len(p) for p in a[4]))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(infer, "pair_logits", counting)
+    b.best_of_n(inputs, cands, schedule="knockout")
+    assert sum(spent) == 2 * (5 - 1) + 2 * (3 - 1)  # the schedule ran, not the full matrix
+    assert b.best_of_n(inputs, cands, schedule="full") == plain  # the same pick as MaxLogits
+    for sched in ("sampled", "knockout"):
+        best = b.best_of_n(inputs, cands, schedule=sched)
+        assert [x in c for x, c in zip(best, cands)] == [True, True]
+    assert b.best_of_n(inputs, cands, schedule="sampled", opponents=1, refine_top=5) == plain
+    with pytest.raises(ValueError, match="schedule"):
+        b.best_of_n(inputs, cands, schedule="bogus")
+
+
+def test_method_wiring_labels_and_cost():
+    from llmblend.analysis.tables import method_name, settings_of
+    from llmblend.ranker.stage import method_kind, model_for
+
+    for m, label in (("pairranker-sampled", "PairRanker (sampled)"), ("pairranker-knockout", "PairRanker (knockout)")):
+        assert method_kind(m) == "select" and model_for(m) == "pairranker"
+        assert method_name(m, settings_of({})) == label
+        assert m in settings_of({})["tradeoff_methods"]
+    assert select.max_forward("sampled", 12, 2, 3) == 30 and select.max_forward("knockout", 12) == 22
+    assert select.max_forward("sampled", 3, 4, 5) == 6  # never more than the full matrix
