@@ -133,3 +133,68 @@ def test_alpaca_eval_profile_all_12_models_from_the_mirror(tmp_path, monkeypatch
     # two models answered 803 of the 805 prompts; everything else joins
     assert sorted(v for v in not_joined.values() if v) == [2, 2]
     assert sum(not_joined.values()) == 4 and total >= 800
+
+
+# ---------------------------------------------------------------- the ranker's training pool
+
+
+def pool_config(ranked, pool, mirror):
+    cfg = ae_config(ranked, mirror)
+    cfg["ranker"] = {"train_generators": pool}
+    return cfg
+
+
+def test_ranker_pool_takes_the_named_models_and_counts_what_it_leaves_out(tmp_path):
+    from llmblend.ranker.pool import build_pool
+
+    prompts = ["Name a color.", "What is 2+2?", "Say hi."]
+    write_outputs(tmp_path, "m1", [{"instruction": p, "output": f"m1 says {k}", "dataset": "x"}
+                                   for k, p in enumerate(prompts)])
+    write_outputs(tmp_path, "extra", [{"instruction": "Name a color.", "output": "Green.", "dataset": "x"},
+                                      {"instruction": "Say hi.", "output": " ", "dataset": "x"}])  # 1 missing, 1 empty
+    write_outputs(tmp_path, "other", [{"instruction": p, "output": "x", "dataset": "x"} for p in prompts])
+    # the profile ranks m1 and other; the pool is m1 and a model the profile never ranks
+    cfg = pool_config(["m1", "other"], ["m1", "extra"], tmp_path)
+    write_jsonl(tmp_path / "train.jsonl", split_records(prompts))
+    report = build_pool(cfg, "train", tmp_path / "train.jsonl", tmp_path / "pool.jsonl", tmp_path / "r.json")
+    rows = read_jsonl(tmp_path / "pool.jsonl")
+    # only the first prompt has two answers: the others teach nothing and are dropped, counted
+    assert [r["id"] for r in rows] == ["ae/0"]
+    assert [(c["model"], c["text"]) for c in rows[0]["candidates"]] == [("m1", "m1 says 0"), ("extra", "Green.")]
+    assert rows[0]["instruction"] == "Name a color."
+    assert report["missing_answers"] == {"extra": 1} and report["empty_answers"] == {"extra": 1}
+    assert report["dropped_fewer_than_2_answers"] == 2 and report["records_out"] == 1
+    assert read_json(tmp_path / "r.json") == report
+
+
+def test_ranker_pool_needs_one_released_source_and_a_judge_signal(tmp_path):
+    from llmblend.config import validate
+    from llmblend.errors import ConfigError
+    from llmblend.ranker.pool import pool_generators
+
+    cfg = pool_config(["m1"], ["m1"], tmp_path)
+    cfg["data"]["sources"] = [{"type": "demo", "name": "demo"}]
+    with pytest.raises(ConfigError, match="ranker.train_generators"):
+        pool_generators(cfg)
+    full = load_config([ROOT / "params.yaml", ROOT / "config" / "alpaca_eval.yaml"])
+    assert full["ranker"]["train_generators"] and full["ranker"]["signal"]["type"] == "judge"
+    full["ranker"]["signal"] = {"type": "metrics", "weights": [{"metric": "bleu", "weight": 1.0}]}
+    with pytest.raises(ConfigError, match="ranker.signal.type"):
+        validate({k: v for k, v in full.items() if k != "_files"})
+
+
+def test_a_pool_profile_trains_on_the_pool_and_ranks_the_profiles_models_at_test():
+    """The rules' wiring: with ranker.train_generators the trainings read the pool and its labels, the
+    pool reads only its own settings, and the test rankings still read the profile's candidates."""
+    import yaml
+
+    stages = yaml.safe_load((ROOT / "dvc" / "alpaca_eval" / "dvc.yaml").read_text())["stages"]
+    train = stages["train_ranker_pairranker"]
+    assert "data/alpaca_eval/ranker_pool/train.jsonl" in train["deps"]
+    assert "data/alpaca_eval/ranker_pool/judge/val.jsonl" in train["deps"]
+    assert not any(d.startswith("data/alpaca_eval/candidates/") for d in train["deps"])
+    pool = [n for n in stages if n.startswith("import_ranker_pool")]
+    assert sorted(pool) == ["import_ranker_pool_train", "import_ranker_pool_val"]
+    assert any("ranker.train_generators" in str(p) for p in stages["import_ranker_pool_train"]["params"])
+    assert any("ranker.train_generators" in str(p) for p in train["params"])
+    assert "data/alpaca_eval/scored/test.jsonl" in stages["rank_test_full"]["deps"]

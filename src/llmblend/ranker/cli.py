@@ -21,6 +21,14 @@ def register(sub, add_common):
     p.add_argument("--report", help="JSON report (counts, history)")
     p.set_defaults(func=run_train)
 
+    p = sub.add_parser("import-ranker-pool", help="the ranker's training pool of one split (ranker.train_generators)")
+    add_common(p)
+    p.add_argument("--split", required=True, choices=["train", "val"])
+    p.add_argument("--split-file", required=True, help="the split's records (JSONL)")
+    p.add_argument("--out", required=True, help="pool records with the pool models' answers (JSONL)")
+    p.add_argument("--report", help="JSON report (answers per model, what was left out)")
+    p.set_defaults(func=run_pool)
+
     p = sub.add_parser("import-ranker", help="convert a released PairRanker checkpoint (reference layout)")
     add_common(p)
     p.add_argument("--checkpoint", required=True, help="model spec of the checkpoint, e.g. hf:llm-blender/pair-ranker")
@@ -52,6 +60,13 @@ def run_train(args):
                           train_judge=args.train_judge, val_judge=args.val_judge, backbone_spec=args.backbone)
     if args.report:
         write_json(args.report, report)
+
+
+def run_pool(args):
+    from llmblend.cli import config_of
+    from llmblend.ranker.pool import build_pool
+
+    build_pool(config_of(args), args.split, args.split_file, args.out, args.report)
 
 
 def run_import(args):
