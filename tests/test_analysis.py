@@ -207,7 +207,8 @@ def test_evaluate_writes_every_output_with_the_contract_columns(tmp_path):
     for rel in EXPECTED:
         assert (out / rel).stat().st_size > 0, rel
     with open(out / "tables/table2.csv", encoding="utf-8") as f:
-        assert f.readline().strip() == "category,method,bertscore,bartscore,bleurt,gpt_rank,ge_vic,ge_oa,top3"
+        assert f.readline().strip() == \
+            "category,method,bertscore,bartscore,bleurt,gpt_rank,ge_vic,ge_oa,top3,pick_len_words"
     with open(out / "tables/table3.csv", encoding="utf-8") as f:
         assert f.readline().strip() == "method,pearson,spearman,footrule"
     t2 = {r["method"]: r for r in read_csv(out / "tables/table2.csv")}
@@ -222,6 +223,7 @@ def test_evaluate_writes_every_output_with_the_contract_columns(tmp_path):
     assert float(t2["alpha"]["gpt_rank"]) < float(t2["delta"]["gpt_rank"])
     assert float(t2["PairRanker"]["gpt_rank"]) < float(t2["Random"]["gpt_rank"])
     assert float(t2["PR (K=3) + GF"]["bertscore"]) == pytest.approx(70)
+    assert t2["alpha"]["pick_len_words"] == "3.0" and t2["PR (K=3) + GF"]["pick_len_words"] == "1.0"
     t3 = {r["method"]: r for r in read_csv(out / "tables/table3.csv")}
     assert list(t3) == ["Random", "BLEU", "Rouge2", "BERTScore", "BLEURT", "BARTScore", "PairRanker",
                         "PairRanker (Bubble)"]
@@ -354,3 +356,36 @@ def test_bootstrap_ci_brackets_the_estimate_and_tightens_with_more_examples(tmp_
     big = json.loads((tmp_path / "big_out/metrics/headline.json").read_text())["table2"]["alpha"]
     assert big["gpt_rank_hi"] - big["gpt_rank_lo"] < head["gpt_rank_hi"] - head["gpt_rank_lo"]
     assert not math.isnan(big["gpt_rank"])
+
+
+def test_pick_length_column_is_the_mean_words_of_each_rows_picks(tmp_path):
+    """Hand-checked: 2 examples x 3 models. Words: e1 alpha 3, beta 1, gamma 5; e2 alpha 1, beta 4, gamma 0
+    (empty). Mean over all candidates would be 14/6; each row must average its own picks instead."""
+    texts = {"e1": ["a b c", "one", "w x  y\tz q"], "e2": ["a", "b c d e", ""]}
+    _write(tmp_path / "s.jsonl", [{"id": i, "candidates": [{"model": m, "text": t, "scores": {"bleu": 1.0}}
+                                                           for m, t in zip(("alpha", "beta", "gamma"), ts)]}
+                                  for i, ts in texts.items()])
+    _write(tmp_path / "j.jsonl", [{"id": i, "cmp_results": {"alpha,beta": "A is better", "beta,gamma": "Same good",
+                                                            "gamma,alpha": "B is better"}} for i in texts])
+    ranks = {"pairranker": [[2, 1, 3], [3, 2, 1]],   # picks beta (1 word), gamma (0): 0.5
+             "longest": [[2, 3, 1], [2, 1, 3]],      # picks gamma (5), beta (4): 4.5
+             "simcls": [[1, 1, 3], [2, 1, 1]]}       # ties to the earlier: alpha (3), beta (4): 3.5
+    rankings = {}
+    for m, rs in ranks.items():
+        rankings[m] = tmp_path / m / "test.jsonl"
+        _write(rankings[m], [{"id": i, "ranks": r, "n_forward": 0} for i, r in zip(texts, rs)])
+    _write(tmp_path / "f.jsonl", [{"id": "e1", "candidates": [{"model": "llm-blender", "text": "f g", "scores": {}}]},
+                                  {"id": "e2", "candidates": [{"model": "llm-blender", "text": "h i j k l m",
+                                                               "scores": {}}]}])
+    cfg = {"run": "t", "seed": 1, "evaluate": {"vicuna": "alpha", "oa": "beta", "bootstrap": {"samples": 20}}}
+    evaluate(cfg, tmp_path / "s.jsonl", tmp_path / "out", judge=tmp_path / "j.jsonl", rankings=rankings,
+             fused=tmp_path / "f.jsonl")
+    t2 = {r["method"]: float(r["pick_len_words"]) for r in read_csv(tmp_path / "out/tables/table2.csv")}
+    assert t2 == {"alpha": 2.0, "beta": 2.5, "gamma": 2.5, "PairRanker": 0.5, "Longest": 4.5, "SimCLS": 3.5,
+                  "PR (K=3) + GF": 4.0}
+    md = (tmp_path / "out/tables/table2.md").read_text()
+    assert "| top3 | pick_len_words | gpt_rank 95% CI |" in md and "| Longest |" in md and "| 4.50 |" in md
+    tex = (tmp_path / "out/tables/table2.tex").read_text()
+    assert "{llrrrrrrrr}" in tex and "pick\\_len\\_words" in tex and "4.50" in tex
+    head = json.loads((tmp_path / "out/metrics/headline.json").read_text())["table2"]
+    assert head["longest"]["pick_len_words"] == 4.5 and head["llm-blender"]["pick_len_words"] == 4.0

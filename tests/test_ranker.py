@@ -358,6 +358,32 @@ def test_rank_split_methods_and_counts(tiny_backbone, tmp_path):
     fp32 = read("pairranker")
     assert [r["id"] for r in bf16] == [r["id"] for r in fp32]
     assert any(a["scores"] != b["scores"] for a, b in zip(bf16, fp32))  # the setting reached the forward passes
+    # best-of-N selection schedules (llmblend.ranker.select): N=4, knockout 2(N-1); sampled reads ranker.select
+    from llmblend.ranker import select
+    from llmblend.ranker.rules import method_keys
+
+    cfg = tiny_cfg()
+    cfg["ranker"]["select"] = {"opponents": 1, "refine_top": 1}  # round 1 only: the cycle, N passes
+    reps = rank_split(cfg, ["pairranker-sampled", "pairranker-knockout"], te, tmp_path / "sel", "test",
+                      {"pairranker": tmp_path / "pr"})
+    sel = lambda m: [json.loads(x) for x in (tmp_path / "sel" / m / "test.jsonl").read_text().splitlines()]  # noqa: E731
+    assert [r["n_forward"] for r in sel("pairranker-sampled")] == [4, 4, 4]
+    assert [r["n_forward"] for r in sel("pairranker-knockout")] == [6, 6, 6]
+    assert reps["pairranker-knockout"]["mean_n_forward"] == 6.0
+    for m in ("pairranker-sampled", "pairranker-knockout"):
+        assert [r["id"] for r in sel(m)] == [r["id"] for r in fp32] and all(1 in r["ranks"] for r in sel(m))
+    # the picks are those of the schedules played on the full matrices the model gives
+    exs = load_examples(te, [])
+    mats = infer.full_matrices(*load_ranker(tmp_path / "pr"), [x.source for x in exs], [x.texts for x in exs])
+    for e, m in enumerate(mats):
+        for meth, name in (("pairranker-sampled", "sampled"), ("pairranker-knockout", "knockout")):
+            s = select.play_matrix(select.make(name, 4, 7, e, opponents=1, refine_top=1), m)
+            assert sel(meth)[e]["ranks"].index(1) == s.pick and sel(meth)[e]["n_forward"] == s.n_forward
+    rank_split(tiny_cfg(), ["pairranker-sampled"], te, tmp_path / "sel2", "test", {"pairranker": tmp_path / "pr"})
+    assert all(8 <= json.loads(x)["n_forward"] <= 12
+               for x in (tmp_path / "sel2" / "pairranker-sampled" / "test.jsonl").read_text().splitlines())
+    assert "ranker.select" in method_keys("pairranker-sampled", cfg["ranker"], [])
+    assert "ranker.select" not in method_keys("pairranker-knockout", cfg["ranker"], [])
 
 
 def test_rank_split_writes_nothing_when_a_method_fails(tmp_path):
@@ -412,3 +438,105 @@ def test_reference_checkpoint_imports_with_identical_logits(tiny_backbone, tmp_p
     torch.save(state, ref / "pytorch_model.bin")
     with pytest.raises(Exception, match="lacks 1 weights"):
         import_reference_pairranker(ref, tiny_backbone, "test", tmp_path / "ours3")
+
+
+def test_longest_picks_the_longest_answer_in_words(tmp_path):
+    """`longest` scores each candidate by its words (whitespace split, empty = 0): the longest is the pick,
+    ties share the better rank and the earlier candidate is picked; no model, no forward pass."""
+    from llmblend.ranker.rules import method_keys
+    from llmblend.ranker.stage import method_kind, model_for, rank_split
+
+    texts = [["a b c", "", "one two three", "x y"],            # tie for first (3 words), an empty one
+             ["short", "  many   words\there\nnow ", "", "two words"]]  # any whitespace separates words
+    path = tmp_path / "test.jsonl"
+    path.write_text("".join(json.dumps({"id": f"e{i}", "instruction": "q", "input": "",
+                                        "candidates": [{"model": f"m{k}", "text": t} for k, t in enumerate(ts)]})
+                            + "\n" for i, ts in enumerate(texts)), encoding="utf-8")
+    assert method_kind("longest") == "longest" and model_for("longest") is None
+    assert method_keys("longest", tiny_cfg()["ranker"], []) == []  # no ranker setting, not even the seed
+    reps = rank_split(tiny_cfg(), ["longest"], path, tmp_path / "out", "test")
+    rows = [json.loads(x) for x in (tmp_path / "out" / "longest" / "test.jsonl").read_text().splitlines()]
+    assert [r["scores"] for r in rows] == [[3.0, 0.0, 3.0, 2.0], [1.0, 4.0, 0.0, 2.0]]
+    assert [r["ranks"] for r in rows] == [[1, 4, 1, 3], [3, 1, 4, 2]]
+    assert [r["ranks"].index(1) for r in rows] == [0, 1]  # the pick: first index among the best
+    assert [r["n_forward"] for r in rows] == [0, 0] and reps["longest"]["left_out"] == 0
+
+
+# ------------------------------------------------------------------ mixed precision, pair validation
+
+
+def _linear_dtypes(model):
+    seen = []
+    lin = next(m for m in model.backbone.modules() if isinstance(m, torch.nn.Linear))
+    handle = lin.register_forward_hook(lambda mod, inp, out: seen.append(out.dtype))
+    return seen, handle
+
+
+@pytest.mark.parametrize("autocast,dtype", [(None, torch.float32), ("bfloat16", torch.bfloat16)])
+def test_training_autocast_runs_the_matrix_products_in_bf16_and_keeps_fp32_weights(tiny_backbone, tmp_path,
+                                                                                 autocast, dtype):
+    from llmblend.ranker.train import Batcher
+
+    examples = attach_signal(load_examples(write_split(tmp_path / "s.jsonl", 4), ["clm_logprob"]),
+                             tiny_cfg()["ranker"]["signal"])
+    model, tok = build_ranker("pairranker", tiny_backbone, "test")
+    seen, handle = _linear_dtypes(model)
+    cfg = {**tiny_cfg()["ranker"]["train"], "pairs_per_input": 3, "autocast": autocast}
+    loss = Batcher(model.config, tok, cfg, seed=1).step(model, examples, "cpu", lambda l: l.backward())
+    handle.remove()
+    assert seen and set(seen) == {dtype}
+    assert np.isfinite(loss)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert all(p.grad is None or p.grad.dtype == torch.float32 for p in model.parameters())
+    with pytest.raises(ValueError, match="train.autocast='float16'"):
+        Batcher(model.config, tok, {**cfg, "autocast": "float16"}, seed=1).step(model, examples, "cpu", None)
+
+
+def test_bf16_training_learns_the_signal(tiny_backbone, tmp_path):
+    from llmblend.ranker.stage import train_ranker
+
+    tr = write_split(tmp_path / "train.jsonl", 16)
+    va = write_split(tmp_path / "val.jsonl", 4, start=100)
+    rep = train_ranker(tiny_cfg(epochs=3, autocast="bfloat16"), "pairranker", tr, va, tiny_backbone,
+                       tmp_path / "m", tmp_path / "c.csv")
+    losses = [h["loss"] for h in rep["history"]]
+    assert losses[-1] < losses[0]
+
+
+def test_val_pairs_scores_the_share_of_sampled_pairs_in_the_signals_order(tiny_backbone, tmp_path, monkeypatch):
+    """train.val_pairs: validation is the accuracy of the logit's sign on k sampled pairs per example, with
+    no full matrix; a ranker that follows the signal scores 1, one that reverses it 0."""
+    from llmblend.ranker import train as train_mod
+
+    examples = attach_signal(load_examples(write_split(tmp_path / "v.jsonl", 5), ["clm_logprob"]),
+                             tiny_cfg()["ranker"]["signal"])
+    model, tok = build_ranker("pairranker", tiny_backbone, "test")
+    by_src = {ex.source: ex for ex in examples}
+    asked = []
+
+    def oracle_logits(model, tok, sources, candidates, pairs, sign=1.0, **kw):
+        asked.extend(len(p) for p in pairs)
+        return [[sign * (by_src[s].signal[i] - by_src[s].signal[j]) for i, j in plist]
+                for s, plist in zip(sources, pairs)]
+
+    cfg = {"val_pairs": 3, "max_tokens": 512, "max_batch": 8}
+    monkeypatch.setattr(train_mod.infer, "pair_logits", oracle_logits)
+    assert train_mod.val_pair_accuracy(model, tok, examples, cfg, "cpu", seed=1) == 1.0
+    assert asked and max(asked) <= 3
+    monkeypatch.setattr(train_mod.infer, "pair_logits", lambda *a, **k: oracle_logits(*a, sign=-1.0, **k))
+    assert train_mod.val_pair_accuracy(model, tok, examples, cfg, "cpu", seed=1) == 0.0
+
+
+def test_training_with_val_pairs_never_builds_a_full_matrix(tiny_backbone, tmp_path, monkeypatch):
+    from llmblend.ranker import train as train_mod
+    from llmblend.ranker.stage import train_ranker
+
+    def refuse(*a, **k):
+        raise AssertionError("the full matrix was computed")
+
+    monkeypatch.setattr(train_mod.infer, "full_matrices", refuse)
+    tr = write_split(tmp_path / "train.jsonl", 8)
+    va = write_split(tmp_path / "val.jsonl", 4, start=100)
+    rep = train_ranker(tiny_cfg(epochs=2, val_pairs=4), "pairranker", tr, va, tiny_backbone, tmp_path / "m",
+                       tmp_path / "c.csv")
+    assert all(0.0 <= h["val_score"] <= 1.0 for h in rep["history"])

@@ -1,12 +1,13 @@
 # Rankers: train PairRanker and the trained baselines, then rank (llmblend.ranker.stage).
-# train_ranker (one job per trained ranker) -> rank_with_pairranker (train/val: the fuser's data)
+# [import_ranker_pool -> judge_ranker_pool: the training pool of ranker.train_generators, if set]
+# -> train_ranker (one job per trained ranker) -> rank_with_pairranker (train/val: the fuser's data)
 # -> rank_test_full (MaxLogits + MaxWins from one comparison matrix) -> rank_candidates (the other
 # methods on test). Rankings: data/<run>/rankings/<method>/<split>.jsonl.
 
 RCFG = config.get("ranker")
 
 if RCFG:
-    from llmblend.ranker.rules import judge_inputs as _judge_inputs
+    from llmblend.ranker.rules import train_inputs as _train_inputs
     from llmblend.ranker.rules import method_args as _method_args
     from llmblend.ranker.rules import method_inputs as _method_inputs
     from llmblend.ranker.rules import import_keys, infer_keys, method_keys, train_keys
@@ -34,11 +35,54 @@ if RCFG:
     BACKBONE_KEYS = [f"models.{RCFG['backbone']}"] if RCFG["backbone"] in MODELS else []
     CLM_KEYS = [f"models.{RCFG['clm_scorer']}"] if RCFG["clm_scorer"] in MODELS else []
 
+    if RCFG.get("train_generators"):
+
+        rule import_ranker_pool:
+            input:
+                split=f"{DATA}/splits/{{split}}.jsonl",
+            output:
+                records=f"{DATA}/ranker_pool/{{split}}.jsonl",
+                report=f"{DATA}/ranker_pool/{{split}}.report.json",
+            wildcard_constraints:
+                split="train|val",
+            params:
+                cfg=config_slice(config, "mirror", "data.sources", "ranker.train_generators"),
+                cfgargs=CONFIG_ARGS,
+            log:
+                f"{LOGS}/import_ranker_pool/{{split}}.log",
+            conda:
+                ENV
+            shell:
+                "llmblend import-ranker-pool {params.cfgargs} --split {wildcards.split} --split-file {input.split}"
+                " --out {output.records} --report {output.report} --log {log}"
+
+        # the same judge as the profile's candidates (rule judge_pairs), on the pool's answers
+        rule judge_ranker_pool:
+            input:
+                candidates=f"{DATA}/ranker_pool/{{split}}.jsonl",
+            output:
+                labels=f"{DATA}/ranker_pool/judge/{{split}}.jsonl",
+                metrics=f"{RESULTS}/metrics/judge_ranker_pool_{{split}}.json",
+            wildcard_constraints:
+                split="train|val",
+            params:
+                cfg=config_slice(config, *_JUDGE_CFG),
+                cfgargs=CONFIG_ARGS,
+                persist=lambda wc: f"{DATA}/ranker_pool/judge/cache/{wc.split}.sqlite",
+            log:
+                f"{LOGS}/judge_ranker_pool/{{split}}.log",
+            benchmark:
+                f"{BENCH}/judge_ranker_pool/{{split}}.tsv"
+            threads: 1
+            conda:
+                ENV
+            shell:
+                "llmblend judge-pairs {params.cfgargs} --split {wildcards.split} --candidates {input.candidates}"
+                " --out {output.labels} --metrics {output.metrics} --cache {params.persist} --log {log}"
+
     rule train_ranker:
         input:
-            unpack(lambda wc: _judge_inputs(RCFG, DATA)),
-            train=split_records(config, DATA, "train"),
-            val=split_records(config, DATA, "val"),
+            unpack(lambda wc: _train_inputs(config, DATA)),
             backbone=BACKBONE_INPUT,
         output:
             model=directory(f"{DATA}/rankers/{{ranker}}/model"),

@@ -91,7 +91,9 @@ def evaluate(cfg: dict, scored, out_dir, judge=None, rankings: dict | None = Non
     note2 = (f"GPT-based columns over the {int(inputs.judged.sum())} judged of {inputs.n} test examples; GPT-Rank "
              f"pool: {_pool_label(st['gpt_rank_exclude'])} ({int(ev.pool.sum())} models); '>= Vic' is vs "
              f"{vic}, '>= OA' vs {oa}, reading '{st['ge_reading']}'. BERTScore x{st['metric_scale'].get('bertscore', 1)}. "
-             "An empty cell is a metric this profile does not compute. Other readings: table2_readings.csv.")
+             "pick_len_words: mean length in words of the row's picks over all test examples (GPT-4 judges "
+             "favour long answers). An empty cell is a metric this profile does not compute. "
+             "Other readings: table2_readings.csv.")
     note3 = (f"Pearson and Spearman x100, computed {st['correlation'].replace('_', ' ')} "
              "(reference: per candidate column across examples, averaged); footrule = mean over examples of "
              "sum |rank - GPT-Rank|. 95% CIs: bootstrap over examples. Other readings: table3_readings.csv.")

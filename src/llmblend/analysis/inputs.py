@@ -30,6 +30,8 @@ class Inputs:
     fused_metrics: dict | None = None              # metric -> (n,), when the fused answers are given
     fused_judged: np.ndarray | None = None         # (n,) bool: the fused answer has labels
     counts: dict = field(default_factory=dict)
+    lengths: np.ndarray | None = None              # (n, k) words of each candidate's text, NaN where absent
+    fused_lengths: np.ndarray | None = None        # (n,) words of the fused answer, NaN where absent
 
     @property
     def n(self) -> int:
@@ -48,8 +50,17 @@ def _number(value, path, line, fld):
     return float(value)
 
 
-def read_scored(path) -> tuple[list, list, dict, dict]:
-    """ids, models, metric arrays and counts from data/<run>/scored/test.jsonl."""
+def word_count(text, path, line, fld) -> float:
+    """Words of a text (whitespace split, as the `longest` ranker counts); NaN when the text is absent."""
+    if text is None:
+        return np.nan
+    if not isinstance(text, str):
+        raise InputError(path, line, fld, f"expected a string or null, got {type(text).__name__}")
+    return float(len(text.split()))
+
+
+def read_scored(path) -> tuple[list, list, dict, dict, np.ndarray]:
+    """ids, models, metric arrays, counts and candidate lengths (words) from data/<run>/scored/test.jsonl."""
     ids, models, rows = [], None, []
     seen = set()
     for line, rec in iter_jsonl(path, required={"id": str, "candidates": list}):
@@ -88,7 +99,11 @@ def read_scored(path) -> tuple[list, list, dict, dict]:
         if missing:
             counts[f"metric_values_missing.{m}"] = missing
         metrics[m] = arr
-    return ids, models, metrics, counts
+    lengths = np.array([[word_count(c.get("text"), path, line, f"candidates[{c_i}].text")
+                         for c_i, c in enumerate(cands)] for line, cands in rows], dtype=float)
+    if np.isnan(lengths).any():
+        counts["candidate_texts_missing"] = int(np.isnan(lengths).sum())
+    return ids, models, metrics, counts, lengths
 
 
 def _cmp_results(rec, path, line):
@@ -180,6 +195,7 @@ def read_fused(path, inputs: Inputs) -> None:
     {id, candidates: [one fused candidate with scores]} (a top-level `scores` object is read too)."""
     row_of = {i: r for r, i in enumerate(inputs.ids)}
     rows = {}
+    lengths = np.full(inputs.n, np.nan)
     for line, rec in iter_jsonl(path, required={"id": str}):
         if rec["id"] not in row_of:
             raise InputError(path, line, "id", f"{rec['id']!r} is not in the scored test split")
@@ -190,11 +206,14 @@ def read_fused(path, inputs: Inputs) -> None:
             if not isinstance(cands, list) or len(cands) != 1 or not isinstance(cands[0], dict):
                 raise InputError(path, line, "candidates", "expected exactly one fused candidate")
             scores, fld = cands[0].get("scores"), "candidates[0].scores"
+            words = word_count(cands[0].get("text"), path, line, "candidates[0].text")
         else:
             scores, fld = rec.get("scores"), "scores"
+            words = word_count(rec.get("text"), path, line, "text")
         if not isinstance(scores, dict):
             raise InputError(path, line, fld, "missing or not an object (score the fused answers first)")
         rows[rec["id"]] = (line, scores, fld)
+        lengths[row_of[rec["id"]]] = words
     metrics = {}
     for m in sorted({m for _, s, _ in rows.values() for m in s}):
         arr = np.full(inputs.n, np.nan)
@@ -205,17 +224,20 @@ def read_fused(path, inputs: Inputs) -> None:
     missing = inputs.n - len(rows)
     if missing:
         inputs.counts["fused.examples_missing"] = missing
+    if np.isnan(lengths).sum() > missing:
+        inputs.counts["fused.texts_missing"] = int(np.isnan(lengths).sum()) - missing
     inputs.fused_metrics = metrics
+    inputs.fused_lengths = lengths
 
 
 def load_inputs(scored, judge=None, rankings: dict | None = None, fused=None, fused_judge=None,
                 fused_name: str = "llm-blender") -> Inputs:
-    ids, models, metrics, counts = read_scored(scored)
+    ids, models, metrics, counts, lengths = read_scored(scored)
     if fused_name in models:
         raise InputError(scored, problem=f"a candidate model is named {fused_name!r}, the fused answer's name")
     n, k = len(ids), len(models)
     inputs = Inputs(ids=ids, models=models, metrics=metrics, judged=np.zeros(n, dtype=bool),
-                    outcomes=np.full((n, k + 1, k + 1), MISSING, dtype=np.int8), counts=counts)
+                    outcomes=np.full((n, k + 1, k + 1), MISSING, dtype=np.int8), counts=counts, lengths=lengths)
     inputs.counts["test_examples"] = n
     if judge:
         read_judge(judge, inputs, models + [fused_name], fused=False)

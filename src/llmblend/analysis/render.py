@@ -59,7 +59,8 @@ def _latex(df: pd.DataFrame, caption: str, label: str) -> str:
     for c in shown.columns:
         if c not in ("category", "method"):
             shown[c] = [_fmt(v) for v in shown[c]]
-    return shown.to_latex(index=False, caption=caption, label=label, escape=True, column_format="ll" + "r" * 7)
+    fmt = "".join("l" if c in ("category", "method") else "r" for c in shown.columns)
+    return shown.to_latex(index=False, caption=caption, label=label, escape=True, column_format=fmt)
 
 
 def write_table2(rows, out_dir: Path, note: str) -> None:
@@ -80,7 +81,7 @@ def write_table3(rows, out_dir: Path, note: str) -> None:
              + [_ci(r["ci"][c]) for c in TABLE3_COLUMNS] + [str(r["n"])] for r in rows]
     write_text(out_dir / "table3.md", f"# Table 3: correlation with GPT-Rank\n\n{note}\n\n" + _md_table(header, lines))
     tex = _latex(df, "Correlation of ranking methods and metrics with GPT-Rank (Table 3, reproduced)", "tab:table3")
-    write_text(out_dir / "table3.tex", tex.replace("{llrrrrrrr}", "{lrrr}"))
+    write_text(out_dir / "table3.tex", tex)
 
 
 def write_readings(readings: list[tuple[str, list[dict]]], columns: list[str], path: Path, key_cols) -> None:

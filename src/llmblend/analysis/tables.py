@@ -19,9 +19,12 @@ from llmblend.analysis import judged as J
 from llmblend.analysis import stats
 from llmblend.errors import ConfigError
 
-TABLE2_COLUMNS = ["bertscore", "bartscore", "bleurt", "gpt_rank", "ge_vic", "ge_oa", "top3"]
+TABLE2_COLUMNS = ["bertscore", "bartscore", "bleurt", "gpt_rank", "ge_vic", "ge_oa", "top3", "pick_len_words"]
 METRIC_COLUMNS = ["bertscore", "bartscore", "bleurt"]
 GPT_COLUMNS = ["gpt_rank", "ge_vic", "ge_oa", "top3"]
+# mean length in words of the row's picks (a model's own answers, a ranker's top-1, the fused answers),
+# over all test examples: GPT-4 judges favour long answers, so a ranker that learned length shows here
+LENGTH_COLUMN = "pick_len_words"
 TABLE3_COLUMNS = ["pearson", "spearman", "footrule"]
 GE_READINGS = ("paper", "head_to_head", "issue6")
 CORRELATION_MODES = ("per_candidate", "per_example")
@@ -42,7 +45,8 @@ DEFAULTS = {
     "table3_metrics": {"bleu": "BLEU", "rouge2": "Rouge2", "bertscore": "BERTScore", "bleurt": "BLEURT",
                        "bartscore": "BARTScore"},
     "method_names": {},
-    "tradeoff_methods": ["pairranker", "pairranker-maxwins", "pairranker-bubble"],
+    "tradeoff_methods": ["pairranker", "pairranker-maxwins", "pairranker-bubble", "pairranker-sampled",
+                         "pairranker-knockout"],
     "bootstrap": {"samples": 1000, "confidence": 0.95},
     "paper": {"compare": False, "reason": "this profile's models and data are not the paper's", "names": {}},
 }
@@ -51,8 +55,10 @@ METHOD_NAMES = {
     "random": "Random", "mlm_scoring": "MLM-Scoring", "clm_scoring": "CLM-Scoring", "simcls": "SimCLS",
     "summareranker": "SummaReranker", "pairranker": "PairRanker", "pairranker-maxlogits": "PairRanker",
     "pairranker-maxwins": "PairRanker (MaxWins)", "pairranker-bubble": "PairRanker (Bubble)",
+    "pairranker-sampled": "PairRanker (sampled)", "pairranker-knockout": "PairRanker (knockout)",
     "oracle-gpt_rank": "Oracle (GPT-Rank)", "oracle-bertscore": "Oracle (BERTScore)",
     "oracle-bartscore": "Oracle (BARTScore)", "oracle-bleurt": "Oracle (BLEURT)",
+    "longest": "Longest",
 }
 
 
@@ -219,6 +225,11 @@ class Evaluation:
         for col in GPT_COLUMNS:
             arr = gpt[col]
             values[col] = float(np.nanmean(arr)) if np.isfinite(arr).any() else None
+        if sel is None:
+            arr = inputs.fused_lengths
+        else:
+            arr = _pick(inputs.lengths, sel) if inputs.lengths is not None else None
+        values[LENGTH_COLUMN] = float(np.nanmean(arr)) if arr is not None and np.isfinite(arr).any() else None
         return {"category": category, "key": key, "method": name, "values": values, "gpt": gpt,
                 "n_gpt": int(np.isfinite(gpt["gpt_rank"]).sum()),
                 "n_forward": None if n_forward is None or not np.isfinite(n_forward).any()

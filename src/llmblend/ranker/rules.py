@@ -5,11 +5,19 @@ from __future__ import annotations
 from llmblend.ranker.stage import method_kind, model_for
 
 
-def judge_inputs(rcfg: dict, data: str) -> dict:
-    """The judge labels train_ranker reads when the signal is the judge's."""
-    if rcfg["signal"]["type"] != "judge":
-        return {}
-    return {"train_judge": f"{data}/judge/train.jsonl", "val_judge": f"{data}/judge/val.jsonl"}
+def train_inputs(config: dict, data: str) -> dict:
+    """What train_ranker reads: the train and val records (the training pool's when
+    ranker.train_generators is set, else the profile's own candidates) and, with the judge's
+    signal, their judge labels."""
+    from llmblend.workflow.snake import split_records
+
+    rcfg = config["ranker"]
+    pool = bool(rcfg.get("train_generators"))
+    out = {s: (f"{data}/ranker_pool/{s}.jsonl" if pool else split_records(config, data, s)) for s in ("train", "val")}
+    if rcfg["signal"]["type"] == "judge":
+        judged = f"{data}/ranker_pool/judge" if pool else f"{data}/judge"
+        out.update(train_judge=f"{judged}/train.jsonl", val_judge=f"{judged}/val.jsonl")
+    return out
 
 
 def method_inputs(method: str, data: str, clm_input: list) -> dict:
@@ -50,7 +58,8 @@ def train_keys(rcfg: dict, ranker: str, backbone_keys: list[str]) -> list[str]:
     """train_ranker for one trained type (pairranker / simcls / summareranker)."""
     keys = ["seed"] + _present(rcfg, [
         "ranker.backbone", "ranker.signal", "ranker.source_max_len", "ranker.candidate_max_len",
-        "ranker.dropout", "ranker.train", "ranker.infer.max_tokens", "ranker.infer.max_batch"])
+        "ranker.dropout", "ranker.train", "ranker.infer.max_tokens", "ranker.infer.max_batch",
+        "ranker.train_generators"])
     # validation scoring reads the batch sizes; infer.autocast is for the ranking jobs only
     if ranker == "pairranker":  # the pairwise loss and its pair sampling
         keys += ["ranker.loss", "ranker.pairs_per_input"]
@@ -75,6 +84,10 @@ def method_keys(method: str, rcfg: dict, clm_keys: list[str]) -> list[str]:
         return ["seed"]
     if kind in ("oracle_metric", "oracle_judge"):
         return []  # the metric scores or the judge labels decide, no ranker setting does
+    if kind == "longest":
+        return []  # the candidate texts alone decide
     if kind == "clm_scoring":
         return _present(rcfg, ["ranker.clm_scorer", "ranker.clm_max_len"]) + clm_keys
+    if method == "pairranker-sampled":  # its opponents / refine_top; knockout has no setting
+        return infer_keys(rcfg) + _present(rcfg, ["ranker.select"])
     return infer_keys(rcfg)

@@ -21,6 +21,7 @@ import torch
 from llmblend.errors import ConfigError, LLMBlendError
 from llmblend.io import atomic_path, dumps, sha256_file, write_json, write_jsonl
 from llmblend.ranker import baselines, infer
+from llmblend.ranker import select as select_schedules
 from llmblend.ranker.data import attach_signal, load_examples, load_judge, signal_metrics
 from llmblend.ranker.model import build_ranker, load_ranker
 
@@ -28,6 +29,8 @@ log = logging.getLogger("llmblend.ranker")
 
 TRAINED = ("pairranker", "simcls", "summareranker")
 PAIR_FULL = {"pairranker": infer.max_logits, "pairranker-maxwins": infer.max_wins}
+# best-of-N selection schedules (llmblend.ranker.select): method -> schedule
+SELECT = {"pairranker-sampled": "sampled", "pairranker-knockout": "knockout"}
 
 
 def method_kind(method: str) -> str:
@@ -35,7 +38,11 @@ def method_kind(method: str) -> str:
         return "pair_full"
     if method == "pairranker-bubble":
         return "bubble"
+    if method in SELECT:
+        return "select"
     if method in ("simcls", "summareranker", "random", "clm_scoring"):
+        return method
+    if method == "longest":
         return method
     if method == "oracle-gpt_rank":
         return "oracle_judge"
@@ -47,7 +54,7 @@ def method_kind(method: str) -> str:
 def model_for(method: str) -> str | None:
     """Which trained ranker a method needs (None: no trained model)."""
     kind = method_kind(method)
-    if kind in ("pair_full", "bubble"):
+    if kind in ("pair_full", "bubble", "select"):
         return "pairranker"
     if kind in ("simcls", "summareranker"):
         return kind
@@ -155,6 +162,10 @@ def rank_split(cfg: dict, methods: list[str], input_path, out_dir, split: str, m
             n_fwd = [len(c) * (len(c) - 1) for c in cands]
         elif kind == "bubble":
             scores, n_fwd = infer.bubble(*get("pairranker"), srcs, cands, seed=int(cfg["seed"]), **kw)
+        elif kind == "select":  # ranker.select is read by `sampled` only (knockout has no setting)
+            sel = dict(rc.get("select") or {}) if SELECT[method] == "sampled" else {}
+            scores, n_fwd = select_schedules.select(*get("pairranker"), srcs, cands, SELECT[method],
+                                                    int(cfg["seed"]), **sel, **kw)
         elif kind == "summareranker":
             scores = infer.single_scores(*get("summareranker"), srcs, cands, **kw)
             n_fwd = [len(c) for c in cands]
@@ -163,6 +174,9 @@ def rank_split(cfg: dict, methods: list[str], input_path, out_dir, split: str, m
             n_fwd = [len(c) + 1 for c in cands]
         elif kind == "random":
             scores = baselines.random_scores(examples, int(cfg["seed"]))
+            n_fwd = [0] * len(cands)
+        elif kind == "longest":
+            scores = baselines.longest_scores(examples)
             n_fwd = [0] * len(cands)
         elif kind == "clm_scoring":
             if clm_model_dir is None:
