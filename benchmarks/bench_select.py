@@ -6,8 +6,10 @@
 
 The full comparison matrices of the split are computed once (`infer.full_matrices`, N(N-1) passes
 per prompt; with --matrices they are saved there, and a rerun loads them and costs no model call).
-Every schedule of `llmblend.ranker.select` is then SIMULATED on those matrices (a schedule's passes
-are entries of the full matrix): `sampled` over opponents 1..4 x refine_top 2..5, `knockout`, `full`,
+Every schedule of `llmblend.ranker.select` is then SIMULATED on those matrices by
+`select.simulate_grid` (a schedule's passes are entries of the full matrix; the evaluate stage's
+select_curve runs the same function on rule rank_test_full's test.matrices.npz, which --matrices also
+reads): `sampled` over opponents 1..4 x refine_top 2..5, `knockout`, `full`,
 each over the seeds of --seeds (the permutations differ by seed; agreement is pooled over seeds and
 prompts); --rules adds `sampled` rows for other leader rules (lsq, lsq_plain, mean, sub; the default
 is select.LEADER_RULE). Per cell: mean forward passes per prompt and as % of N(N-1), top-1
@@ -40,7 +42,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from llmblend.ranker import infer, select  # noqa: E402
 
-TARGET_AGREEMENT, TARGET_SHARE = 0.95, 0.25
+TARGET_AGREEMENT, TARGET_SHARE = select.TARGET_AGREEMENT, select.TARGET_SHARE
 # synthetic matrices (--synthetic): M_ij = f_i - f_j + 0.3 + noise, f ~ N(0, 1); the noise of each regime:
 # (antisymmetric pair noise u_ij - u_ji, symmetric pair noise s_ij + s_ji, per-candidate position effect
 # g_i + g_j, independent per-entry noise), standard deviations of u, s, g and the entry noise
@@ -82,12 +84,11 @@ def cpu_line() -> str:
 
 
 def load_matrices(path, ids):
-    z = np.load(path, allow_pickle=False)
-    saved = [str(x) for x in z["ids"]]
+    saved, mats = infer.read_matrices(path)  # also reads rule rank_test_full's test.matrices.npz
     if saved[: len(ids)] != ids:
         raise SystemExit(f"{path}: matrices of other prompts (first ids {saved[:3]} vs {ids[:3]}); remove it or "
                          "pass the split it was made from")
-    return [z[f"m{e}"] for e in range(len(ids))]
+    return mats[: len(ids)]
 
 
 def compute_matrices(args, examples):
@@ -107,17 +108,6 @@ def compute_matrices(args, examples):
     return mats, (model, tok, kw), {"seconds": round(sec, 2), "passes": passes}
 
 
-def simulate(mats, name, seeds, **kw):
-    """Per (seed, prompt): the pick and the passes of schedule `name` played on the matrices."""
-    picks, passes = [], []
-    for seed in seeds:
-        for e, m in enumerate(mats):
-            s = select.play_matrix(select.make(name, m.shape[0], seed, e, **kw), m)
-            picks.append(s.pick)
-            passes.append(s.n_forward)
-    return picks, passes
-
-
 def gpt_rank_of(picks, judged):
     """Mean GPT-Rank of the picks over the judged prompts; judged[e] = judge scores or None."""
     vals = [1 + sum(x > sc[p] for x in sc) for p, sc in zip(picks, judged) if sc is not None]
@@ -125,29 +115,20 @@ def gpt_rank_of(picks, judged):
 
 
 def grid(mats, seeds, judged=None, opponents=(1, 2, 3, 4), refine_top=(2, 3, 4, 5), rules=(select.LEADER_RULE,)):
-    full_scores = [infer.max_logits(m) for m in mats]
-    full_pick = [int(np.argmax(s)) for s in full_scores]
-    unique = [bool(np.sum(s >= s.max() - 1e-9) == 1) for s in full_scores] * len(seeds)  # no tie for first
-    matrix = [m.shape[0] * (m.shape[0] - 1) for m in mats]
-    cells = [("full", {})] + [("knockout", {})]
-    cells += [("sampled", {"opponents": o, "refine_top": k, "rule": r}) for r in rules for o in opponents
-              for k in refine_top]
+    """select.simulate_grid over the cells (full, knockout, sampled rules x opponents x refine_top), as
+    printable rows (rounded, "" for a setting a schedule does not have), with the picks' GPT-Rank."""
+    full_pick = [int(np.argmax(infer.max_logits(m))) for m in mats]
     rows = []
-    for name, kw in cells:
-        picks, passes = simulate(mats, name, seeds, **kw)
-        ref = full_pick * len(seeds)
-        row = {"schedule": name, "opponents": kw.get("opponents", ""), "refine_top": kw.get("refine_top", ""),
-               "rule": kw.get("rule", ""),
-               "prompts": len(mats), "seeds": len(seeds),
-               "passes_per_prompt": round(float(np.mean(passes)), 2),
-               "passes_pct": round(100 * float(np.sum(passes)) / (sum(matrix) * len(seeds)), 1),
-               "top1_agreement": round(float(np.mean([a == b for a, b in zip(picks, ref)])), 4),
-               "top1_agreement_unique": round(float(np.mean([a == b for a, b, u in zip(picks, ref, unique) if u]))
-                                              if any(unique) else float("nan"), 4)}
+    for r in select.simulate_grid(mats, seeds, select.grid_cells(opponents, refine_top, rules)):
+        row = {"schedule": r["schedule"], "opponents": r["opponents"] or "", "refine_top": r["refine_top"] or "",
+               "rule": r["rule"] or "", "prompts": r["prompts"], "seeds": r["seeds"],
+               "passes_per_prompt": round(r["passes_per_prompt"], 2), "passes_pct": round(r["passes_pct"], 1),
+               "top1_agreement": round(r["top1_agreement"], 4),
+               "top1_agreement_unique": round(r["top1_agreement_unique"], 4)}
         if judged is not None:
-            row["gpt_rank"] = gpt_rank_of(picks, judged * len(seeds))
+            row["gpt_rank"] = gpt_rank_of(r["picks"], judged * len(seeds))
             row["gpt_rank_full"] = gpt_rank_of(full_pick, judged)
-        row["meets_target"] = (row["top1_agreement"] >= TARGET_AGREEMENT and row["passes_pct"] <= 100 * TARGET_SHARE)
+        row["meets_target"] = r["meets_target"]
         rows.append(row)
     return rows
 
@@ -227,7 +208,7 @@ def main(argv=None):
         mats, runner, speed = compute_matrices(args, examples)
         if args.matrices:
             Path(args.matrices).parent.mkdir(parents=True, exist_ok=True)
-            np.savez_compressed(args.matrices, ids=np.array(ids), **{f"m{e}": m for e, m in enumerate(mats)})
+            infer.write_matrices(args.matrices, ids, mats)
     judged = None
     if args.judge and not args.synthetic:
         by_id = load_judge(args.judge, examples)

@@ -240,9 +240,72 @@ def test_evaluate_writes_every_output_with_the_contract_columns(tmp_path):
         <= head["table2"]["pairranker"]["gpt_rank_hi"]
     trade = read_csv(out / "plots/tradeoff.csv")
     assert [(r["method"], r["n_forward"]) for r in trade] == [("pairranker", "12.0"), ("pairranker-bubble", "6.0")]
+    # no full comparison matrices given: no best-of-N curve
+    assert summary["select_curve"] is None and not (out / "plots/select_curve.csv").exists()
+    assert not (out / "figures/select_curve.png").exists()
     assert "Not comparable" in (out / "tables/table2_vs_paper.md").read_text()
     shares = read_csv(out / "plots/first_place.csv")
     assert sum(float(r["share"]) for r in shares) == pytest.approx(100)
+
+
+def curve_matrices(paths, path, drop=0):
+    """Full comparison matrices (what rule rank_test_full keeps) consistent with the fixture's pairranker
+    ranks: M_ij = r_j - r_i + 0.2, so MaxLogits picks what the pairranker ranking picks. `drop`: leave
+    the last examples out."""
+    from llmblend.ranker import infer
+
+    recs = [json.loads(x) for x in paths["rankings"]["pairranker"].read_text().splitlines()]
+    recs = recs[: len(recs) - drop]
+    mats = []
+    for rec in recs:
+        r = np.asarray(rec["ranks"], dtype=float)
+        m = r[None, :] - r[:, None] + 0.2
+        np.fill_diagonal(m, 0.0)
+        mats.append(m)
+    infer.write_matrices(path, [rec["id"] for rec in recs], mats)
+    return path
+
+
+CURVE_COLUMNS = "schedule,opponents,refine_top,label,prompts,passes_per_prompt,passes_pct,agreement_pct,gpt_rank,judged"
+
+
+def test_select_curve_replays_the_schedules_on_the_full_matrices(tmp_path):
+    out, summary, paths = run_eval(tmp_path / "a", matrices=curve_matrices(make_artifacts(tmp_path / "m"),
+                                                                           tmp_path / "m.npz"))
+    with open(out / "plots/select_curve.csv", encoding="utf-8") as f:
+        assert f.readline().strip() == CURVE_COLUMNS
+    rows = {r["label"]: r for r in read_csv(out / "plots/select_curve.csv")}
+    assert list(rows) == ["full", "knockout"] + [f"o{o} k{k}" for o in (1, 2, 3) for k in (2, 3, 4, 5)]
+    full, knock = rows["full"], rows["knockout"]
+    assert (full["schedule"], full["opponents"], full["refine_top"]) == ("full", "", "")
+    assert (rows["o2 k3"]["opponents"], rows["o2 k3"]["refine_top"]) == ("2", "3")  # integers, not 2.0
+    assert [float(full[c]) for c in ("passes_per_prompt", "passes_pct", "agreement_pct")] == [12.0, 100.0, 100.0]
+    assert float(knock["passes_per_prompt"]) == 6.0 and float(knock["passes_pct"]) == 50.0  # 2(N-1) of N(N-1)
+    assert float(rows["o1 k5"]["passes_per_prompt"]) == 12.0  # refine_top >= N: the full matrix
+    # consistent matrices: every schedule finds MaxLogits' pick; GPT-Rank over the judged examples, by
+    # Table 2's rule, so the full row's is the PairRanker row's (its ranks give the same picks)
+    assert all(float(r["agreement_pct"]) == 100.0 and r["prompts"] == "40" and r["judged"] == "39"
+               for r in rows.values())
+    t2 = {r["method"]: r for r in read_csv(out / "tables/table2.csv")}
+    assert float(full["gpt_rank"]) == pytest.approx(float(t2["PairRanker"]["gpt_rank"]), abs=1e-4)
+    assert all(float(r["gpt_rank"]) == pytest.approx(float(full["gpt_rank"]), abs=1e-4) for r in rows.values())
+    for ext in ("png", "svg"):
+        assert (out / f"figures/select_curve.{ext}").stat().st_size > 0
+    assert summary["select_curve"] == {"seed": 7, "prompts": 40, "cells": 14}
+    # byte-reproducible, like every figure
+    out2, _, _ = run_eval(tmp_path / "b", matrices=tmp_path / "m.npz")
+    for rel in ("plots/select_curve.csv", "figures/select_curve.png", "figures/select_curve.svg"):
+        assert (out / rel).read_bytes() == (out2 / rel).read_bytes(), rel
+    # an example without a matrix is counted; a matrix of another split is an error, before any output
+    _, summary, _ = run_eval(tmp_path / "c", matrices=curve_matrices(paths, tmp_path / "short.npz", drop=2))
+    assert summary["counts"]["select_curve.examples_missing"] == 2
+    assert read_csv(tmp_path / "c/results/plots/select_curve.csv")[0]["prompts"] == "38"
+    from llmblend.ranker import infer
+
+    infer.write_matrices(tmp_path / "bad.npz", ["other/1"], [np.zeros((4, 4))])
+    with pytest.raises(InputError, match="bad.npz: field 'ids': 'other/1' is not in the scored test split"):
+        run_eval(tmp_path / "d", matrices=tmp_path / "bad.npz")
+    assert not (tmp_path / "d/results").exists()
 
 
 def test_the_other_readings_are_reported_beside(tmp_path):

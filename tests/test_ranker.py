@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from llmblend.errors import InputError
+from llmblend.errors import ConfigError, InputError
 from llmblend.ranker import infer
 from llmblend.ranker.data import attach_signal, judge_scores, load_examples
 from llmblend.ranker.model import PairEncoder, build_ranker, load_ranker
@@ -337,7 +337,7 @@ def test_rank_split_methods_and_counts(tiny_backbone, tmp_path):
     judge.write_text(json.dumps({"id": "t/1", "cmp_results": {"m0,m3": "A is better"}}) + "\n")
     reps = rank_split(tiny_cfg(), ["pairranker", "pairranker-maxwins", "pairranker-bubble", "random", "oracle-bleu",
                                    "oracle-gpt_rank"], te, tmp_path / "out", "test", {"pairranker": tmp_path / "pr"},
-                      judge_path=judge)
+                      judge_path=judge, matrices_path=tmp_path / "out" / "pairranker" / "test.matrices.npz")
     read = lambda m: [json.loads(x) for x in (tmp_path / "out" / m / "test.jsonl").read_text().splitlines()]  # noqa: E731
     assert [r["n_forward"] for r in read("pairranker")] == [12, 12, 12]
     assert [r["n_forward"] for r in read("pairranker-bubble")] == [6, 6, 6]
@@ -351,6 +351,25 @@ def test_rank_split_methods_and_counts(tiny_backbone, tmp_path):
     rank_split(tiny_cfg(), ["random"], te, tmp_path / "again", "test")
     assert (tmp_path / "again" / "random" / "test.jsonl").read_bytes() == \
         (tmp_path / "out" / "random" / "test.jsonl").read_bytes()  # seeded
+    # the full matrices (rule rank_test_full keeps them for the evaluate stage's select curve): the ones
+    # infer.full_matrices gives (a fresh run differs in the last float32 bit), in split order, stored as
+    # float32 exactly: MaxLogits of the file is the ranking file's
+    exs = load_examples(te, [])
+    mats = infer.full_matrices(*load_ranker(tmp_path / "pr"), [x.source for x in exs], [x.texts for x in exs])
+    ids, saved = infer.read_matrices(tmp_path / "out" / "pairranker" / "test.matrices.npz")
+    assert ids == [x.id for x in exs] and len(saved) == len(mats) == 3
+    for e, (a, b) in enumerate(zip(saved, mats)):
+        assert a.shape == b.shape == (4, 4) and np.allclose(a, b, rtol=0, atol=1e-6)
+        assert read("pairranker")[e]["scores"] == [round(float(x), 6) for x in infer.max_logits(a)]
+        assert np.load(tmp_path / "out" / "pairranker" / "test.matrices.npz")[f"m{e}"].dtype == np.float32
+        assert read("pairranker")[e]["ranks"] == infer.ranks_from_scores(infer.max_logits(a))
+    rank_split(tiny_cfg(), ["pairranker-maxwins"], te, tmp_path / "again", "test", {"pairranker": tmp_path / "pr"},
+               matrices_path=tmp_path / "again.npz")
+    assert (tmp_path / "again.npz").read_bytes() == \
+        (tmp_path / "out" / "pairranker" / "test.matrices.npz").read_bytes()  # byte-reproducible
+    with pytest.raises(ConfigError, match="matrices"):  # only a full-matrix method computes them
+        rank_split(tiny_cfg(), ["random"], te, tmp_path / "none", "test", matrices_path=tmp_path / "none.npz")
+    assert not (tmp_path / "none.npz").exists() and not (tmp_path / "none").exists()
     cfg = tiny_cfg()
     cfg["ranker"]["infer"]["autocast"] = "bfloat16"
     rank_split(cfg, ["pairranker"], te, tmp_path / "bf16", "test", {"pairranker": tmp_path / "pr"})
@@ -373,8 +392,6 @@ def test_rank_split_methods_and_counts(tiny_backbone, tmp_path):
     for m in ("pairranker-sampled", "pairranker-knockout"):
         assert [r["id"] for r in sel(m)] == [r["id"] for r in fp32] and all(1 in r["ranks"] for r in sel(m))
     # the picks are those of the schedules played on the full matrices the model gives
-    exs = load_examples(te, [])
-    mats = infer.full_matrices(*load_ranker(tmp_path / "pr"), [x.source for x in exs], [x.texts for x in exs])
     for e, m in enumerate(mats):
         for meth, name in (("pairranker-sampled", "sampled"), ("pairranker-knockout", "knockout")):
             s = select.play_matrix(select.make(name, 4, 7, e, opponents=1, refine_top=1), m)

@@ -10,7 +10,7 @@ import pytest
 
 from llmblend.analysis.report import build_report, markdown_to_html
 from llmblend.errors import InputError
-from test_analysis import CFG, run_eval
+from test_analysis import CFG, curve_matrices, make_artifacts, run_eval
 
 CAPTIONS = __import__("pathlib").Path(__file__).resolve().parents[1] / "workflow" / "report"
 
@@ -43,6 +43,13 @@ def test_report_is_self_contained_with_tables_figures_config_and_benchmarks(buil
     assert "judge.examples_unlabelled" in text  # what was missing
     for cap in ("figure1", "tradeoff", "table2"):
         assert html_escape((CAPTIONS / f"{cap}.rst").read_text().strip()[:40]) in text
+
+
+def test_report_shows_the_select_curve_only_where_the_evaluation_drew_it(tmp_path):
+    out, _, _ = run_eval(tmp_path, matrices=curve_matrices(make_artifacts(tmp_path / "m"), tmp_path / "m.npz"))
+    text = build_report(CFG, out, CAPTIONS, out / "report.html").read_text(encoding="utf-8")
+    assert len(re.findall(r"src='data:image/png;base64,", text)) == 5 and "id='select_curve'" in text
+    assert html_escape((CAPTIONS / "select_curve.rst").read_text().strip()[:40]) in text
 
 
 def test_report_needs_the_evaluate_outputs(tmp_path):

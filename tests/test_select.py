@@ -207,3 +207,57 @@ def test_method_wiring_labels_and_cost():
         assert m in settings_of({})["tradeoff_methods"]
     assert select.max_forward("sampled", 12, 2, 3) == 30 and select.max_forward("knockout", 12) == 22
     assert select.max_forward("sampled", 3, 4, 5) == 6  # never more than the full matrix
+
+
+def test_simulate_grid_full_agrees_fully_with_every_pass():
+    rng = np.random.default_rng(4)
+    mats = [rng.normal(size=(n, n)) for n in (4, 7, 12, 12)]
+    for m in mats:
+        np.fill_diagonal(m, 0.0)
+    rows = select.simulate_grid(mats, seed=3)
+    assert [select.cell_label(r) for r in rows] == ["full", "knockout"] + [
+        f"o{o} k{k}" for o in (1, 2, 3) for k in (2, 3, 4, 5)]  # the default grid
+    full = rows[0]
+    assert full["top1_agreement"] == 1.0 and full["passes_pct"] == 100.0
+    assert full["passes_per_prompt"] == (12 + 42 + 132 + 132) / 4
+    assert full["picks"] == [int(np.argmax(infer.max_logits(m))) for m in mats]
+    for r in rows:  # the picks are those of the schedules played one by one
+        kw = {k: r[k] for k in ("opponents", "refine_top", "rule") if r[k] is not None}
+        for e, m in enumerate(mats):
+            s = select.play_matrix(select.make(r["schedule"], m.shape[0], 3, e, **kw), m)
+            assert r["picks"][e] == s.pick and r["n_forward"][e] == s.n_forward and r["scores"][e] == s.scores
+
+
+def test_simulate_grid_on_consistent_matrices_by_hand():
+    # N = 3, opponents 2: shift 2 repeats shift 1 (reversed), so round 1 is the 3-cycle, 3 passes; each
+    # candidate is shown first once and second once, so the bias cancels and the round-1 order is f's.
+    # refine_top 2: + the leaders' missing order, 1 pass (4); refine_top 3: + 3 (6, the full matrix).
+    # N = 5, opponents 2: shifts 1 and 2 cover all 10 pairs once (10 passes), each candidate first twice
+    # and second twice: again f's order; refine_top 2: + 1 (11), refine_top 3: + 3 (13). Knockout:
+    # 2(N-1) = 4 and 8. Consistent logits: every schedule picks the best f.
+    mats = [consistent([0.0, 2.0, 1.0], bias=0.5), consistent([1.0, 4.0, 0.0, 3.0, 2.0], bias=-0.3)]
+    grid = [("full", {}), ("knockout", {}), ("sampled", {"opponents": 2, "refine_top": 2}),
+            ("sampled", {"opponents": 2, "refine_top": 3})]
+    rows = select.simulate_grid(mats, seed=(0, 1, 2), grid=grid)
+    got = [(r["schedule"], r["opponents"], r["refine_top"], r["passes_per_prompt"], round(r["passes_pct"], 2),
+            r["top1_agreement"], r["meets_target"]) for r in rows]
+    assert got == [("full", None, None, 13.0, 100.0, 1.0, False),          # (6 + 20) / 2
+                   ("knockout", None, None, 6.0, 46.15, 1.0, False),        # (4 + 8) / 26
+                   ("sampled", 2, 2, 7.5, 57.69, 1.0, False),              # (4 + 11) / 26
+                   ("sampled", 2, 3, 9.5, 73.08, 1.0, False)]              # (6 + 13) / 26
+    assert all(r["picks"] == [1, 1] * 3 and r["prompts"] == 2 and r["seeds"] == 3 for r in rows)
+    assert all(r["n_forward"][:2] == n for r, n in zip(rows, ([6, 20], [4, 8], [4, 11], [6, 13])))
+    assert rows[2]["rule"] == select.LEADER_RULE and rows[0]["rule"] is None
+    # rock-paper-scissors (antisymmetric, a > b > c > a; c's win over a is the largest): MaxLogits picks
+    # c, a 3-bracket is won by the candidate with the bye (the last of the permutation): it agrees on
+    # the seeds where that is c
+    m = np.zeros((3, 3))
+    m[0, 1], m[1, 2], m[2, 0] = 1.0, 1.0, 3.0
+    m -= m.T
+    seeds = range(20)
+    knock = select.simulate_grid([m], seed=seeds, grid=[("knockout", {})])[0]
+    byes = [int(np.random.default_rng([s, 0]).permutation(3)[2]) for s in seeds]
+    assert knock["picks"] == byes
+    assert knock["top1_agreement"] == knock["top1_agreement_unique"] == np.mean([b == 2 for b in byes])
+    assert 0 < knock["top1_agreement"] < 1
+    assert select.simulate_grid([], seed=0, grid=[("full", {})])[0]["prompts"] == 0

@@ -81,6 +81,22 @@ def write_text(path, text: str) -> None:
         f.write(text)
 
 
+def write_npz(path, arrays: dict) -> None:
+    """numpy arrays into one compressed .npz (what np.load reads), atomically and byte-reproducibly:
+    fixed member timestamps, so the same arrays give the same bytes (np.savez stamps the time)."""
+    import zipfile
+
+    import numpy as np
+
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, arr in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            with zf.open(info, "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.asanyarray(arr), allow_pickle=False)
+
+
 def iter_jsonl(path, required: dict | None = None) -> Iterator[tuple[int, dict]]:
     """Yield (line number, record) from a JSONL file.
 

@@ -2,7 +2,9 @@
 # and the aggregation trade-off from the artifacts (llmblend.analysis.evaluate), then report.html
 # (llmblend.analysis.report). Outputs are marked with report(...) so `snakemake --report` shows them.
 # The LLM-Blender row needs the fuser's scored answers and their judge labels: it is there when the
-# profile has a `fuser` section, a judge and metrics (score_fused, judge_fused).
+# profile has a `fuser` section, a judge and metrics (score_fused, judge_fused). The best-of-N schedule
+# curve (plots/select_curve.csv, figures/select_curve.*) is there when `pairranker` is a ranker method:
+# it replays the schedules on rank_test_full's comparison matrices, at no model cost.
 
 ECFG = config.get("evaluate")
 
@@ -10,6 +12,7 @@ if ECFG is not None and config.get("ranker") and config.get("judge") and config.
     EVAL_METHODS = config["ranker"]["methods"]
     EVAL_FUSED = bool(config.get("fuser"))
     _EVAL_FIGURES = ["figure1", "gpt_rank_distribution", "correlation_heatmap", "tradeoff"]
+    _EVAL_PLOTS = ["first_place", "gpt_rank_distribution", "tradeoff"]
 
     # the rule's inputs; the LLM-Blender row's two files only when the profile fuses
     EVAL_INPUTS = {
@@ -23,6 +26,13 @@ if ECFG is not None and config.get("ranker") and config.get("judge") and config.
         EVAL_INPUTS["fused"] = f"{RESULTS}/fuser/test_fused_scored.jsonl"
         EVAL_INPUTS["fused_judge"] = f"{DATA}/judge/fused_test.jsonl"
         EVAL_ARGS += [f"--fused {EVAL_INPUTS['fused']}", f"--fused-judge {EVAL_INPUTS['fused_judge']}"]
+    # the best-of-N schedule curve: the schedules replayed on the full matrices that rule rank_test_full
+    # keeps (no model call); only when full MaxLogits is one of the methods
+    if "pairranker" in EVAL_METHODS:
+        EVAL_INPUTS["matrices"] = f"{DATA}/rankings/pairranker/test.matrices.npz"
+        EVAL_ARGS += [f"--matrices {EVAL_INPUTS['matrices']}"]
+        _EVAL_FIGURES.append("select_curve")
+        _EVAL_PLOTS.append("select_curve")
     # minutes: the bootstrap dominates, about 1 s per MB of inputs per 1000 resamples on one core
     EVAL_RESAMPLES = ECFG.get("bootstrap", {}).get("samples", 1000)
 
@@ -48,7 +58,7 @@ if ECFG is not None and config.get("ranker") and config.get("judge") and config.
             figures_png=[report(f"{RESULTS}/figures/{f}.png", caption=f"../report/{f}.rst", category="Figures")
                          for f in _EVAL_FIGURES],
             figures_svg=[f"{RESULTS}/figures/{f}.svg" for f in _EVAL_FIGURES],
-            plots=[f"{RESULTS}/plots/{p}.csv" for p in ("first_place", "gpt_rank_distribution", "tradeoff")],
+            plots=[f"{RESULTS}/plots/{p}.csv" for p in _EVAL_PLOTS],
         params:
             cfg=config_slice(config, "seed", "evaluate", "ranker.methods"),
             cfgargs=CONFIG_ARGS,

@@ -1,8 +1,9 @@
 # Rankers: train PairRanker and the trained baselines, then rank (llmblend.ranker.stage).
 # [import_ranker_pool -> judge_ranker_pool: the training pool of ranker.train_generators, if set]
 # -> train_ranker (one job per trained ranker) -> rank_with_pairranker (train/val: the fuser's data)
-# -> rank_test_full (MaxLogits + MaxWins from one comparison matrix) -> rank_candidates (the other
-# methods on test). Rankings: data/<run>/rankings/<method>/<split>.jsonl.
+# -> rank_test_full (MaxLogits + MaxWins from one comparison matrix, which it keeps:
+# data/<run>/rankings/pairranker/test.matrices.npz) -> rank_candidates (the other methods on test).
+# Rankings: data/<run>/rankings/<method>/<split>.jsonl.
 
 RCFG = config.get("ranker")
 
@@ -165,6 +166,8 @@ if RCFG:
             output:
                 ranks=[f"{DATA}/rankings/{m}/test.jsonl" for m in FULL_METHODS],
                 reports=[f"{DATA}/rankings/{m}/test.report.json" for m in FULL_METHODS],
+                # the matrices themselves: the evaluate stage replays the best-of-N schedules on them
+                matrices=f"{DATA}/rankings/pairranker/test.matrices.npz",
             params:
                 cfg=config_slice(config, *infer_keys(RCFG)),
                 cfgargs=CONFIG_ARGS,
@@ -181,7 +184,8 @@ if RCFG:
                 ENV
             shell:
                 "llmblend rank-candidates {params.cfgargs} --methods {params.methods} --input {input.scored}"
-                " --split test --out-dir {params.out_dir} --model pairranker={input.model} --log {log}"
+                " --split test --out-dir {params.out_dir} --model pairranker={input.model}"
+                " --matrices {output.matrices} --log {log}"
 
     if OTHER_METHODS:
 

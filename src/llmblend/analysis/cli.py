@@ -16,6 +16,8 @@ def register(sub, add_common):
     p.add_argument("--fused-judge", help="data/<run>/judge/fused_test.jsonl (fused answer vs each candidate)")
     p.add_argument("--metrics-report", help="results/<run>/metrics/candidate_scores.json (which metrics were not "
                                             "computed, and why)")
+    p.add_argument("--matrices", help="data/<run>/rankings/pairranker/test.matrices.npz (rule rank_test_full): "
+                                      "the best-of-N schedule curve, plots/select_curve.csv and figures/select_curve.*")
     p.add_argument("--out-dir", required=True, help="results/<run>: tables/, figures/, metrics/, plots/ go here")
     p.set_defaults(func=run_evaluate)
 
@@ -43,7 +45,8 @@ def run_evaluate(args):
     from llmblend.analysis.evaluate import evaluate
 
     evaluate(config_of(args), args.scored, args.out_dir, judge=args.judge, rankings=_rankings(args.ranking),
-             fused=args.fused, fused_judge=args.fused_judge, metrics_report=args.metrics_report)
+             fused=args.fused, fused_judge=args.fused_judge, metrics_report=args.metrics_report,
+             matrices=args.matrices)
 
 
 def run_report(args):

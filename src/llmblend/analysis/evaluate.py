@@ -6,7 +6,9 @@ writes, under out_dir (results/<run>):
   tables/table2_readings.csv, table3_readings.csv (the other readings of the ambiguous choices),
   tables/summary.json (settings, roles, counts of everything missing or left out),
   figures/{figure1,gpt_rank_distribution,correlation_heatmap,tradeoff}.{png,svg},
-  metrics/headline.json (DVC metrics), plots/{first_place,gpt_rank_distribution,tradeoff}.csv (DVC plots).
+  metrics/headline.json (DVC metrics), plots/{first_place,gpt_rank_distribution,tradeoff}.csv (DVC plots);
+with `matrices` (rule rank_test_full's full comparison matrices of the test split) also the best-of-N
+schedule curve, plots/select_curve.csv and figures/select_curve.{png,svg} (select_curve(); no model call).
 """
 
 from __future__ import annotations
@@ -21,11 +23,17 @@ from llmblend.analysis import figures, render, stats
 from llmblend.analysis.inputs import load_inputs
 from llmblend.analysis.tables import (GE_READINGS, TABLE2_COLUMNS, TABLE3_COLUMNS, Evaluation, add_cis,
                                       first_place_shares, rank_correlation_matrix, settings_of, table3)
+from llmblend.analysis.tables import select as select_in_pool
+from llmblend.errors import InputError
 from llmblend.io import read_json, write_json
+from llmblend.ranker import aggregate
+from llmblend.ranker import select as schedules
 
 log = logging.getLogger("llmblend.evaluate")
 
 FIGURES = ["figure1", "gpt_rank_distribution", "correlation_heatmap", "tradeoff"]
+SELECT_CURVE_COLUMNS = ["schedule", "opponents", "refine_top", "label", "prompts", "passes_per_prompt",
+                        "passes_pct", "agreement_pct", "gpt_rank", "judged"]
 
 
 def _pool_label(exclude) -> str:
@@ -51,8 +59,47 @@ def _why_not_comparable(st: dict) -> str | None:
     return "; ".join(differs) or None
 
 
+def read_curve_matrices(path, inputs) -> tuple[list[int], list[np.ndarray]]:
+    """The full matrices of the test split, aligned on the scored file: (row of each, matrix); every id
+    must be a scored example and every matrix k x k. Examples without one are counted."""
+    ids, mats = aggregate.read_matrices(path)
+    row_of = {i: r for r, i in enumerate(inputs.ids)}
+    rows = []
+    for e, (i, m) in enumerate(zip(ids, mats)):
+        if i not in row_of:
+            raise InputError(path, field="ids", problem=f"{i!r} is not in the scored test split")
+        if m.shape != (inputs.k, inputs.k):
+            raise InputError(path, field=f"m{e}", problem=f"shape {m.shape} for {inputs.k} candidates")
+        rows.append(row_of[i])
+    if inputs.n - len(rows):
+        inputs.counts["select_curve.examples_missing"] = inputs.n - len(rows)
+    return rows, mats
+
+
+def select_curve(rows_at: list[int], mats: list[np.ndarray], ev: Evaluation, seed: int, grid=None) -> list[dict]:
+    """The best-of-N schedule grid (llmblend.ranker.select.simulate_grid) replayed on the full matrices:
+    per cell the mean forward passes per prompt, their % of N(N-1), the top-1 agreement with full
+    MaxLogits (%) and the mean GPT-Rank of the cell's picks, selected as Table 2 selects a ranker row's
+    (the best rank inside the GPT-Rank pool, ties to the earlier candidate), over the judged examples.
+    Example e of the matrices file plays make(..., seed, e), as rank_split's `select` methods do, so the
+    cell of ranker.select's settings reproduces pairranker-sampled's picks."""
+    out = []
+    for r in schedules.simulate_grid(mats, seed, grid):
+        ranks = np.full((ev.inputs.n, ev.inputs.k), np.nan)
+        for row, sc in zip(rows_at, r["scores"]):
+            ranks[row] = aggregate.ranks_from_scores(sc)
+        gpt = ev.gpt_values(select_in_pool(ranks, ev.pool))["gpt_rank"]
+        out.append({"schedule": r["schedule"], "opponents": r["opponents"], "refine_top": r["refine_top"],
+                    "label": schedules.cell_label(r), "prompts": r["prompts"],
+                    "passes_per_prompt": _clean(r["passes_per_prompt"]), "passes_pct": _clean(r["passes_pct"]),
+                    "agreement_pct": _clean(100 * r["top1_agreement"]),
+                    "gpt_rank": _clean(np.nanmean(gpt)) if np.isfinite(gpt).any() else None,
+                    "judged": int(np.isfinite(gpt).sum())})
+    return out
+
+
 def evaluate(cfg: dict, scored, out_dir, judge=None, rankings: dict | None = None, fused=None,
-             fused_judge=None, metrics_report=None) -> dict:
+             fused_judge=None, metrics_report=None, matrices=None) -> dict:
     st = settings_of(cfg)
     seed = int(cfg.get("seed", 0))
     out_dir = Path(out_dir)
@@ -61,6 +108,7 @@ def evaluate(cfg: dict, scored, out_dir, judge=None, rankings: dict | None = Non
                          fused_name=st["fused_model"])
     # every input is read before the first output is written: a bad one leaves no partial tables
     metrics_stage_report = read_json(metrics_report) if metrics_report else None
+    curve_input = read_curve_matrices(matrices, inputs) if matrices else None
     log.info("evaluate: %d test examples, %d judged, %d candidates, %d ranking methods%s", inputs.n,
              int(inputs.judged.sum()), inputs.k, len(inputs.rankings), ", fused answers" if fused else "")
 
@@ -123,6 +171,13 @@ def evaluate(cfg: dict, scored, out_dir, judge=None, rankings: dict | None = Non
     figures.tradeoff(points, fig_dir)
 
     plots = out_dir / "plots"
+    curve = None
+    if curve_input is not None:  # the best-of-N schedules replayed on the full matrices: no model call
+        curve = select_curve(*curve_input, ev, seed)
+        figures.select_curve(curve, fig_dir, 100 * schedules.TARGET_AGREEMENT, schedules.TARGET_SHARE)
+        df = pd.DataFrame(curve, columns=SELECT_CURVE_COLUMNS)
+        df[["opponents", "refine_top"]] = df[["opponents", "refine_top"]].astype("Int64")  # 2, not 2.0
+        render.write_csv(df, plots / "select_curve.csv")
     render.write_csv(pd.DataFrame([{"model": m, "share": _clean(s)} for m, s in shares.items()],
                                   columns=["model", "share"]), plots / "first_place.csv")
     render.write_csv(pd.DataFrame([{"method": n, "rank": k, "share": _clean(100 * float(np.mean(v == k)))}
@@ -156,9 +211,12 @@ def evaluate(cfg: dict, scored, out_dir, judge=None, rankings: dict | None = Non
         "counts": dict(sorted(inputs.counts.items())),
         "rows_gpt_examples": {r["key"]: r["n_gpt"] for r in rows},
         "table3_examples": {r["key"]: r["n"] for r in t3},
+        "select_curve": None if curve is None else {"seed": seed, "prompts": curve[0]["prompts"] if curve else 0,
+                                                    "cells": len(curve)},
         "inputs": {"scored": str(scored), "judge": str(judge) if judge else None,
                    "rankings": {k: str(v) for k, v in (rankings or {}).items()},
-                   "fused": str(fused) if fused else None, "fused_judge": str(fused_judge) if fused_judge else None},
+                   "fused": str(fused) if fused else None, "fused_judge": str(fused_judge) if fused_judge else None,
+                   "matrices": str(matrices) if matrices else None},
     }
     if metrics_stage_report is not None:
         summary["metrics_stage_report"] = metrics_stage_report

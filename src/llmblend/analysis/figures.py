@@ -101,3 +101,37 @@ def tradeoff(points: list[dict], out_dir: Path):
     ax.set_title("Aggregation trade-off: comparisons spent vs quality")
     ax.legend(fontsize=8)
     return save(fig, out_dir, "tradeoff")
+
+
+def select_curve(rows: list[dict], out_dir: Path, target_agreement: float = 95.0, target_share: float = 0.25):
+    """Best-of-N schedules replayed on the full matrices: forward passes per prompt vs top-1 agreement
+    with full MaxLogits (%), one labelled point per cell, a line through the `sampled` cells of each
+    opponents value; dashed: the target (>= 95% agreement, <= 25% of N(N-1) passes)."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    pts = [r for r in rows if r["passes_per_prompt"] is not None and r["agreement_pct"] is not None]
+    if not pts:
+        _empty(ax, "no full comparison matrix")
+        return save(fig, out_dir, "select_curve")
+    sampled = [r for r in pts if r["schedule"] == "sampled"]
+    for o in sorted({r["opponents"] for r in sampled}):
+        line = sorted((r for r in sampled if r["opponents"] == o), key=lambda r: (r["passes_per_prompt"],
+                                                                               r["refine_top"]))
+        ax.plot([r["passes_per_prompt"] for r in line], [r["agreement_pct"] for r in line], "o-", ms=4,
+                label=f"sampled, {o} opponent{'s' if o > 1 else ''}")
+    for name, marker in (("knockout", "s"), ("full", "*")):
+        for r in pts:
+            if r["schedule"] == name:
+                ax.plot([r["passes_per_prompt"]], [r["agreement_pct"]], marker, ms=9, label=name)
+    for r in pts:
+        ax.annotate(r["label"], (r["passes_per_prompt"], r["agreement_pct"]), fontsize=6, xytext=(3, -9),
+                    textcoords="offset points")
+    full = [r["passes_per_prompt"] for r in pts if r["schedule"] == "full"]
+    ax.axhline(target_agreement, color="grey", lw=0.8, ls="--")
+    if full:
+        ax.axvline(target_share * full[0], color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("PairRanker forward passes per prompt")
+    ax.set_ylabel("top-1 agreement with full MaxLogits (%)")
+    ax.set_title(f"Best-of-N schedules on the test matrices (dashed: >= {target_agreement:g}% agreement "
+                 f"with <= {100 * target_share:g}% of N(N-1) passes)", fontsize=8)
+    ax.legend(fontsize=7, loc="lower right")
+    return save(fig, out_dir, "select_curve")

@@ -20,6 +20,7 @@ from llmblend.errors import InputError
 from llmblend.io import write_text
 
 FIGURES = ["figure1", "gpt_rank_distribution", "correlation_heatmap", "tradeoff"]
+OPTIONAL_FIGURES = ["select_curve"]  # drawn when the evaluate summary names it
 STYLE = """
 body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:0.5em 0 1.5em;font-size:0.85em}
@@ -107,7 +108,9 @@ def build_report(cfg: dict, results, captions, out) -> Path:
         parts.append(readings.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.2f}", border=0))
         parts.append(markdown_to_html(_need(tables / f"{name}_vs_paper.md").read_text(encoding="utf-8")))
     parts.append("<h2 id='figures'>Figures</h2>")
-    for name in FIGURES:
+    # the best-of-N schedule curve: only where this evaluation drew it (a stale file is not shown)
+    optional = [name for name in OPTIONAL_FIGURES if summary.get(name)]
+    for name in FIGURES + optional:
         png = _need(figs / f"{name}.png")
         data = base64.b64encode(png.read_bytes()).decode("ascii")
         parts.append(f"<figure id='{name}'><img alt='{name}' src='data:image/png;base64,{data}'>"

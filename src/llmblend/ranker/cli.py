@@ -46,6 +46,8 @@ def register(sub, add_common):
                    help="a trained ranker directory, e.g. pairranker=data/demo/rankers/pairranker/model")
     p.add_argument("--judge", help="judge labels of this split (oracle-gpt_rank)")
     p.add_argument("--clm-model", help="causal LM spec for clm_scoring")
+    p.add_argument("--matrices", help="also write the full comparison matrices here (.npz; needs pairranker or "
+                                      "pairranker-maxwins among --methods)")
     p.set_defaults(func=run_rank)
 
 
@@ -91,4 +93,5 @@ def run_rank(args):
             raise LLMBlendError(f"--model {item!r}: expected TYPE=DIR")
         models[kind] = path
     rank_split(cfg, [m for m in args.methods.split(",") if m], args.input, args.out_dir, args.split, models,
-               judge_path=args.judge, clm_model_dir=resolve(args.clm_model) if args.clm_model else None)
+               judge_path=args.judge, clm_model_dir=resolve(args.clm_model) if args.clm_model else None,
+               matrices_path=args.matrices)

@@ -15,6 +15,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+# the matrix-only helpers live in a numpy-only module (the evaluate stage reads them without torch)
+from llmblend.ranker.aggregate import (MATRIX_DTYPE, max_logits, max_wins, ranks_from_scores,  # noqa: F401
+                                       read_matrices, write_matrices)
 from llmblend.ranker.model import PairEncoder, collate, token_batches
 from llmblend.runlog import progress
 
@@ -86,24 +89,6 @@ def full_matrices(model, tokenizer, sources, candidates, **kw) -> list[np.ndarra
             m[i, j] = v
         mats.append(m)
     return mats
-
-
-def max_logits(m: np.ndarray) -> np.ndarray:
-    """s_i = mean_j (M_ij - M_ji), the reference's MaxLogits (a mean, so scores compare across N)."""
-    n = m.shape[0]
-    return (m - m.T).sum(axis=1) / max(n, 1)
-
-
-def max_wins(m: np.ndarray) -> np.ndarray:
-    """s_i = #{j: M_ij > 0} + #{j: M_ji < 0} (the diagonal is never counted)."""
-    off = ~np.eye(m.shape[0], dtype=bool)
-    return ((m > 0) & off).sum(axis=1) + ((m.T < 0) & off).sum(axis=1).astype(np.float64)
-
-
-def ranks_from_scores(scores) -> list[int]:
-    """1 = best; ties share the better rank (1 + number of strictly better candidates)."""
-    s = np.asarray(scores, dtype=np.float64)
-    return [int(1 + (s > v).sum()) for v in s]
 
 
 def bubble(model, tokenizer, sources, candidates, seed: int, both_orders=True, **kw):

@@ -5,8 +5,9 @@ current round (candidate i shown first), `feed({(i, j): logit})` records their l
 and moves on; an empty `pending()` means done. Then `scores` (higher = better), `pick` (the argmax)
 and `n_forward` (forward passes spent). `run` plays one round of every example at once through
 `infer.pair_logits`, batched across examples, as `infer.bubble` does; `play_matrix` plays a schedule
-on a precomputed full matrix instead (benchmarks/bench_select.py, tests): a schedule's passes are
-entries of that matrix.
+on a precomputed full matrix instead: a schedule's passes are entries of that matrix. `simulate_grid`
+plays a grid of schedules on the full matrices of a split (the one place for that simulation: the
+evaluate stage's select_curve and benchmarks/bench_select.py call it).
 
 - `full`: every ordered pair, one round, N(N-1) passes; scores = `infer.max_logits`.
 - `sampled` (`opponents` o, `refine_top` k): round 1 is a seeded cyclic design over a random
@@ -30,7 +31,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from llmblend.ranker import infer
+# numpy only: the evaluate stage simulates the schedules without loading torch (run() imports infer)
+from llmblend.ranker.aggregate import max_logits
 
 SCHEDULES = ("full", "sampled", "knockout")
 # how the refined leaders of `sampled` are ranked: "lsq" (least squares over all observed entries, see
@@ -81,7 +83,7 @@ class Full(_Schedule):
         m = np.zeros((self.n, self.n))
         for (i, j), v in self.obs.items():
             m[i, j] = v
-        return infer.max_logits(m).tolist()
+        return max_logits(m).tolist()
 
 
 def _own_side_means(n: int, obs: dict) -> np.ndarray:
@@ -149,7 +151,7 @@ class Sampled(_Schedule):
             lead = _own_side_means(self.n, self.obs)[self.leaders]
         else:  # sub
             sub = np.array([[self.obs.get((a, b), 0.0) for b in self.leaders] for a in self.leaders])
-            lead = infer.max_logits(sub)
+            lead = max_logits(sub)
         out = self.r1.copy()
         others = [i for i in range(self.n) if i not in self.leaders]
         if others:  # the others below every leader, in round-1 order
@@ -225,8 +227,78 @@ def play_matrix(sched, m: np.ndarray):
     return sched
 
 
+# the best-of-N target: >= 95% top-1 agreement with full MaxLogits with <= 25% of its N(N-1) passes
+TARGET_AGREEMENT, TARGET_SHARE = 0.95, 0.25
+
+
+def grid_cells(opponents=(1, 2, 3), refine_top=(2, 3, 4, 5), rules=(LEADER_RULE,)) -> list[tuple[str, dict]]:
+    """The cells of a schedule grid: (schedule, make() keywords): full, knockout, then `sampled` for
+    every rule x opponents x refine_top."""
+    cells: list[tuple[str, dict]] = [("full", {}), ("knockout", {})]
+    cells += [("sampled", {"opponents": int(o), "refine_top": int(k), "rule": r}) for r in rules for o in opponents
+              for k in refine_top]
+    return cells
+
+
+# the grid the evaluate stage draws (results/<run>/plots/select_curve.csv): 14 cells
+DEFAULT_GRID = grid_cells()
+
+
+def cell_label(row: dict) -> str:
+    """A short name of a grid cell: "full", "knockout", "o2 k3" (with the rule when not the default)."""
+    if row["schedule"] != "sampled":
+        return row["schedule"]
+    rule = "" if row.get("rule") in (None, LEADER_RULE) else f" {row['rule']}"
+    return f"o{row['opponents']} k{row['refine_top']}{rule}"
+
+
+def simulate_grid(matrices, seed=0, grid=None) -> list[dict]:
+    """Play every cell of `grid` (grid_cells(); default DEFAULT_GRID) on precomputed full matrices
+    (M[i, j] = logit(i first, j second)), no model call: a schedule's passes are entries of the matrix.
+    `seed`: one seed or a sequence of seeds (the permutations differ by seed; everything is pooled over
+    seeds x examples, seed-major; example e of seed s plays make(..., s, e), as `select` does for the
+    example at position e). One row per cell: schedule, opponents, refine_top, rule (None where the
+    schedule has none), prompts, seeds, passes_per_prompt (mean forward passes), passes_pct (% of
+    N(N-1), pooled), top1_agreement (share of picks equal to full MaxLogits' argmax, 0..1),
+    top1_agreement_unique (the same over examples whose MaxLogits top-1 is not tied; NaN if none),
+    meets_target, and per (seed, example): picks, scores, n_forward."""
+    seeds = [int(seed)] if np.ndim(seed) == 0 else [int(x) for x in seed]
+    mats = [np.asarray(m, dtype=np.float64) for m in matrices]
+    full_scores = [max_logits(m) for m in mats]
+    ref = [int(np.argmax(sc)) for sc in full_scores] * len(seeds)
+    unique = [bool(np.sum(sc >= sc.max() - 1e-9) == 1) for sc in full_scores] * len(seeds)  # no tie for first
+    size = sum(m.shape[0] * (m.shape[0] - 1) for m in mats) * len(seeds)
+    rows = []
+    for name, kw in (DEFAULT_GRID if grid is None else grid):
+        picks, passes, scores = [], [], []
+        for s in seeds:
+            for e, m in enumerate(mats):
+                sched = play_matrix(make(name, m.shape[0], s, e, **kw), m)
+                picks.append(sched.pick)
+                passes.append(sched.n_forward)
+                scores.append(sched.scores)
+        agree = [a == b for a, b in zip(picks, ref)]
+        agree_u = [a for a, u in zip(agree, unique) if u]
+        row = {"schedule": name,
+               "opponents": kw.get("opponents", 2) if name == "sampled" else None,
+               "refine_top": kw.get("refine_top", 3) if name == "sampled" else None,
+               "rule": (kw.get("rule") or LEADER_RULE) if name == "sampled" else None,
+               "prompts": len(mats), "seeds": len(seeds),
+               "passes_per_prompt": float(np.mean(passes)) if passes else float("nan"),
+               "passes_pct": 100.0 * float(np.sum(passes)) / size if size else float("nan"),
+               "top1_agreement": float(np.mean(agree)) if agree else float("nan"),
+               "top1_agreement_unique": float(np.mean(agree_u)) if agree_u else float("nan")}
+        row["meets_target"] = bool(row["top1_agreement"] >= TARGET_AGREEMENT
+                                   and row["passes_pct"] <= 100 * TARGET_SHARE)
+        row.update(picks=picks, scores=scores, n_forward=passes)
+        rows.append(row)
+    return rows
+
+
 def run(model, tokenizer, sources, candidates, schedules, **infer_kw):
     """Play every example's schedule, one round of all examples per `infer.pair_logits` call."""
+    from llmblend.ranker import infer
+
     rnd = 0
     while True:
         active = [e for e, s in enumerate(schedules) if s.pending()]

@@ -2,7 +2,10 @@
 
 - `train_ranker(cfg, kind, train, val, backbone, out, curve, ...)`: train one learned ranker.
 - `rank_split(cfg, methods, input, out_dir, split, ...)`: write one rankings file per method:
-  `<out_dir>/<method>/<split>.jsonl`, records {id, ranks, scores, n_forward}, plus a report.
+  `<out_dir>/<method>/<split>.jsonl`, records {id, ranks, scores, n_forward}, plus a report; with
+  `matrices_path` (rule rank_test_full) also the full comparison matrices the MaxLogits / MaxWins
+  methods were computed from (`infer.write_matrices`), which the evaluate stage replays the best-of-N
+  schedules on (`select.simulate_grid`) at no model cost.
 """
 
 from __future__ import annotations
@@ -131,9 +134,13 @@ def save_dir_atomic(model, tokenizer, out_dir) -> None:
 
 
 def rank_split(cfg: dict, methods: list[str], input_path, out_dir, split: str, models: dict | None = None,
-               judge_path=None, clm_model_dir=None) -> dict:
-    """Rank every example of a split with each method; `models` maps a trained type to its directory."""
+               judge_path=None, clm_model_dir=None, matrices_path=None) -> dict:
+    """Rank every example of a split with each method; `models` maps a trained type to its directory.
+    matrices_path: also write the full comparison matrices there (needs a `pair_full` method)."""
     rc = cfg["ranker"]
+    if matrices_path is not None and not any(method_kind(m) == "pair_full" for m in methods):
+        raise ConfigError(f"--matrices: the full comparison matrices are computed only for "
+                          f"{' / '.join(PAIR_FULL)}, not for {', '.join(methods)}")
     torch.set_num_threads(max(1, int(rc.get("threads") or torch.get_num_threads())))
     metrics = sorted({m[len("oracle-"):] for m in methods if method_kind(m) == "oracle_metric"})
     examples = load_examples(input_path, metrics)
@@ -209,4 +216,6 @@ def rank_split(cfg: dict, methods: list[str], input_path, out_dir, split: str, m
         d = Path(out_dir) / method
         write_jsonl(d / f"{split}.jsonl", rows)
         write_json(d / f"{split}.report.json", reports[method])
+    if matrices_path is not None:
+        infer.write_matrices(matrices_path, [ex.id for ex in examples], matrices)
     return reports
