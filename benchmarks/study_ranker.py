@@ -1,0 +1,341 @@
+"""The PairRanker study on real answers: train and evaluate over a grid of answer length, training
+pool, epochs, precision and backbone, on the alpaca_eval profile's splits and GPT-4 labels.
+
+Every cell goes through the product's own code: `llmblend.ranker.stage.train_ranker` on a pool file
+(`llmblend.ranker.pool`), then `llmblend.ranker.select` at test. Prerequisite, the profile's data and
+its training pool (imports and replayed labels, a few minutes):
+
+    LLMBLEND_MIRROR=../shared/mirror snakemake data/alpaca_eval/ranker_pool/judge/train.jsonl \
+        data/alpaca_eval/ranker_pool/judge/val.jsonl data/alpaca_eval/judge/test.jsonl \
+        --configfile config/alpaca_eval.yaml --cores 2
+
+    python benchmarks/study_ranker.py --cells len128-pool37-e1 len48-pool12-e2 --threads 1
+    python benchmarks/study_ranker.py --table            # the markdown table of every finished cell
+
+A cell is named `len<C>-src<S>-pool<P>-e<E>[-p<K>][-fp32][-<backbone>]`:
+- C: candidate tokens (ranker.candidate_max_len); S: source tokens (default 128; the pair must fit
+  the backbone's 512 positions, so C=192 goes with S=64);
+- P: the training pool: `12` (the profile's ranked models), `37` (all of the mirror) or `holdout`
+  (the 37 less 8 held-out models, drawn with the seed from the 25 that the profile does not rank;
+  the test then ranks those 8, which the ranker never saw: the generalisation check);
+- E: epochs; K: pairs per prompt and epoch (default 5); fp32: training in fp32 (default bf16 autocast);
+  backbone: `minilm` (default) or a models.<name> of the profile.
+Each finished cell is `<out>/<cell>/result.json` and is skipped on a rerun.
+
+Test: each prompt's answers are ranked by the `sampled` selection schedule (ranker.select) and the
+pick is scored by GPT-Rank over the ranked models (95% bootstrap CI), its AlpacaEval win rate
+against text-davinci-003 (GPT-4's verdict: win 1, tie 0.5) and its length in words, beside the best
+single model, a random pick (its expectation), the longest answer and the oracle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import random
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+CELL = re.compile(r"^len(?P<len>\d+)(?:-src(?P<src>\d+))?-pool(?P<pool>12|37|holdout)-e(?P<epochs>\d+)"
+                  r"(?:-p(?P<pairs>\d+))?(?P<fp32>-fp32)?(?:-(?P<backbone>[a-z0-9_]+))?$")
+HELD_OUT = 8
+
+
+def parse_cell(name: str) -> dict:
+    m = CELL.match(name)
+    if not m:
+        raise SystemExit(f"cell {name!r}: expected len<C>[-src<S>]-pool<12|37|holdout>-e<E>[-p<K>][-fp32][-<backbone>]")
+    return {"name": name, "candidate_max_len": int(m["len"]), "source_max_len": int(m["src"] or 128),
+            "pool": m["pool"], "epochs": int(m["epochs"]), "pairs_per_input": int(m["pairs"] or 5),
+            "autocast": None if m["fp32"] else "bfloat16", "backbone": m["backbone"] or "minilm"}
+
+
+def cpu_flags() -> str:
+    flags = set()
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    return " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_vnni") if f in flags)
+
+
+def held_out_models(cfg: dict) -> list[str]:
+    ranked = {g["name"] for g in cfg["generate"]["generators"]}
+    extra = sorted(m for m in cfg["ranker"]["train_generators"] if m not in ranked)
+    return sorted(random.Random(int(cfg["seed"])).sample(extra, HELD_OUT))
+
+
+def filter_records(src: Path, dst: Path, keep: set[str], limit: int | None = None) -> int:
+    n = 0
+    with open(src, encoding="utf-8") as fin, open(dst, "w", encoding="utf-8") as fout:
+        for line in itertools.islice(fin, limit):
+            rec = json.loads(line)
+            rec["candidates"] = [c for c in rec["candidates"] if c["model"] in keep]
+            if len(rec["candidates"]) >= 2:
+                fout.write(json.dumps(rec) + "\n")
+                n += 1
+    return n
+
+
+class TokenCounter:
+    """Counts the tokens every forward pass of the backbone sees (useful and padded)."""
+
+    def __init__(self, backbone):
+        self.useful = self.padded = 0
+        self.handle = backbone.register_forward_pre_hook(self.hook, with_kwargs=True)
+
+    def hook(self, module, args, kwargs):
+        mask = kwargs.get("attention_mask")
+        if mask is not None:
+            self.useful += int(mask.sum())
+            self.padded += int(mask.numel())
+
+
+def test_set(cfg: dict, data: Path, cell: dict, work: Path):
+    """(examples, preferences per example and candidate) of the test prompts the cell ranks."""
+    from llmblend.judge.backends import ReplayJudge
+    from llmblend.ranker.data import load_examples
+    from llmblend.ranker.pool import build_pool
+
+    if cell["pool"] == "holdout":
+        path = work / "test_heldout.jsonl"
+        held = {**cfg, "ranker": {**cfg["ranker"], "train_generators": held_out_models(cfg)}}
+        build_pool(held, "test", data / "splits" / "test.jsonl", path)
+    else:
+        path = data / "candidates" / "test.jsonl"
+    examples = load_examples(path)
+    records = [json.loads(line) for line in open(path, encoding="utf-8")]
+    judge = ReplayJudge(cfg, "test", records)
+    from llmblend.data.sources.alpaca_eval import norm_instruction
+
+    prefs = []
+    for rec, ex in zip(records, examples):
+        p = judge.prefs.get(norm_instruction(rec["instruction"]), {})
+        prefs.append([p.get(m) for m in ex.models])
+    return examples, prefs
+
+
+def gpt_rank_scores(prefs: list) -> list[float]:
+    """GPT-Rank scores (wins minus losses) of one example's answers from their verdicts against the
+    reference, as the replay judge labels every pair (llmblend.judge.backends.alpaca_pair_label)."""
+    from llmblend.judge.backends import alpaca_pair_label
+    from llmblend.judge.gpt_rank import scores
+    from llmblend.judge.labels import pair_key
+
+    names = [str(i) for i in range(len(prefs))]
+    cmp = {pair_key(names[i], names[j]): alpaca_pair_label(prefs[i], prefs[j])
+           for i, j in itertools.combinations(range(len(prefs)), 2)
+           if prefs[i] is not None and prefs[j] is not None}
+    return scores(cmp, names)
+
+
+def evaluate_picks(picks: list[int], examples, prefs, seed: int) -> dict:
+    from llmblend.analysis.stats import bootstrap_indices, mean_ci
+
+    gr, win, length = [], [], []
+    for e, (ex, p) in enumerate(zip(examples, prefs)):
+        s = gpt_rank_scores(p)
+        k = picks[e]
+        gr.append(1 + sum(1 for v in s if v > s[k]))
+        win.append(np.nan if p[k] is None else {2.0: 1.0, 1.5: 0.5, 1.0: 0.0}[p[k]])
+        length.append(len(ex.texts[k].split()))
+    gr, win = np.asarray(gr, float), np.asarray(win, float)
+    idx = bootstrap_indices(len(gr), 1000, seed)
+    lo, hi = mean_ci(gr, idx, 0.95)
+    return {"gpt_rank": float(gr.mean()), "gpt_rank_ci": [lo, hi], "win_rate": float(np.nanmean(win) * 100),
+            "pick_len_words": float(np.mean(length))}
+
+
+def reference_rows(examples, prefs, seed: int) -> dict:
+    """Best single model (by test GPT-Rank), random pick (expectation over answers), longest, oracle."""
+    rows = {}
+    models = examples[0].models
+    per_model = {m: evaluate_picks([ex.models.index(m) for ex in examples], examples, prefs, seed)
+                 for m in models if all(m in ex.models for ex in examples)}
+    best = min(per_model, key=lambda m: per_model[m]["gpt_rank"])
+    rows[f"best single ({best})"] = per_model[best]
+    best_win = max(per_model, key=lambda m: per_model[m]["win_rate"])
+    rows[f"best single by win rate ({best_win})"] = per_model[best_win]
+    per_rand = [evaluate_picks([i % len(ex.texts) for ex in examples], examples, prefs, seed)
+                for i in range(max(len(ex.texts) for ex in examples))]
+    rows["random (expectation)"] = {k: float(np.mean([r[k] for r in per_rand])) for k in
+                                    ("gpt_rank", "win_rate", "pick_len_words")}
+    rows["longest"] = evaluate_picks([int(np.argmax([len(t.split()) for t in ex.texts])) for ex in examples],
+                                     examples, prefs, seed)
+    rows["oracle"] = evaluate_picks([int(np.argmax(gpt_rank_scores(p))) for p in prefs], examples, prefs, seed)
+    return rows
+
+
+def run_cell(cell: dict, args) -> dict:
+    import torch
+
+    from llmblend.config import load_config
+    from llmblend.models.resolve import resolve
+    from llmblend.ranker.stage import train_ranker
+
+    cfg = load_config([ROOT / "params.yaml", ROOT / args.config])
+    data = ROOT / "data" / cfg["run"]
+    work = Path(args.out) / cell["name"]
+    work.mkdir(parents=True, exist_ok=True)
+    rc = cfg["ranker"]
+    rc.update(source_max_len=cell["source_max_len"], candidate_max_len=cell["candidate_max_len"],
+              pairs_per_input=cell["pairs_per_input"], threads=args.threads)
+    rc["train"] = {**rc["train"], "epochs": cell["epochs"], "autocast": cell["autocast"]}
+    ranked = [g["name"] for g in cfg["generate"]["generators"]]
+    pool = {"12": set(ranked), "37": set(rc["train_generators"]),
+            "holdout": set(rc["train_generators"]) - set(held_out_models(cfg))}[cell["pool"]]
+    for split in ("train", "val"):
+        filter_records(data / "ranker_pool" / f"{split}.jsonl", work / f"{split}.jsonl", pool,
+                       args.train_limit if split == "train" else args.test_limit)
+    backbone_spec = cfg["models"][cell["backbone"]]["spec"]
+    torch.set_num_threads(args.threads)
+
+    import llmblend.ranker.stage as stage_mod
+
+    counter, build = {}, stage_mod.build_ranker
+
+    def counted_build(*a, **kw):  # count the tokens the training's forward passes see
+        m, t = build(*a, **kw)
+        counter["c"] = TokenCounter(m.backbone)
+        return m, t
+
+    stage_mod.build_ranker = counted_build
+    t0 = time.time()
+    report = train_ranker(cfg, "pairranker", work / "train.jsonl", work / "val.jsonl", resolve(backbone_spec),
+                          work / "model", work / "curve.csv",
+                          train_judge=data / "ranker_pool" / "judge" / "train.jsonl",
+                          val_judge=data / "ranker_pool" / "judge" / "val.jsonl", backbone_spec=backbone_spec)
+    train_s = time.time() - t0
+    c = counter["c"]
+    c.handle.remove()
+
+    result = {"cell": cell, "cpu_flags": cpu_flags(), "threads": args.threads,
+              "train": {"seconds": round(train_s, 1), "examples": report["train_examples"],
+                        "best_epoch": report["best_epoch"], "history": report["history"],
+                        "tokens_useful": c.useful, "tokens_padded": c.padded,
+                        "tokens_per_s_padded": round(c.padded / train_s, 1)}}
+    result.update(rank_test(cfg, data, cell, work, args))
+    if cell["pool"] == "holdout":
+        result["held_out"] = held_out_models(cfg)
+    (work / "result.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    return result
+
+
+def rank_test(cfg: dict, data: Path, cell: dict, work: Path, args) -> dict:
+    """The test: the trained PairRanker's full matrix of every prompt (bf16 autocast), its MaxLogits
+    pick, and every best-of-N schedule replayed on those matrices (llmblend.ranker.select, no model
+    call); the matrices are kept in <cell>/test.matrices.npz."""
+    import torch
+
+    from llmblend.ranker import aggregate, infer, select
+    from llmblend.ranker.model import load_ranker
+
+    torch.set_num_threads(args.threads)
+    rc = cfg["ranker"]
+    examples, prefs = test_set(cfg, data, cell, work)
+    if args.test_limit:
+        examples, prefs = examples[: args.test_limit], prefs[: args.test_limit]
+    model, tok = load_ranker(work / "model")
+    t0 = time.time()
+    mats = infer.full_matrices(model, tok, [ex.source for ex in examples], [ex.texts for ex in examples],
+                               max_tokens=rc["infer"]["max_tokens"], max_batch=rc["infer"]["max_batch"],
+                               autocast="bfloat16")
+    test_s = time.time() - t0
+    aggregate.write_matrices(work / "test.matrices.npz", [ex.id for ex in examples], mats)
+    seed = int(cfg["seed"])
+    maxlogits = [int(np.argmax(aggregate.max_logits(m))) for m in mats]
+    sel = rc.get("select") or {}
+    schedules = {}
+    for row in select.simulate_grid(mats, seed):
+        key = row["schedule"] + ("" if row["opponents"] is None else f"-o{row['opponents']}-k{row['refine_top']}")
+        schedules[key] = {"passes_per_prompt": row["passes_per_prompt"], "passes_pct": row["passes_pct"],
+                          "top1_agreement": row["top1_agreement"],
+                          **evaluate_picks(row["picks"], examples, prefs, seed)}
+    n_pairs = sum(len(ex.texts) * (len(ex.texts) - 1) for ex in examples)
+    return {"test": {"examples": len(examples), "models": len(examples[0].models), "seconds": round(test_s, 1),
+                     "pairs": n_pairs, "pairs_per_s": round(n_pairs / test_s, 1),
+                     "profile_schedule": f"sampled-o{sel.get('opponents', 2)}-k{sel.get('refine_top', 3)}"},
+            "pairranker": evaluate_picks(maxlogits, examples, prefs, seed),
+            "schedules": schedules,
+            "reference_rows": reference_rows(examples, prefs, seed),
+            "picks": maxlogits}
+
+
+def rescore(name: str, args) -> None:
+    """Rank the test again with a cell's saved model (after a change of the test procedure)."""
+    from llmblend.config import load_config
+
+    cfg = load_config([ROOT / "params.yaml", ROOT / args.config])
+    work = Path(args.out) / name
+    path = work / "result.json"
+    result = json.loads(path.read_text())
+    old = {k: result.pop(k) for k in ("pairranker", "picks") if k in result}
+    result["sampled_only_before"] = old  # the first procedure: the sampled schedule alone, no full matrix
+    result.update(rank_test(cfg, ROOT / "data" / cfg["run"], parse_cell(name), work, args))
+    path.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+
+
+def table(out: Path) -> str:
+    rows = ["| cell | pool | cand+src tokens | epochs | train prec. | train s | train tok/s (padded) | test | "
+            "MaxLogits GPT-Rank [95% CI] | win % | pick words | sampled (profile's) GPT-Rank / win % / agree % | "
+            "best single GPT-Rank / win % | longest | random | oracle win % |",
+            "|" + "---|" * 16]
+    results = sorted((json.loads(p.read_text()) for p in out.glob("*/result.json")), key=lambda r: r["cell"]["name"])
+    for r in results:
+        if "schedules" not in r:
+            continue  # not yet ranked with the full matrix
+        c, p, ref = r["cell"], r["pairranker"], r["reference_rows"]
+        best_key = next(k for k in ref if k.startswith("best single ("))
+        best = ref[best_key]
+        smp = r["schedules"][r["test"]["profile_schedule"]]
+        rows.append(
+            f"| {c['name']} | {c['pool']} | {c['candidate_max_len']}+{c['source_max_len']} | {c['epochs']} | "
+            f"{c['autocast'] or 'fp32'} | {r['train']['seconds']:.0f} | {r['train']['tokens_per_s_padded']:.0f} | "
+            f"{r['test']['examples']}x{r['test']['models']} | {p['gpt_rank']:.2f} [{p['gpt_rank_ci'][0]:.2f}, "
+            f"{p['gpt_rank_ci'][1]:.2f}] | {p['win_rate']:.1f} | {p['pick_len_words']:.0f} | "
+            f"{smp['gpt_rank']:.2f} / {smp['win_rate']:.1f} / {100 * smp['top1_agreement']:.1f} | "
+            f"{best['gpt_rank']:.2f} / {best['win_rate']:.1f} ({best_key[13:-1]}) | "
+            f"{ref['longest']['gpt_rank']:.2f} / {ref['longest']['win_rate']:.1f} | "
+            f"{ref['random (expectation)']['gpt_rank']:.2f} / {ref['random (expectation)']['win_rate']:.1f} | "
+            f"{ref['oracle']['win_rate']:.1f} |")
+    return "\n".join(rows)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cells", nargs="*", default=[])
+    ap.add_argument("--config", default="config/alpaca_eval.yaml")
+    ap.add_argument("--out", default=str(ROOT / "results" / "alpaca_eval" / "study"))
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--test-limit", type=int, default=None, help="only the first N test (and val) prompts")
+    ap.add_argument("--train-limit", type=int, default=None, help="only the first N train prompts (smoke runs)")
+    ap.add_argument("--table", action="store_true", help="print the table of every finished cell")
+    ap.add_argument("--rescore", nargs="*", default=[], help="cells to rank the test again with their saved model")
+    args = ap.parse_args(argv)
+    os.chdir(ROOT)
+    for name in args.cells:
+        cell = parse_cell(name)
+        if (Path(args.out) / name / "result.json").exists():
+            print(f"{name}: done before, skipped", flush=True)
+            continue
+        r = run_cell(cell, args)
+        print(json.dumps({"cell": name, "pairranker": r["pairranker"], "train_s": r["train"]["seconds"],
+                          "test_s": r["test"]["seconds"]}), flush=True)
+    for name in args.rescore:
+        rescore(name, args)
+        print(f"{name}: rescored", flush=True)
+    if args.table:
+        print(table(Path(args.out)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
