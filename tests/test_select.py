@@ -66,11 +66,11 @@ def test_sampled_round_one_is_a_balanced_cyclic_design():
     for c in range(n):  # shown first `opponents` times and second `opponents` times
         assert sum(i == c for i, _ in first) == opponents and sum(j == c for _, j in first) == opponents
     assert len({frozenset(p) for p in first}) == len(first)  # no unordered pair twice
-    assert s.pending() == select.make("sampled", n, seed=5).pending()  # seeded
+    assert s.pending() == select.make("sampled", n, seed=5, opponents=opponents).pending()  # seeded
     # N=5, 4 opponents: shifts 3 and 4 would repeat the pairs of shifts 2 and 1 (reversed): skipped
     small = select.make("sampled", 5, seed=0, opponents=4).pending()
     assert len(small) == 10 and len({frozenset(p) for p in small}) == 10
-    assert s.pending() != select.make("sampled", n, seed=6).pending()
+    assert s.pending() != select.make("sampled", n, seed=6, opponents=opponents).pending()
 
 
 def test_round_one_score_is_the_own_side_mean():

@@ -140,7 +140,8 @@ class Blender:
         Blender's seed:
         "full" (N(N-1) passes, the same pick as max_logits), "sampled" (each candidate against
         `opponents` others in both positions, then the `refine_top` best play each other:
-        about N*opponents + refine_top*(refine_top-1) passes; schedule_kw opponents=2, refine_top=3)
+        about N*opponents + refine_top*(refine_top-1) passes; schedule_kw opponents and refine_top,
+        default select.DEFAULT_OPPONENTS / DEFAULT_REFINE_TOP = 1 / 5)
         or "knockout" (a bracket, each match in both orders: 2(N-1) passes)."""
         if schedule is None:
             scores = self.rank(inputs, candidates, instructions, return_scores=True, mode=mode)

@@ -35,6 +35,10 @@ import numpy as np
 from llmblend.ranker.aggregate import max_logits
 
 SCHEDULES = ("full", "sampled", "knockout")
+# `sampled`'s defaults for the API (the workflow reads ranker.select): one opponent per side, then the
+# top 5 play each other, ~31 of 132 passes for N=12; it agreed with full MaxLogits' top-1 on 90.5-92%
+# of the real alpaca_eval test prompts (docs/results.md), more than opponents=2, refine_top=3 (82.5-87%)
+DEFAULT_OPPONENTS, DEFAULT_REFINE_TOP = 1, 5
 # how the refined leaders of `sampled` are ranked: "lsq" (least squares over all observed entries, see
 # lsq_strengths; "lsq_plain" without the position effects g), "mean" (mean own-side logit over all
 # their comparisons), "sub" (MaxLogits of the leaders' sub-matrix). lsq agreed best with full
@@ -120,7 +124,8 @@ def lsq_strengths(n: int, obs: dict, position_effects: bool = True) -> np.ndarra
 
 
 class Sampled(_Schedule):
-    def __init__(self, n: int, rng: np.random.Generator, opponents: int = 2, refine_top: int = 3,
+    def __init__(self, n: int, rng: np.random.Generator, opponents: int = DEFAULT_OPPONENTS,
+                 refine_top: int = DEFAULT_REFINE_TOP,
                  rule: str | None = None):
         super().__init__(n)
         if opponents < 1 or refine_top < 1:
@@ -198,7 +203,8 @@ def _shifts(n: int, opponents: int) -> list[int]:
     return shifts
 
 
-def max_forward(name: str, n: int, opponents: int = 2, refine_top: int = 3) -> int:
+def max_forward(name: str, n: int, opponents: int = DEFAULT_OPPONENTS,
+                refine_top: int = DEFAULT_REFINE_TOP) -> int:
     """The most forward passes a schedule spends on N candidates (the cost plan's number)."""
     if name == "full":
         return n * (n - 1)
@@ -208,7 +214,8 @@ def max_forward(name: str, n: int, opponents: int = 2, refine_top: int = 3) -> i
     return min(n * (n - 1), n * len(_shifts(n, opponents)) + k * (k - 1))
 
 
-def make(name: str, n: int, seed: int, index: int = 0, opponents: int = 2, refine_top: int = 3, **kw):
+def make(name: str, n: int, seed: int, index: int = 0, opponents: int = DEFAULT_OPPONENTS,
+         refine_top: int = DEFAULT_REFINE_TOP, **kw):
     """The schedule `name` for example number `index` of N candidates (seeded by seed and index)."""
     rng = np.random.default_rng([int(seed), int(index)])
     if name == "full":
@@ -280,8 +287,8 @@ def simulate_grid(matrices, seed=0, grid=None) -> list[dict]:
         agree = [a == b for a, b in zip(picks, ref)]
         agree_u = [a for a, u in zip(agree, unique) if u]
         row = {"schedule": name,
-               "opponents": kw.get("opponents", 2) if name == "sampled" else None,
-               "refine_top": kw.get("refine_top", 3) if name == "sampled" else None,
+               "opponents": kw.get("opponents", DEFAULT_OPPONENTS) if name == "sampled" else None,
+               "refine_top": kw.get("refine_top", DEFAULT_REFINE_TOP) if name == "sampled" else None,
                "rule": (kw.get("rule") or LEADER_RULE) if name == "sampled" else None,
                "prompts": len(mats), "seeds": len(seeds),
                "passes_per_prompt": float(np.mean(passes)) if passes else float("nan"),
@@ -313,8 +320,8 @@ def run(model, tokenizer, sources, candidates, schedules, **infer_kw):
             schedules[e].feed(dict(zip(plist, vals)))
 
 
-def select(model, tokenizer, sources, candidates, schedule: str, seed: int, opponents: int = 2,
-           refine_top: int = 3, **infer_kw):
+def select(model, tokenizer, sources, candidates, schedule: str, seed: int,
+           opponents: int = DEFAULT_OPPONENTS, refine_top: int = DEFAULT_REFINE_TOP, **infer_kw):
     """Scores (higher = better; the pick is the argmax) and forward passes of each example under a
     selection schedule ("full", "sampled", "knockout")."""
     scheds = [make(schedule, len(c), seed, e, opponents=opponents, refine_top=refine_top)
