@@ -284,8 +284,11 @@ def rescore(name: str, args) -> None:
 
 
 def table(out: Path) -> str:
+    from llmblend.ranker.select import DEFAULT_OPPONENTS, DEFAULT_REFINE_TOP
+
+    sampled = f"sampled-o{DEFAULT_OPPONENTS}-k{DEFAULT_REFINE_TOP}"  # the profiles' ranker.select
     rows = ["| cell | pool | cand+src tokens | epochs | train prec. | train s | train tok/s (padded) | test | "
-            "MaxLogits GPT-Rank [95% CI] | win % | pick words | sampled (profile's) GPT-Rank / win % / agree % | "
+            f"MaxLogits GPT-Rank [95% CI] | win % | pick words | {sampled} GPT-Rank / win % / agree % | "
             "best single GPT-Rank / win % | longest | random | oracle win % |",
             "|" + "---|" * 16]
     results = sorted((json.loads(p.read_text()) for p in out.glob("*/result.json")), key=lambda r: r["cell"]["name"])
@@ -295,7 +298,7 @@ def table(out: Path) -> str:
         c, p, ref = r["cell"], r["pairranker"], r["reference_rows"]
         best_key = next(k for k in ref if k.startswith("best single ("))
         best = ref[best_key]
-        smp = r["schedules"][r["test"]["profile_schedule"]]
+        smp = r["schedules"][sampled]
         rows.append(
             f"| {c['name']} | {c['pool']} | {c['candidate_max_len']}+{c['source_max_len']} | {c['epochs']} | "
             f"{c['autocast'] or 'fp32'} | {r['train']['seconds']:.0f} | {r['train']['tokens_per_s_padded']:.0f} | "
