@@ -67,20 +67,11 @@ def synthetic(regime, prompts, n, seed=0):
 
 def cpu_line() -> str:
     """The CPU model, whether it has avx2 / avx512f / avx512_bf16, torch's threads and the load."""
-    import torch
+    from hwpeak import cpu_info, loadavg
 
-    model, flags = "?", set()
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name") and model == "?":
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
-        load = " ".join(open("/proc/loadavg", encoding="utf-8").read().split()[:3])
-    except OSError:
-        load = "?"
-    have = ", ".join(f"{f}={'yes' if f in flags else 'no'}" for f in ("avx2", "avx512f", "avx512_bf16"))
-    return f"CPU: {model}; {have}; torch {torch.get_num_threads()} threads; load {load}"
+    info = cpu_info()
+    have = ", ".join(f"{f}={'yes' if info['flags'][f] else 'no'}" for f in ("avx2", "avx512f", "avx512_bf16"))
+    return f"CPU: {info['model']}; {have}; torch {info['torch_threads']} threads; load {loadavg()}"
 
 
 def load_matrices(path, ids):

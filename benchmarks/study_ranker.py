@@ -58,13 +58,9 @@ def parse_cell(name: str) -> dict:
 
 
 def cpu_flags() -> str:
-    flags = set()
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-        for line in f:
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    return " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_vnni") if f in flags)
+    from hwpeak import cpu_info
+
+    return " ".join(f for f, present in cpu_info()["flags"].items() if present)
 
 
 def held_out_models(cfg: dict) -> list[str]:
