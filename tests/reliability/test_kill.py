@@ -62,6 +62,9 @@ def cached_keys(db: Path) -> set[str]:
         return set()
     con = sqlite3.connect(db)
     try:
+        # a kill between the cache's connect and its CREATE TABLE leaves a file with no table: no labels yet
+        if not con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'labels'").fetchone():
+            return set()
         return {k for (k,) in con.execute("SELECT key FROM labels")}
     finally:
         con.close()
