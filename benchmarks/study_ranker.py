@@ -135,6 +135,7 @@ def gpt_rank_scores(prefs: list) -> list[float]:
 
 def evaluate_picks(picks: list[int], examples, prefs, seed: int) -> dict:
     from llmblend.analysis.stats import bootstrap_indices, mean_ci
+    from llmblend.ranker.baselines import word_count
 
     gr, win, length = [], [], []
     for e, (ex, p) in enumerate(zip(examples, prefs)):
@@ -142,7 +143,7 @@ def evaluate_picks(picks: list[int], examples, prefs, seed: int) -> dict:
         k = picks[e]
         gr.append(1 + sum(1 for v in s if v > s[k]))
         win.append(np.nan if p[k] is None else {2.0: 1.0, 1.5: 0.5, 1.0: 0.0}[p[k]])
-        length.append(len(ex.texts[k].split()))
+        length.append(word_count(ex.texts[k]))
     gr, win = np.asarray(gr, float), np.asarray(win, float)
     idx = bootstrap_indices(len(gr), 1000, seed)
     lo, hi = mean_ci(gr, idx, 0.95)
@@ -152,6 +153,8 @@ def evaluate_picks(picks: list[int], examples, prefs, seed: int) -> dict:
 
 def reference_rows(examples, prefs, seed: int) -> dict:
     """Best single model (by test GPT-Rank), random pick (expectation over answers), longest, oracle."""
+    from llmblend.ranker.baselines import longest_scores
+
     rows = {}
     models = examples[0].models
     per_model = {m: evaluate_picks([ex.models.index(m) for ex in examples], examples, prefs, seed)
@@ -164,8 +167,7 @@ def reference_rows(examples, prefs, seed: int) -> dict:
                 for i in range(max(len(ex.texts) for ex in examples))]
     rows["random (expectation)"] = {k: float(np.mean([r[k] for r in per_rand])) for k in
                                     ("gpt_rank", "win_rate", "pick_len_words")}
-    rows["longest"] = evaluate_picks([int(np.argmax([len(t.split()) for t in ex.texts])) for ex in examples],
-                                     examples, prefs, seed)
+    rows["longest"] = evaluate_picks([int(np.argmax(s)) for s in longest_scores(examples)], examples, prefs, seed)
     rows["oracle"] = evaluate_picks([int(np.argmax(gpt_rank_scores(p))) for p in prefs], examples, prefs, seed)
     return rows
 
@@ -205,10 +207,13 @@ def run_cell(cell: dict, args) -> dict:
 
     stage_mod.build_ranker = counted_build
     t0 = time.time()
-    report = train_ranker(cfg, "pairranker", work / "train.jsonl", work / "val.jsonl", resolve(backbone_spec),
-                          work / "model", work / "curve.csv",
-                          train_judge=data / "ranker_pool" / "judge" / "train.jsonl",
-                          val_judge=data / "ranker_pool" / "judge" / "val.jsonl", backbone_spec=backbone_spec)
+    try:
+        report = train_ranker(cfg, "pairranker", work / "train.jsonl", work / "val.jsonl", resolve(backbone_spec),
+                              work / "model", work / "curve.csv",
+                              train_judge=data / "ranker_pool" / "judge" / "train.jsonl",
+                              val_judge=data / "ranker_pool" / "judge" / "val.jsonl", backbone_spec=backbone_spec)
+    finally:
+        stage_mod.build_ranker = build
     train_s = time.time() - t0
     c = counter["c"]
     c.handle.remove()

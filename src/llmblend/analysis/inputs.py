@@ -17,6 +17,7 @@ import numpy as np
 from llmblend.analysis.judged import MISSING, fill_outcomes
 from llmblend.errors import InputError
 from llmblend.io import iter_jsonl
+from llmblend.ranker.baselines import word_count as words
 
 
 @dataclass
@@ -56,7 +57,7 @@ def word_count(text, path, line, fld) -> float:
         return np.nan
     if not isinstance(text, str):
         raise InputError(path, line, fld, f"expected a string or null, got {type(text).__name__}")
-    return float(len(text.split()))
+    return float(words(text))
 
 
 def read_scored(path) -> tuple[list, list, dict, dict, np.ndarray]:

@@ -10,7 +10,6 @@ sees no reference and no labels.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from llmblend.runlog import progress
 
@@ -33,6 +32,7 @@ def longest_scores(examples):
 
 def clm_scores(model_dir, examples, max_len: int = 256, batch_size: int = 8, device="cpu"):
     """Mean log-probability of each candidate's tokens given `source + "\\n\\n"` (one forward per candidate)."""
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_dir)

@@ -43,9 +43,7 @@ def method_kind(method: str) -> str:
         return "bubble"
     if method in SELECT:
         return "select"
-    if method in ("simcls", "summareranker", "random", "clm_scoring"):
-        return method
-    if method == "longest":
+    if method in ("simcls", "summareranker", "random", "longest", "clm_scoring"):
         return method
     if method == "oracle-gpt_rank":
         return "oracle_judge"
