@@ -12,9 +12,10 @@ import logging
 from collections import Counter
 from pathlib import Path
 
-from llmblend.config import mirror_root
-from llmblend.data.records import Filters, check_record
+from llmblend.config import mirror_root, setting
+from llmblend.data.records import REFERENCE, Filters, check_record
 from llmblend.data.sources import ADAPTERS
+from llmblend.data.sources.paper import MIX_ORDER
 from llmblend.data.split import keep_released, split_records
 from llmblend.errors import ConfigError, InputError
 from llmblend.io import file_entry, write_json, write_jsonl
@@ -28,10 +29,17 @@ def collect(cfg: dict) -> tuple[list[dict], dict]:
     """Read every configured source, validate and filter; return records and drop/count stats."""
     dcfg = cfg["data"]
     ctx = {"seed": cfg["seed"], "mirror": mirror_root(cfg)}
-    filters = Filters(dcfg.get("filters", {}))
+    compat = setting(cfg, "data.compat")
+    filters = Filters(dcfg.get("filters", {}), compat)
+    # the reference dedupes on whole records, its id included: only a record repeated whole can go
+    drop_repeats = compat == REFERENCE and dcfg.get("filters", {}).get("dedupe", True)
+    mixed = [s["type"] for s in dcfg["sources"] if s["type"] in MIX_ORDER]
+    if compat == REFERENCE and mixed != sorted(mixed, key=MIX_ORDER.index):
+        raise ConfigError(f"data.sources: data.compat {REFERENCE} shuffles the sources in the order listed, "
+                          f"which must be the reference's ({', '.join(MIX_ORDER)}), not {', '.join(mixed)}")
     per_source: Counter = Counter()
     source_drops: Counter = Counter()
-    seen_ids: dict[str, str] = {}
+    seen_ids: dict[str, tuple] = {}
     records = []
     for spec in dcfg["sources"]:
         kind = spec["type"]
@@ -47,8 +55,12 @@ def collect(cfg: dict) -> tuple[list[dict], dict]:
             if "_split" in raw:
                 rec["_split"] = raw["_split"]
             if rec["id"] in seen_ids:
-                raise InputError(where, None, "id", f"duplicated id {rec['id']!r} (first seen at {seen_ids[rec['id']]})")
-            seen_ids[rec["id"]] = where
+                first_where, first = seen_ids[rec["id"]]
+                if drop_repeats and first == (rec["instruction"], rec["input"], rec["output"]):
+                    source_drops["duplicate_record"] += 1
+                    continue
+                raise InputError(where, None, "id", f"duplicated id {rec['id']!r} (first seen at {first_where})")
+            seen_ids[rec["id"]] = (where, (rec["instruction"], rec["input"], rec["output"]) if drop_repeats else None)
             if filters.keep(rec):
                 records.append(rec)
         per_source[spec.get("name", kind)] = n_in
@@ -68,7 +80,9 @@ def prepare_splits(cfg: dict, out_dir) -> dict:
     else:
         for r in records:
             r.pop("_split", None)
-        splits, unused = split_records(records, split_cfg["sizes"], cfg["seed"])
+        # the reference shuffles the sources in the order it mixed them; the project sorts by id first
+        splits, unused = split_records(records, split_cfg["sizes"], cfg["seed"],
+                                       sort_by_id=setting(cfg, "data.compat") != REFERENCE)
     for name, recs in splits.items():
         by_src = Counter(r["source"] for r in recs)
         log.info("split %s: %d records %s", name, len(recs), dict(sorted(by_src.items())))

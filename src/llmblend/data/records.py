@@ -37,27 +37,40 @@ def content_key(rec: dict) -> tuple[str, str]:
     return (" ".join(rec["instruction"].split()), " ".join(rec["input"].split()))
 
 
-class Filters:
-    """Deduplication and length bounds; every drop is counted by reason."""
+# data.compat value that follows get_mixinstruct.py (4594f09) instead of the project's rules
+REFERENCE = "reference-4594f09"
 
-    def __init__(self, spec: dict):
+
+class Filters:
+    """Deduplication and length bounds; every drop is counted by reason.
+
+    compat REFERENCE (get_mixinstruct.py): no dedupe here (the reference's key includes the unique id:
+    only records repeated whole go, which the data stage drops where it checks ids), lengths counted
+    with the tokenizer's special tokens on instruction + input with no separator, the output bound
+    checked before the prompt's (so the drop counts read as the reference's log)."""
+
+    def __init__(self, spec: dict, compat: str = "project"):
         self.spec = spec
+        self.reference = compat == REFERENCE
         self.dropped: Counter = Counter()
         self._seen: set = set()
-        self._length = _length_fn(spec.get("length_unit", "words"))
+        self._length = _length_fn(spec.get("length_unit", "words"), special_tokens=self.reference)
 
     def keep(self, rec: dict) -> bool:
         s = self.spec
-        if s.get("dedupe", True):
+        if s.get("dedupe", True) and not self.reference:
             key = content_key(rec)
             if key in self._seen:
                 self.dropped["duplicate_content"] += 1
                 return False
             self._seen.add(key)
-        plen = self._length((rec["instruction"] + "\n" + rec["input"]).strip())
-        olen = self._length(rec["output"])
-        for name, value, lo, hi in (("prompt", plen, s.get("min_prompt_len"), s.get("max_prompt_len")),
-                                    ("output", olen, s.get("min_output_len"), s.get("max_output_len"))):
+        if self.reference:
+            prompt = rec["instruction"] + rec["input"]
+        else:
+            prompt = (rec["instruction"] + "\n" + rec["input"]).strip()
+        bounds = [("prompt", self._length(prompt), s.get("min_prompt_len"), s.get("max_prompt_len")),
+                  ("output", self._length(rec["output"]), s.get("min_output_len"), s.get("max_output_len"))]
+        for name, value, lo, hi in (bounds[::-1] if self.reference else bounds):
             if lo is not None and value < lo:
                 self.dropped[f"{name}_too_short"] += 1
                 return False
@@ -67,7 +80,7 @@ class Filters:
         return True
 
 
-def _length_fn(unit: str):
+def _length_fn(unit: str, special_tokens: bool = False):
     if unit == "words":
         return lambda text: len(text.split())
     if unit == "chars":
@@ -76,5 +89,5 @@ def _length_fn(unit: str):
         from llmblend.models.resolve import load_tokenizer
 
         tok = load_tokenizer(unit.split(":", 1)[1])
-        return lambda text: len(tok(text, add_special_tokens=False)["input_ids"])
+        return lambda text: len(tok(text, add_special_tokens=special_tokens)["input_ids"])
     raise ValueError(f"unknown length unit {unit!r}")

@@ -1,7 +1,8 @@
 """Seeded train/val/test splitting.
 
 Records are first sorted by id, so the split depends only on the set of records and the seed, not
-on the order a source happened to list them in. Then one seeded shuffle, and the splits are cut
+on the order a source happened to list them in (data.compat reference-4594f09 skips the sort, as
+get_mixinstruct.py does: its split depends on the sources' order). Then one seeded shuffle, and the splits are cut
 in the order val, test, train (as the reference script does: dev first, then test, then train).
 A size is a count or "rest" (what is left); what no split takes is counted as unused.
 """
@@ -15,8 +16,9 @@ from llmblend.errors import ConfigError
 ORDER = ("val", "test", "train")
 
 
-def split_records(records: list[dict], sizes: dict, seed: int) -> tuple[dict[str, list[dict]], int]:
-    recs = sorted(records, key=lambda r: r["id"])
+def split_records(records: list[dict], sizes: dict, seed: int,
+                  sort_by_id: bool = True) -> tuple[dict[str, list[dict]], int]:
+    recs = sorted(records, key=lambda r: r["id"]) if sort_by_id else list(records)
     random.Random(seed).shuffle(recs)
     fixed = {k: v for k, v in sizes.items() if v != "rest"}
     rest = [k for k, v in sizes.items() if v == "rest"]

@@ -24,10 +24,20 @@ class Example:
     metric_scores: list[dict]  # per candidate {metric: value}
     signal: list[float] | None = None
     extra: dict = field(default_factory=dict)
+    parts: tuple[str, str] = ("", "")  # (instruction, input): a ranker that joins them otherwise re-joins
+    reference: str | None = None  # the record's reference answer (`output`), SimCLS's gold
 
 
-def load_examples(path, need_metrics=()) -> list[Example]:
-    """Read a scored (or candidates) split file; every candidate must carry `text` and the metrics named."""
+def sources(examples: list[Example], join: str) -> list[str]:
+    """Each example's source text joined as a ranker was trained to read it (its source_join)."""
+    from llmblend.ranker.model import source_text
+
+    return [source_text({"instruction": ex.parts[0], "input": ex.parts[1]}, join) for ex in examples]
+
+
+def load_examples(path, need_metrics=(), source_join: str = "newline") -> list[Example]:
+    """Read a scored (or candidates) split file; every candidate must carry `text` and the metrics named.
+    `source` joins instruction and input as ranker.source_join says."""
     from llmblend.ranker.model import source_text
 
     out = []
@@ -50,7 +60,11 @@ def load_examples(path, need_metrics=()) -> list[Example]:
             texts.append(c["text"])
             models.append(str(c.get("model", f"cand{k}")))
             scores.append(s)
-        out.append(Example(rec["id"], source_text(rec), texts, models, scores))
+        parts = (rec["instruction"], rec.get("input") or "")
+        if not isinstance(parts[1], str):
+            raise InputError(path, lineno, "input", "not a string")
+        out.append(Example(rec["id"], source_text(rec, source_join), texts, models, scores, parts=parts,
+                           reference=rec.get("output") if isinstance(rec.get("output"), str) else None))
     return out
 
 

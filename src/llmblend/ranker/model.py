@@ -25,6 +25,9 @@ import torch.nn.functional as F
 
 SOURCE, CAND1, CAND2, CAND = "<|source|>", "<|candidate1|>", "<|candidate2|>", "<|candidate|>"
 RANKER_TYPES = ("pairranker", "summareranker", "simcls")
+# ranker.length_sharing and ranker.source_join (schemas/ranker.schema.yaml, docs/paper-mapping.md)
+LENGTH_SHARING = ("per_example", "none")
+SOURCE_JOINS = ("newline", "concat")
 # BERT-like backbones carry a pooler the rankers never use; leaving it out keeps unused weights out of
 # the gradient (unused parameters break multi-GPU DDP)
 POOLER_TYPES = {"bert", "roberta", "xlm-roberta"}
@@ -40,6 +43,25 @@ class RankerConfig:
     dropout: float = 0.05
     loss: str = "instructgpt"
     token_ids: dict = field(default_factory=dict)  # source/cand1/cand2/cand -> id, filled by add_special_tokens
+    # how the ranker was trained to read its inputs; a config.json without them predates the settings,
+    # whose values then were these
+    length_sharing: str = "per_example"
+    source_join: str = "newline"
+
+    def __post_init__(self):
+        if self.length_sharing not in LENGTH_SHARING:
+            raise ValueError(f"field 'length_sharing' is {self.length_sharing!r}, expected one of {LENGTH_SHARING}")
+        if self.source_join not in SOURCE_JOINS:
+            raise ValueError(f"field 'source_join' is {self.source_join!r}, expected one of {SOURCE_JOINS}")
+
+    def to_json(self) -> dict:
+        """The saved form: the input settings only where they differ from the values a config.json
+        without them stands for, so a ranker trained with those keeps the very file it had."""
+        cfg = asdict(self)
+        for f in ("length_sharing", "source_join"):
+            if cfg[f] == RankerConfig.__dataclass_fields__[f].default:
+                del cfg[f]
+        return cfg
 
 
 def add_special_tokens(tokenizer) -> dict:
@@ -77,7 +99,7 @@ class Ranker(nn.Module):
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        cfg = asdict(self.config)
+        cfg = self.config.to_json()
         (out / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
         save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
@@ -163,7 +185,10 @@ def load_ranker(path):
     if raw.get("ranker_type") not in CLASSES:
         raise LLMBlendError(f"{cfg_file}: field 'ranker_type' is {raw.get('ranker_type')!r}, "
                             f"expected one of {', '.join(RANKER_TYPES)}")
-    config = RankerConfig(**raw)
+    try:
+        config = RankerConfig(**raw)
+    except (TypeError, ValueError) as e:
+        raise LLMBlendError(f"{cfg_file}: {e}") from None
     model = CLASSES[config.ranker_type](config)
     state = load_file(str(path / "model.safetensors"))
     model.load_state_dict(state, strict=True)
@@ -175,18 +200,25 @@ def load_ranker(path):
 # ---------------------------------------------------------------- tokenisation
 
 
-def source_text(rec: dict) -> str:
-    """The text the ranker sees as the source: instruction, then the input on its own line."""
+def source_text(rec: dict, join: str = "newline") -> str:
+    """The text the ranker sees as the source (ranker.source_join): newline, the instruction, then
+    the input on its own line; concat, instruction + input with nothing between (the reference's)."""
     instr, inp = rec.get("instruction", "") or "", rec.get("input", "") or ""
+    if join == "concat":
+        return instr + inp
+    if join != "newline":
+        raise ValueError(f"source_join {join!r}: one of {SOURCE_JOINS}")
     return f"{instr}\n{inp}" if instr and inp else instr or inp
 
 
 class PairEncoder:
     """Tokenises sources and candidates once and assembles model inputs from the cached ids.
 
-    Lengths follow the reference: the source (with its [CLS]/[SEP]) is cut to source_max_len and
-    the budget the source leaves unused is shared by the two candidates. The reference computes that
-    budget per batch; here it is per example, so a ranking never depends on the batch it lands in.
+    Lengths (ranker.length_sharing): the source (with its [CLS]/[SEP]) is cut to source_max_len and
+    each candidate (with its own) to candidate_max_len; with `per_example` a candidate also gets half
+    the budget its source leaves unused. The reference shares that budget per batch (since 2023-10-31);
+    here it is per example, so a ranking never depends on the batch it lands in. `none` is the
+    paper-era flat cut (4594f09), which the released pair-ranker was trained with.
     """
 
     def __init__(self, tokenizer, config: RankerConfig):
@@ -203,7 +235,9 @@ class PairEncoder:
         return self.tok(prefix + self._clean(text), truncation=True, max_length=self.cfg.source_max_len)["input_ids"]
 
     def candidates(self, texts: list[str], src_len: int, share: int = 2) -> list[list[int]]:
-        budget = self.cfg.candidate_max_len + max(self.cfg.source_max_len - src_len, 0) // share
+        budget = self.cfg.candidate_max_len
+        if self.cfg.length_sharing == "per_example":
+            budget += max(self.cfg.source_max_len - src_len, 0) // share
         return self.tok([CAND + self._clean(t) for t in texts], truncation=True, max_length=budget)["input_ids"]
 
     def pair(self, src: list[int], c1: list[int], c2: list[int]) -> tuple[list[int], tuple[int, int, int]]:

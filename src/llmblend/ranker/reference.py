@@ -6,6 +6,11 @@ The released `llm-blender/pair-ranker` (and any checkpoint of the reference's `t
 `config.json` (source_maxlength, candidate_maxlength, drop_out, n_tasks, ...). Its logit is the mean
 over tasks of score_1 - score_2, which equals one output whose last-layer weights are the task rows'
 mean, so a multi-task head imports exactly into this project's single-output head.
+
+An imported ranker reads its inputs as the reference trained it: source = instruction + input
+(source_join concat) and each candidate cut at a flat candidate_maxlength (length_sharing none, the
+paper-era collator of 4594f09 that trained the released pair-ranker). Sharing the source's unused
+budget came to the reference on 2023-10-31, per batch, which this project does not offer.
 """
 
 from __future__ import annotations
@@ -44,7 +49,8 @@ def import_reference_pairranker(ckpt_dir, backbone_dir, backbone_spec: str, out_
                                     source_max_len=int(ref.get("source_maxlength", 128)),
                                     candidate_max_len=int(ref.get("candidate_maxlength", 128)),
                                     dropout=float(ref.get("drop_out", 0.05)),
-                                    loss=ref.get("loss_type", "instructgpt"))
+                                    loss=ref.get("loss_type", "instructgpt"),
+                                    length_sharing="none", source_join="concat")
     state = _load_state(ckpt)
     ours = model.state_dict()
     head_keys = sorted(k for k in ours if k.startswith("head."))
@@ -73,7 +79,8 @@ def import_reference_pairranker(ckpt_dir, backbone_dir, backbone_spec: str, out_
     model.eval()
     model.save_pretrained(out_dir, tokenizer)
     return {"checkpoint": str(ckpt), "backbone": backbone_spec, "n_tasks": int(ref.get("n_tasks", 1)),
-            "source_max_len": model.config.source_max_len, "candidate_max_len": model.config.candidate_max_len}
+            "source_max_len": model.config.source_max_len, "candidate_max_len": model.config.candidate_max_len,
+            "length_sharing": model.config.length_sharing, "source_join": model.config.source_join}
 
 
 def export_reference_pairranker(model, backbone_dir, out_dir, model_type: str = "bert") -> Path:
