@@ -9,6 +9,7 @@ import pytest
 from llmblend.cli import main
 from llmblend.config import load_config
 from llmblend.errors import ConfigError
+from llmblend.fuser.kinds import enabled_kinds
 from llmblend.workflow import cost
 from llmblend.workflow.snake import job_resources, job_threads
 
@@ -39,7 +40,8 @@ def test_job_counts_follow_the_shard_plan(demo):
     cfg["metrics"]["shards"] = 3
     p4 = cost.plan(cfg)
     assert _stage(p4, "generate_candidates").jobs == n_gen * splits * 4
-    assert _stage(p4, "score_candidates").jobs == 3 * 3 + 1  # 3 splits x 3 shards + the fused answers
+    # 3 splits x 3 shards + one job per blended answer kind (fused, verified, aggregated)
+    assert _stage(p4, "score_candidates").jobs == 3 * 3 + len(enabled_kinds(cfg)) == 3 * 3 + 3
     # the same work in more jobs: each job is shorter, the total grows only by the start-ups
     g1, g4 = _stage(p1, "generate_candidates"), _stage(p4, "generate_candidates")
     assert g4.units == pytest.approx(g1.units, rel=0.02)
@@ -62,10 +64,12 @@ def test_judge_calls_and_price_of_the_paper(paper):
     n = cost.candidates_per_item(paper)
     j = cost.judge_plan(paper)
     assert j["pair_calls"] == 5000 * n * (n - 1) // 2
-    assert j["fused_calls"] == 5000 * n
+    assert j["fused_calls"] == len(enabled_kinds(paper)) * 5000 * n  # fused and verified answers
     o, r = paper["judge"]["openai"], paper["resources"]["judge"]
     per_call = (r["prompt_tokens"] * o["prompt_usd_per_1m"] + r["completion_tokens"] * o["completion_usd_per_1m"]) / 1e6
-    assert j["usd"] == pytest.approx(j["paid_calls"] * per_call * o["batch_discount"], abs=0.01)
+    # the Batch API takes the candidate pairs (judge-batch); the blended answers are judged online
+    assert j["usd"] == pytest.approx(j["pair_calls"] * per_call * o["batch_discount"] + j["fused_calls"] * per_call,
+                                     abs=0.01)
     assert j["paid_calls"] == j["pair_calls"] + j["fused_calls"]
 
 

@@ -16,7 +16,12 @@ from workflow_utils import ROOT, run
 HEAVY = {"generate_candidates": "generate_candidates", "score_candidates": "score_candidates",
          "score_fused": "score_candidates", "train_ranker": "train_ranker",
          "rank_with_pairranker": "rank_candidates", "rank_test_full": "rank_candidates",
-         "rank_candidates": "rank_candidates", "train_fuser": "train_fuser", "fuse_candidates": "fuse_candidates"}
+         "rank_candidates": "rank_candidates", "train_fuser": "train_fuser", "fuse_candidates": "fuse_candidates",
+         # CPU rules sized from the plan too (no rule reads its inputs' sizes: docs/scale-out.md)
+         "judge_pairs": "judge", "judge_fused": "judge", "build_fuser_data": "build_fuser_data",
+         "evaluate": "evaluate", "verify_fused": "rank_candidates"}
+# wildcard values a rule passes to job_resources itself
+FIXED = {"judge_fused": {"target": "fused"}, "verify_fused": {"target": "verify"}}
 
 
 def _parse_jobs(text: str) -> list[dict]:
@@ -57,9 +62,10 @@ def test_the_paper_plan_has_the_right_jobs(paper_plan):
         "gather_candidates": 1,
         "score_candidates": 3 * cfg["metrics"]["shards"],
         "gather_scores": 3,
-        "score_fused": 1,
+        "score_fused": 2,  # the fused and the verified answers (llmblend.fuser.kinds)
         "judge_pairs": len(cfg["judge"]["splits"]),
-        "judge_fused": 1,
+        "judge_fused": 2,
+        "verify_fused": 1,
         "train_ranker": len({"pairranker"} | {model_for(m) for m in methods if model_for(m)}),
         "rank_with_pairranker": len([s for s in cfg["ranker"]["rank_splits"] if s != "test"]),
         "rank_test_full": 1,
@@ -88,10 +94,9 @@ def test_every_heavy_job_asks_for_what_the_cost_model_computes(paper_plan):
         where = f"{job['rule']} {job['wildcards']}"
         assert job["threads"] == job_threads(cfg, stage), where
         assert int(res.get("gpu", 0)) == st["gpus"], where
-        if st["gpus"]:
-            assert res.get("slurm_partition") == cfg["resources"]["gpu_partition"], where
+        assert res.get("slurm_partition") == cfg["resources"]["gpu_partition" if st["gpus"] else "cpu_partition"], where
         fixed = {"methods": [m for m in cfg["ranker"]["methods"] if method_kind(m) == "pair_full"]} \
-            if job["rule"] == "rank_test_full" else {}
+            if job["rule"] == "rank_test_full" else FIXED.get(job["rule"], {})
         want = job_resources(cfg, stage, **fixed)
         assert int(res["runtime"]) == want["runtime"](job["wildcards"], 1), where
         assert int(res["mem_mb"]) == want["mem_mb"](job["wildcards"], 1), where

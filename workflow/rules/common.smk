@@ -1,30 +1,37 @@
 # Shared helpers for every rule file: validated config, the run's roots, the config-file arguments
 # that every command line carries, and the per-rule declaration of the config keys it reads.
 
-from llmblend.config import validate as _validate_config
 import os
 import sys
 from functools import partial
 
-from llmblend.workflow.snake import config_args, config_slice, gguf_models
+from llmblend.workflow.snake import config_args, config_slice, gguf_models, missing_api_keys, q
+from llmblend.workflow.snake import validate_workflow_config
+from llmblend.workflow.snake import IMAGE, input_args, prepare_environment, state_dir
 from llmblend.workflow.snake import model_arg as _model_arg
 from llmblend.workflow.snake import model_input as _model_input
 
-_validate_config(config)
+validate_workflow_config(config, workflow)
+# keys live in the environment only: say at plan time (snakemake -n too) which one is missing
+for _line in missing_api_keys(config):
+    print(f"WARNING: {_line}", file=sys.stderr)
 
-envvars:
-    "PATH",
+# `llmblend` of this Python first on PATH (local and SLURM jobs inherit it; never passed to Kubernetes
+# pods: it would replace the image's); with `shared_dir` (the kubernetes profile) the HF cache on the
+# shared volume, offline. Remote jobs get those and the API keys the profile needs (pods: as a Secret).
+workflow.register_envvars(*prepare_environment(config))
 
-
-# rules call the `llmblend` console script: make the one installed beside this Python findable even
-# when the virtual environment is not activated (e.g. `.venv/bin/snakemake`)
-os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+# every rule runs in the pinned image with --software-deployment-method apptainer (the slurm profile);
+# Kubernetes pods run in it already (container-image of workflow/profiles/kubernetes)
+container: f"docker://{IMAGE}"
 
 RUN = config["run"]
 DATA = f"data/{RUN}"
 RESULTS = f"results/{RUN}"
 LOGS = f"{RESULTS}/logs"
 BENCH = f"{RESULTS}/benchmarks"
+# state that outlives reruns and is no rule output (the judge's label caches): DATA, or under shared_dir
+STATE = state_dir(config, DATA)
 # the config files Snakemake was given, in order, passed on to every command (the CLI re-reads them)
 CONFIG_ARGS = config_args(workflow)
 
@@ -32,6 +39,10 @@ CONFIG_ARGS = config_args(workflow)
 ENV = "../envs/llmblend.yaml"
 # final targets, extended by each rule file; `rule all` asks for them
 TARGETS = []
+# the blended answer kinds (llmblend.fuser.kinds): the wildcard of score_fused and judge_fused
+from llmblend.fuser.kinds import KINDS as _BLEND_KINDS
+
+BLEND_KIND_NAMES = "|".join(_BLEND_KINDS)
 
 # models by name (see the `models` config section and workflow/rules/models.smk):
 #   model_input(name) -> the rule input (the converted directory of a GGUF model, else nothing)

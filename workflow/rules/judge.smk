@@ -10,10 +10,12 @@ JCFG = config.get("judge")
 if JCFG:
     JUDGE_SPLITS = JCFG["splits"]
     _JUDGE_CFG = ["seed", "mirror", "data.sources", "judge"]
-    _JUDGE_OPENAI = "openai" in (JCFG["backend"], JCFG.get("fused_backend"))
-
-    # minutes: replay and rubric take seconds; an LLM judge about 1 s per pair at 4 in flight
-    _JUDGE_RUNTIME_PER_MB = 2000 if _JUDGE_OPENAI else 0
+    # what labelling candidate pairs reads: the blended answers' own settings (judge.fused_backend,
+    # judge.fused_openai) rerun judge_fused only, never the candidates' labels and the rankers trained on them
+    _JUDGE_PAIRS_CFG = ["seed", "mirror", "data.sources"] + [
+        f"judge.{k}" for k in ("backend", "pairs", "both_orders", "retry_errors", "max_usd", "openai")]
+    # the jobs' runtime and memory come from the labels the cost plan counts (resources.stages.judge)
+    from llmblend.workflow.snake import job_resources, job_threads
 
     rule judge_pairs:
         input:
@@ -24,42 +26,44 @@ if JCFG:
         wildcard_constraints:
             split="train|val|test",
         params:
-            cfg=config_slice(config, *_JUDGE_CFG),
+            cfg=config_slice(config, *_JUDGE_PAIRS_CFG),
             cfgargs=CONFIG_ARGS,
-            persist=lambda wc: f"{DATA}/judge/cache/{wc.split}.sqlite",
+            persist=lambda wc: f"{STATE}/judge/cache/{wc.split}.sqlite",
         log:
             f"{LOGS}/judge_pairs/{{split}}.log",
         benchmark:
             f"{BENCH}/judge_pairs/{{split}}.tsv"
-        threads: 1
+        threads: job_threads(config, "judge")
         resources:
-            mem_mb=lambda wc, input: 500 + int(input.size_mb * 20),
-            runtime=lambda wc, input, attempt: attempt * (5 + int(input.size_mb * _JUDGE_RUNTIME_PER_MB)),
+            **job_resources(config, "judge"),
         conda:
             ENV
         shell:
             "llmblend judge-pairs {params.cfgargs} --split {wildcards.split} --candidates {input.candidates}"
             " --out {output.labels} --metrics {output.metrics} --cache {params.persist} --log {log}"
 
+    # one job per blended answer kind (fused, verified, aggregated: llmblend.fuser.kinds); they share one
+    # label cache, so a pair of texts two kinds have in common is paid once
     rule judge_fused:
         input:
-            fused=f"{RESULTS}/fuser/test_fused.jsonl",
+            fused=f"{RESULTS}/fuser/test_{{kind}}.jsonl",
             candidates=f"{DATA}/candidates/test.jsonl",
         output:
-            labels=f"{DATA}/judge/fused_test.jsonl",
-            metrics=f"{RESULTS}/metrics/judge_fused_test.json",
+            labels=f"{DATA}/judge/{{kind}}_test.jsonl",
+            metrics=f"{RESULTS}/metrics/judge_{{kind}}_test.json",
+        wildcard_constraints:
+            kind=BLEND_KIND_NAMES,
         params:
             cfg=config_slice(config, *_JUDGE_CFG),
             cfgargs=CONFIG_ARGS,
-            persist=f"{DATA}/judge/cache/fused_test.sqlite",
+            persist=f"{STATE}/judge/cache/fused_test.sqlite",
         log:
-            f"{LOGS}/judge_fused.log",
+            f"{LOGS}/judge_fused/{{kind}}.log",
         benchmark:
-            f"{BENCH}/judge_fused.tsv"
-        threads: 1
+            f"{BENCH}/judge_fused/{{kind}}.tsv"
+        threads: job_threads(config, "judge")
         resources:
-            mem_mb=lambda wc, input: 500 + int(input.size_mb * 20),
-            runtime=lambda wc, input, attempt: attempt * (5 + int(input.size_mb * _JUDGE_RUNTIME_PER_MB)),
+            **job_resources(config, "judge", target="fused"),
         conda:
             ENV
         shell:

@@ -14,7 +14,7 @@ if MCFG:
                       if MCFG[m]["enabled"]}
     _METRIC_MODEL_NAMES = sorted({ref for ref in _METRIC_MODELS.values() if ref in MODELS})
     METRIC_MODEL_INPUTS = [p for ref in _METRIC_MODEL_NAMES for p in model_input(ref)]
-    METRIC_MODEL_ARGS = " ".join(f"--model {m}={model_arg(ref) if ref in MODELS else ref}"
+    METRIC_MODEL_ARGS = " ".join(f"--model {q(f'{m}={model_arg(ref) if ref in MODELS else ref}')}"
                                  for m, ref in _METRIC_MODELS.items())
     METRIC_CFG = ["metrics"] + [f"models.{ref}" for ref in _METRIC_MODEL_NAMES]
 
@@ -78,8 +78,9 @@ if MCFG:
         params:
             cfg=config_slice(config, "metrics"),
             cfgargs=CONFIG_ARGS,
-            scored=" ".join(f"{s}={DATA}/scored/{s}.jsonl" for s in SCORE_SPLITS),
-            reports=" ".join(f"{s}={DATA}/scored/{s}.report.json" for s in SCORE_SPLITS),
+            # from the job's input (storage copies on Kubernetes), in the order of SCORE_SPLITS
+            scored=lambda wc, input: " ".join(q(f"{s}={p}") for s, p in zip(SCORE_SPLITS, input.scored)),
+            reports=lambda wc, input: " ".join(q(f"{s}={p}") for s, p in zip(SCORE_SPLITS, input.reports)),
         log:
             f"{LOGS}/summarize_scores.log",
         conda:
@@ -88,21 +89,24 @@ if MCFG:
             "llmblend summarize-scores {params.cfgargs} --scored {params.scored} --reports {params.reports}"
             " --metrics-json {output.metrics} --table {output.table} --report {output.report} --log {log}"
 
+    # one job per blended answer kind (fused, verified, aggregated: llmblend.fuser.kinds)
     rule score_fused:
         input:
-            fused=f"{RESULTS}/fuser/test_fused.jsonl",
+            fused=f"{RESULTS}/fuser/test_{{kind}}.jsonl",
             models=METRIC_MODEL_INPUTS,
         output:
-            scored=f"{RESULTS}/fuser/test_fused_scored.jsonl",
-            report=f"{RESULTS}/fuser/test_fused_scored.report.json",
+            scored=f"{RESULTS}/fuser/test_{{kind}}_scored.jsonl",
+            report=f"{RESULTS}/fuser/test_{{kind}}_scored.report.json",
+        wildcard_constraints:
+            kind=BLEND_KIND_NAMES,
         params:
             cfg=config_slice(config, *METRIC_CFG),
             cfgargs=CONFIG_ARGS,
             models=METRIC_MODEL_ARGS,
         log:
-            f"{LOGS}/score_fused.log",
+            f"{LOGS}/score_fused/{{kind}}.log",
         benchmark:
-            f"{BENCH}/score_fused.tsv"
+            f"{BENCH}/score_fused/{{kind}}.tsv"
         threads: job_threads(config, "score_candidates")
         resources:
             **job_resources(config, "score_candidates"),

@@ -10,7 +10,7 @@ if GGUF_MODELS:
             model="|".join(GGUF_MODELS),
         params:
             cfg=lambda wc: config_slice(config, f"models.{wc.model}"),
-            spec=lambda wc: MODELS[wc.model]["spec"],
+            spec=lambda wc: q(MODELS[wc.model]["spec"]),
             cfgargs=CONFIG_ARGS,
         log:
             f"{LOGS}/convert_model/{{model}}.log",
@@ -41,7 +41,7 @@ if CT2_MODELS:
             quant="|".join(sorted({q for _, q in CT2_MODELS})),
         params:
             cfg=lambda wc: config_slice(config, f"models.{wc.model}"),
-            model=lambda wc: model_arg(wc.model),
+            model=lambda wc: q(model_arg(wc.model)),
             cfgargs=CONFIG_ARGS,
         log:
             f"{LOGS}/convert_ct2_model/{{quant}}/{{model}}.log",

@@ -125,6 +125,7 @@ def ingest(cfg, batch_dir, cache_path, client=None) -> dict:
     for part in state.get("parts", []):
         if part["status"] != "completed":
             continue
+        rows = []  # one transaction per part (llmblend.judge.cache: a commit per row is slow on NFS)
         for file_id in (part.get("output_file_id"), part.get("error_file_id")):
             if not file_id:
                 continue
@@ -139,15 +140,17 @@ def ingest(cfg, batch_dir, cache_path, client=None) -> dict:
                     pt, ct = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
                     usd = judge.usd(pt, ct, judge.o["batch_discount"])
                     reply = body["choices"][0]["message"].get("content")
-                    judge.cache.put(item["custom_id"], label=parse_reply(reply), reply=reply, prompt_tokens=pt,
-                                    completion_tokens=ct, usd=usd, attempts=1, **judge.meta)
+                    rows.append((item["custom_id"], dict(label=parse_reply(reply), reply=reply, prompt_tokens=pt,
+                                                         completion_tokens=ct, usd=usd, attempts=1, **judge.meta)))
                     counts["labels"] += 1
                     counts["usd"] += usd
                 else:
                     reason = json.dumps(item.get("error") or body.get("error") or {"status": resp.get("status_code")})
-                    judge.cache.put(item["custom_id"], label=ERROR, reason=judge.scrub(f"batch: {reason}"),
-                                    prompt_tokens=0, completion_tokens=0, usd=0.0, attempts=1, **judge.meta)
+                    rows.append((item["custom_id"], dict(label=ERROR, reason=judge.scrub(f"batch: {reason}"),
+                                                         prompt_tokens=0, completion_tokens=0, usd=0.0, attempts=1,
+                                                         **judge.meta)))
                     counts["errors"] += 1
+        judge.cache.put_many(rows)
         part["status"] = "ingested"
         _save(batch_dir, state)
     if state.get("parts") and all(p["status"] == "ingested" for p in state["parts"]):

@@ -1,11 +1,19 @@
-"""The label cache: one SQLite file, safe for several jobs writing at once.
+"""The label cache: one SQLite file that several processes, on one host or on several hosts sharing a
+file system, may write at once (a judge job and `llmblend judge-batch ingest`, or judge_fused jobs of
+several answer kinds).
 
 Each judged (ordered) pair is one row keyed by a hash of (backend, model, prompt version,
 temperature, instruction, input, reference, text A, text B): a rerun asks only what is missing.
-Every row is committed as soon as its answer arrives (WAL mode, a busy timeout instead of failing
-when another process holds the write lock), so a killed job loses at most the calls in flight.
+Every row is committed as soon as its answer arrives, so a killed job loses at most the calls in
+flight; a writer that finds the file locked waits (busy timeout) instead of failing.
 Failures are stored too (`error` with the reason), so they are never re-paid unless asked
 (`judge.retry_errors`).
+
+Journal: the rollback journal (DELETE), not WAL. WAL keeps its index in shared memory (the -shm
+file), which SQLite documents as working only between processes of one host: on NFS, or with jobs of
+several nodes, it can corrupt the file. The rollback journal needs only the file system's POSIX
+locks (NFSv4, Lustre, GPFS, CephFS have them; an NFS mount with `nolock` does not, docs/scale-out.md).
+A commit costs a few more fsyncs than in WAL: `put_many` writes a batch in one transaction.
 """
 
 from __future__ import annotations
@@ -13,11 +21,16 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
 COLUMNS = ("key", "label", "reason", "reply", "prompt_tokens", "completion_tokens", "usd", "attempts",
            "backend", "model", "prompt_version", "temperature", "created")
+
+
+# how long a writer waits for another process's transaction (each holds the lock for one commit)
+BUSY_S = 120.0
 
 
 def cache_key(*parts) -> str:
@@ -28,9 +41,13 @@ class LabelCache:
     def __init__(self, path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None, check_same_thread=False)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA busy_timeout=60000")
+        self.conn = sqlite3.connect(self.path, timeout=BUSY_S, isolation_level=None, check_same_thread=False)
+        self._write = threading.Lock()  # one transaction at a time on this connection (it is shared by threads)
+        self.conn.execute(f"PRAGMA busy_timeout={int(BUSY_S * 1000)}")
+        # also turns a cache written in WAL mode by an earlier version back into one self-contained file
+        mode = self.conn.execute("PRAGMA journal_mode=DELETE").fetchone()[0]
+        if mode.lower() != "delete":
+            raise OSError(f"{self.path}: SQLite kept journal mode {mode!r} (another process has it open in WAL mode)")
         self.conn.execute(
             "CREATE TABLE IF NOT EXISTS labels (key TEXT PRIMARY KEY, label TEXT NOT NULL, reason TEXT, reply TEXT,"
             " prompt_tokens INTEGER, completion_tokens INTEGER, usd REAL, attempts INTEGER, backend TEXT,"
@@ -51,16 +68,21 @@ class LabelCache:
         return out
 
     def put(self, key: str, **row) -> None:
-        row = {"created": time.time(), **row, "key": key}
-        cols = [c for c in COLUMNS if c in row]
-        with self.conn:  # one transaction per row
-            self.conn.execute(f"INSERT OR REPLACE INTO labels ({', '.join(cols)}) VALUES ({','.join('?' * len(cols))})",
-                              [row[c] for c in cols])
+        self.put_many([(key, row)])  # one transaction per row: a kill loses only the calls in flight
+
+    def put_many(self, items) -> None:
+        """Write (key, row) pairs in one transaction (a bulk ingest: one commit instead of one per row)."""
+        now = time.time()
+        with self._write, self.conn:
+            self.conn.execute("BEGIN IMMEDIATE")
+            for key, row in items:
+                row = {"created": now, **row, "key": key}
+                cols = [c for c in COLUMNS if c in row]
+                self.conn.execute(f"INSERT OR REPLACE INTO labels ({', '.join(cols)}) "
+                                  f"VALUES ({','.join('?' * len(cols))})", [row[c] for c in cols])
 
     def __len__(self) -> int:
         return self.conn.execute("SELECT COUNT(*) FROM labels").fetchone()[0]
 
     def close(self) -> None:
-        # fold the write-ahead log back into the one file, so the file DVC tracks is complete
-        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self.conn.close()

@@ -23,6 +23,11 @@ UNITS = {
     "rank_candidates": "ordered-pair comparisons",
     "train_fuser": "training examples",
     "fuse_candidates": "fused examples",
+    # CPU stages sized the same way, so that no rule reads its inputs' sizes (on Kubernetes they are
+    # in storage, and a rule that sizes itself from them reads 0 bytes)
+    "judge": "pair labels",
+    "build_fuser_data": "fuser examples",
+    "evaluate": "resampled test examples",
 }
 SPLITS = ("train", "val", "test")
 # sources whose records already carry the candidates (nothing is generated)
@@ -152,7 +157,9 @@ def params_b(cfg: dict, ref: str) -> float:
         if m:
             return float(m.group(1)) / (1000.0 if m.group(2) == "m" else 1.0)
     raise ConfigError(f"config key 'resources.model_params_b.{ref}' is missing: the size of model {ref!r} "
-                      "cannot be read from its spec")
+                      "cannot be read from its spec (no '7b' or '135m' in it). Add its size in billions of "
+                      f"parameters to your profile: `resources: {{model_params_b: {{{ref}: 0.5}}}}` "
+                      "(the jobs' memory and runtime, and `llmblend plan-cost`, scale with it)")
 
 
 def _gen_max_new(gen: dict) -> int:
@@ -202,6 +209,8 @@ def job_units(cfg: dict, stage: str, wildcards: dict) -> float:
     if stage == "rank_candidates":
         from llmblend.ranker.stage import method_kind
 
+        if wildcards.get("target") == "verify":  # verify_fused: fused vs top-1, both orders
+            return items["test"] * 2
         split = wildcards.get("split", "test")
         methods = wildcards.get("methods") or [wildcards.get("method", "pairranker")]
         kinds = {method_kind(m) for m in methods}
@@ -223,7 +232,34 @@ def job_units(cfg: dict, stage: str, wildcards: dict) -> float:
         return items["train"] * cfg["fuser"]["train"]["epochs"]
     if stage == "fuse_candidates":
         return items["test"]
+    if stage == "judge":
+        return judge_labels(cfg, wildcards)
+    if stage == "build_fuser_data":
+        return items["train"] + items["val"]
+    if stage == "evaluate":  # every ranking of the test split, resampled by the bootstrap
+        samples = ((cfg.get("evaluate") or {}).get("bootstrap") or {}).get("samples", 1000)
+        return items["test"] * len(cfg["ranker"]["methods"]) * samples
     raise ConfigError(f"no cost model for stage {stage!r}")
+
+
+def _judged_pairs(jcfg: dict, n: int) -> int:
+    """Labels of one example with n answers: all C(n,2) pairs or a knockout's n-1, x2 for both orders."""
+    per_item = (n - 1) if jcfg.get("pairs", "all") == "knockout" else n * (n - 1) // 2
+    return per_item * (2 if jcfg.get("both_orders") else 1)
+
+
+def judge_labels(cfg: dict, wildcards: dict) -> int:
+    """Labels one judge job asks for. wildcards: {"split": s} (judge_pairs), {"target": "fused"} (the
+    fused answer against each test candidate, judge_fused), {"target": "pool", "split": s} (the ranker's
+    training pool, judge_ranker_pool)."""
+    jcfg, items = cfg["judge"], split_items(cfg)
+    target = wildcards.get("target", "pairs")
+    if target == "fused":  # one blended answer kind; on AlpacaEval only against the reference (docs/judge.md)
+        per_item = 1 if _fused_vs_reference(cfg) else candidates_per_item(cfg)
+        return items["test"] * per_item * (2 if jcfg.get("both_orders") else 1)
+    if target == "pool":
+        return items[wildcards["split"]] * _judged_pairs(jcfg, len(cfg["ranker"]["train_generators"]))
+    return items[wildcards["split"]] * _judged_pairs(jcfg, candidates_per_item(cfg))
 
 
 def _jobs(cfg: dict) -> list[Job]:
@@ -247,8 +283,8 @@ def _jobs(cfg: dict) -> list[Job]:
         for split in cfg["metrics"].get("splits", list(SPLITS)):
             for k in range(_shards(cfg, "metrics")):
                 add("score_candidates", f"{split}/shard-{k}", {"split": split})
-        if cfg.get("fuser"):
-            add("score_candidates", "fused/test", {})
+        for kind in _blend_kinds(cfg):  # score_fused: one job per blended answer kind
+            add("score_candidates", f"{kind}/test", {})
     if cfg.get("ranker"):
         from llmblend.ranker.stage import method_kind
 
@@ -265,9 +301,58 @@ def _jobs(cfg: dict) -> list[Job]:
             if method_kind(m) in ("bubble", "select", "simcls", "summareranker", "clm_scoring"):
                 add("rank_candidates", f"{m}/test", {"split": "test", "method": m})
     if cfg.get("fuser"):
+        if not cfg["fuser"].get("pretrained"):
+            add("build_fuser_data", "fuser", {})
         add("train_fuser", "fuser", {})
         add("fuse_candidates", "test", {})
+        if "verified" in _blend_kinds(cfg):
+            add("rank_candidates", "verify/test", {"target": "verify"})
+    if cfg.get("judge"):
+        for split in cfg["judge"].get("splits", ["test"]):
+            add("judge", f"pairs/{split}", {"split": split})
+        for kind in _blend_kinds(cfg):  # judge_fused: one job per blended answer kind
+            add("judge", f"{kind}/test", {"target": "fused"})
+        if (cfg.get("ranker") or {}).get("train_generators"):
+            for split in ("train", "val"):
+                add("judge", f"pool/{split}", {"target": "pool", "split": split})
+    if cfg.get("evaluate") is not None and cfg.get("ranker") and cfg.get("judge") and cfg.get("metrics"):
+        add("evaluate", "test", {})
     return jobs
+
+
+def split_mb(cfg: dict, split: str) -> float:
+    """Planned size (MB) of one split's candidates with their scores."""
+    d = _res(cfg).get("disk") or {}
+    return split_items(cfg)[split] * candidates_per_item(cfg) * d.get("bytes_per_candidate", 1000) / 1e6
+
+
+def job_disk_mb(cfg: dict, stage: str, wildcards: dict) -> int:
+    """Local disk of one job where its inputs and outputs are copies of storage objects (Kubernetes):
+    its split's candidates in and out, and for training the best and the last checkpoint."""
+    train = stage in ("train_ranker", "train_fuser", "build_fuser_data")
+    split = wildcards.get("split") or ("train" if train else "test")
+    bpp = (_res(cfg).get("disk") or {}).get("checkpoint_bytes_per_param", 12)
+    model = {"train_ranker": (cfg.get("ranker") or {}).get("backbone"),
+             "train_fuser": (cfg.get("fuser") or {}).get("model")}.get(stage)
+    ckpt_mb = 2 * params_b(cfg, model) * 1e9 * bpp / 1e6 if model else 0.0
+    return int(1000 + 2 * split_mb(cfg, split) + ckpt_mb)
+
+
+def _blend_kinds(cfg: dict) -> list[str]:
+    from llmblend.fuser.kinds import enabled_kinds
+
+    return enabled_kinds(cfg)
+
+
+def _fused_vs_reference(cfg: dict) -> bool:
+    from llmblend.judge.run import _vs_reference_mode
+
+    jcfg = cfg["judge"]
+    return _vs_reference_mode(cfg, jcfg.get("fused_backend") or jcfg["backend"])
+
+
+def _usd_per_call(o: dict, pt: float, ct: float) -> float:
+    return (pt * o.get("prompt_usd_per_1m", 0.0) + ct * o.get("completion_usd_per_1m", 0.0)) / 1e6
 
 
 def judge_plan(cfg: dict) -> dict:
@@ -275,24 +360,25 @@ def judge_plan(cfg: dict) -> dict:
     jcfg = cfg.get("judge")
     if not jcfg:
         return {"backend": None, "calls": 0, "usd": 0.0}
-    items, n = split_items(cfg), candidates_per_item(cfg)
-    per_item = (n - 1) if jcfg.get("pairs", "all") == "knockout" else n * (n - 1) // 2
-    orders = 2 if jcfg.get("both_orders") else 1
     backend = jcfg["backend"]
     fused_backend = jcfg.get("fused_backend") or backend
-    pair_calls = sum(items[s] for s in jcfg.get("splits", ["test"])) * per_item * orders
-    fused_calls = items["test"] * n * orders if cfg.get("fuser") else 0
-    paid = (pair_calls if backend == "openai" else 0) + (fused_calls if fused_backend == "openai" else 0)
+    pair_calls = sum(judge_labels(cfg, {"split": s}) for s in jcfg.get("splits", ["test"]))
+    fused_calls = len(_blend_kinds(cfg)) * judge_labels(cfg, {"target": "fused"})
+    paid_pairs = pair_calls if backend == "openai" else 0
+    paid_fused = fused_calls if fused_backend == "openai" else 0
+    paid = paid_pairs + paid_fused
     jres = _res(cfg).get("judge") or {}
     o = jcfg.get("openai") or {}
+    fo = {**o, **(jcfg.get("fused_openai") or {})}  # the blended answers' judge (judge.fused_openai)
     pt, ct = jres.get("prompt_tokens", 400), jres.get("completion_tokens", 4)
-    usd_per_call = (pt * o.get("prompt_usd_per_1m", 0.0) + ct * o.get("completion_usd_per_1m", 0.0)) / 1e6
     batch = bool(jres.get("batch_api"))
     discount = o.get("batch_discount", 1.0) if batch else 1.0
+    usd = paid_pairs * _usd_per_call(o, pt, ct) * discount + paid_fused * _usd_per_call(fo, pt, ct)
     return {"backend": backend, "fused_backend": fused_backend, "pair_calls": pair_calls,
             "fused_calls": fused_calls, "paid_calls": paid, "model": o.get("model"),
+            "fused_model": fo.get("model") if paid_fused else None,
             "prompt_tokens": paid * pt, "completion_tokens": paid * ct, "batch_api": batch,
-            "usd": round(paid * usd_per_call * discount, 2), "max_usd": jcfg.get("max_usd")}
+            "usd": round(usd, 2), "max_usd": jcfg.get("max_usd")}
 
 
 def disk_plan(cfg: dict) -> dict:
@@ -363,7 +449,8 @@ def format_plan(p: Plan) -> str:
     j = p.judge
     if j.get("backend"):
         lines.append(f"judge: backend {j['backend']} (fused: {j['fused_backend']}), {j['pair_calls']:,} pair labels + "
-                     f"{j['fused_calls']:,} fused labels; paid calls {j['paid_calls']:,} to {j['model']} "
+                     f"{j['fused_calls']:,} fused labels; paid calls {j['paid_calls']:,} to {j['model']}"
+                     f"{' / ' + j['fused_model'] + ' (blended answers)' if j.get('fused_model') else ''} "
                      f"({j['prompt_tokens']:,} prompt + {j['completion_tokens']:,} completion tokens"
                      f"{', Batch API' if j['batch_api'] else ''}): USD {j['usd']:,.2f} (cap judge.max_usd "
                      f"{j['max_usd']})")

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import shlex
+
+from llmblend import __version__
+from llmblend.errors import ConfigError
 
 
 def config_files(workflow) -> list[str]:
@@ -19,8 +23,49 @@ def config_files(workflow) -> list[str]:
     return out
 
 
+def q(value) -> str:
+    """One shell word: config-derived text goes into `shell:` command lines through this (or the
+    `{...:q}` format of Snakemake, the same shlex.quote), so no value is read as shell syntax."""
+    return shlex.quote(str(value))
+
+
 def config_args(workflow) -> str:
-    return " ".join(f"--config {f}" for f in config_files(workflow))
+    return " ".join(f"--config {q(f)}" for f in config_files(workflow))
+
+
+def validate_workflow_config(config: dict, workflow) -> None:
+    """Validate Snakemake's merged config, naming the file that set a bad key (the same reader and
+    checks as the CLI's, so an alias bomb or an empty overlay is refused with its file named)."""
+    from llmblend.config import merge_files, validate
+
+    files = config_files(workflow)
+    _, origin = merge_files(files)
+    validate(config, origin, files)
+
+
+def missing_api_keys(config: dict, environ=None) -> list[str]:
+    """One line per OpenAI-compatible judge or generator whose key variable is not set: a dry run
+    warns at plan time, instead of the real run failing hours later at that job."""
+    environ = os.environ if environ is None else environ
+    return [f"{who} reads its API key from ${env}, which is not set: its jobs will fail; "
+            f"export {env}=... before the run" for who, env in api_keys_needed(config) if not environ.get(env)]
+
+
+def api_keys_needed(config: dict) -> list[tuple[str, str]]:
+    """(who, environment variable) of every OpenAI-compatible judge or generator of the profile."""
+    need = []  # (who, env var)
+    judge = config.get("judge") or {}
+    if "openai" in (judge.get("backend"), judge.get("fused_backend")):
+        need.append(("judge (judge.backend: openai)", (judge.get("openai") or {}).get("api_key_env", "OPENAI_API_KEY")))
+    gens = list((config.get("generate") or {}).get("generators") or [])
+    aggregator = ((config.get("fuser") or {}).get("aggregator") or {}).get("generator")
+    gens += [aggregator] if aggregator else []
+    for g in gens:
+        if g.get("backend") == "openai":
+            env = (g.get("openai") or {}).get("api_key_env", "OPENAI_API_KEY")
+            if env:  # null: the endpoint takes no key
+                need.append((f"generator {g['name']} (backend: openai)", env))
+    return need
 
 
 def lookup(config: dict, dotted: str):
@@ -78,15 +123,53 @@ def model_arg(config: dict, data_dir: str, name: str) -> str:
 
 # --- cluster resources of heavy rules (docs/scale-out.md) -------------------------------------------
 # Every heavy rule asks for `threads: job_threads(config, "<stage>")` and
-# `resources: **job_resources(config, "<stage>")`: threads, memory, runtime and GPUs come from the
-# `resources` config section and the job's planned work (split sizes, shard count), the same numbers
-# `llmblend plan-cost` prints. They are known before any input exists, so a dry run shows them.
+# `resources: **job_resources(config, "<stage>")`: threads, memory, runtime, local disk, GPUs and the
+# partition come from the `resources` config section and the job's planned work (split sizes, shard
+# count), the same numbers `llmblend plan-cost` prints. They are known before any input exists, so a
+# dry run shows them, and no rule reads its inputs' sizes (on Kubernetes the inputs are in storage).
+# A retry asks for attempt x the first request, up to the partition's `resources.limits`.
+
+
+def job_partition(config: dict, stage: str) -> str | None:
+    """The slurm partition of a stage's jobs: resources.gpu_partition or resources.cpu_partition
+    (null: the profile's default)."""
+    from llmblend.workflow.cost import stage_settings
+
+    res = config["resources"]
+    return res.get("gpu_partition") if stage_settings(config, stage)["gpus"] else res.get("cpu_partition")
+
+
+def partition_limits(config: dict, stage: str) -> tuple[str, dict]:
+    """(partition, its declared limits) for a stage's jobs; no limits declared: ("", {})."""
+    limits = config["resources"].get("limits") or {}
+    if not limits:
+        return "", {}
+    from llmblend.workflow.cost import stage_settings
+
+    part = job_partition(config, stage)
+    kind = "gpu" if stage_settings(config, stage)["gpus"] else "cpu"
+    if part is None:
+        raise ConfigError(f"config key 'resources.{kind}_partition' is null but resources.limits is set: "
+                          f"name the partition the {stage} jobs go to, so their limits can be looked up")
+    if part not in limits:
+        raise ConfigError(f"config key 'resources.limits.{part}' is missing: the {stage} jobs go to partition "
+                          f"{part!r} (resources.{kind}_partition); declare its limits (runtime, mem_mb, cpus, gpus)")
+    return part, limits[part]
+
+
+def _over(stage: str, what: str, first, part: str, cap, hint: str) -> ConfigError:
+    return ConfigError(f"a {stage} job needs {what} {first} at its first attempt, above "
+                       f"resources.limits.{part}.{what} = {cap}: {hint}")
 
 
 def job_threads(config: dict, stage: str) -> int:
     from llmblend.workflow.cost import stage_settings
 
-    return int(stage_settings(config, stage)["threads"])
+    threads = int(stage_settings(config, stage)["threads"])
+    part, lim = partition_limits(config, stage)
+    if "cpus" in lim and threads > lim["cpus"]:
+        raise _over(stage, "cpus", threads, part, lim["cpus"], f"lower resources.stages.{stage}.threads")
+    return threads
 
 
 def _job_gen_size(config: dict, stage: str, wildcards) -> float | None:
@@ -101,29 +184,97 @@ def _job_gen_size(config: dict, stage: str, wildcards) -> float | None:
 
 
 def job_resources(config: dict, stage: str, **fixed) -> dict:
-    """Snakemake resources of one job of `stage`: mem_mb and runtime (minutes) that scale with the
-    job's work and grow with each retry, plus gpu (and the GPU model / partition) for GPU stages.
-    `fixed` adds wildcard values the rule does not have (e.g. methods=[...] for one job of several)."""
-    from llmblend.workflow.cost import job_minutes, job_units, stage_settings
+    """Snakemake resources of one job of `stage`: mem_mb, runtime (minutes) and disk_mb that scale with
+    the job's work and grow with each retry up to the partition's limits, the partition, and gpu (and
+    the GPU model) for GPU stages. `fixed` adds wildcard values the rule does not have (e.g.
+    methods=[...] for one job of several, target="fused" for the judge of the fused answers)."""
+    from llmblend.workflow.cost import job_disk_mb, job_minutes, job_units, stage_settings
 
     st = stage_settings(config, stage)
     margin = config["resources"]["runtime_margin"]
+    part, lim = partition_limits(config, stage)
 
-    def units(wildcards) -> float:
-        return job_units(config, stage, {**dict(wildcards.items()), **fixed})
+    def wc(wildcards) -> dict:
+        return {**dict(wildcards.items()), **fixed}
+
+    def grow(what: str, first: int, attempt: int, hint: str) -> int:
+        """attempt x the first request, capped by the limit; a first request above it is an error
+        (the job could never finish there), not a silent cut."""
+        cap = lim.get(what)
+        if cap is None:
+            return first * attempt
+        if first > cap:
+            raise _over(stage, what, first, part, cap, hint)
+        return min(cap, first * attempt)
 
     def mem_mb(wildcards, attempt):
-        return int((st["mem_mb"] + st.get("mem_mb_per_unit", 0.0) * units(wildcards)) * attempt)
+        first = int(st["mem_mb"] + st.get("mem_mb_per_unit", 0.0) * job_units(config, stage, wc(wildcards)))
+        return grow("mem_mb", first, attempt, f"lower resources.stages.{stage}.mem_mb or use more shards")
 
     def runtime(wildcards, attempt):
-        minutes = job_minutes(config, stage, units(wildcards), _job_gen_size(config, stage, wildcards))
-        return max(1, int(minutes * margin * attempt + 0.999))
+        w = wc(wildcards)
+        minutes = job_minutes(config, stage, job_units(config, stage, w), _job_gen_size(config, stage, w))
+        return grow("runtime", max(1, int(minutes * margin + 0.999)), attempt,
+                    "use more shards, or a partition with a longer MaxTime")
 
-    out = {"mem_mb": mem_mb, "runtime": runtime}
+    def disk_mb(wildcards, attempt):
+        return grow("disk_mb", job_disk_mb(config, stage, wc(wildcards)), attempt, "declare a larger node disk")
+
+    out = {"mem_mb": mem_mb, "runtime": runtime, "disk_mb": disk_mb}
     if st["gpus"]:
+        if "gpus" in lim and st["gpus"] > lim["gpus"]:
+            raise _over(stage, "gpus", st["gpus"], part, lim["gpus"], f"lower resources.stages.{stage}.gpus")
         out["gpu"] = st["gpus"]
         if config["resources"].get("gpu_model"):
             out["gpu_model"] = config["resources"]["gpu_model"]
-        if config["resources"].get("gpu_partition"):
-            out["slurm_partition"] = config["resources"]["gpu_partition"]
+    if job_partition(config, stage):
+        out["slurm_partition"] = job_partition(config, stage)
     return out
+
+
+# --- what jobs on other machines need (docs/scale-out.md) -------------------------------------------
+# The one image every rule runs in (`container:` in workflow/rules/common.smk, with
+# --software-deployment-method apptainer) and every Kubernetes pod (`container-image` of
+# workflow/profiles/kubernetes): built from the Dockerfile, tagged <version>-gpu (tests check the
+# profile names the same tag).
+IMAGE = f"ghcr.io/llmblend/llmblend:{__version__}-gpu"
+
+
+def shared_env(config: dict) -> dict:
+    """Environment of jobs that share no file system with this machine (config `shared_dir`): the
+    Hugging Face cache on the shared volume, filled once by `llmblend prefetch-models`, and offline,
+    so a missing model fails at once instead of every job downloading it."""
+    shared = config.get("shared_dir")
+    return {"HF_HOME": f"{shared}/hf", "HF_HUB_OFFLINE": "1"} if shared else {}
+
+
+def input_args(option: str, names, paths) -> str:
+    """`<option> name=path` for each pair, quoted. Rules pass paths from the job's `input`, which are
+    storage copies on Kubernetes: a path written out in the rule would not be there."""
+    return " ".join(f"{option} {q(f'{n}={p}')}" for n, p in zip(names, paths))
+
+
+def prepare_environment(config: dict, environ=None) -> list[str]:
+    """Set up this process's environment for the jobs and return the variables to pass to remote ones.
+    Rules call the `llmblend` console script: the one beside this Python is put first on PATH even when
+    the virtual environment is not activated (local and SLURM jobs inherit it; Kubernetes pods keep the
+    image's PATH). With `shared_dir`, the shared HF cache (shared_env)."""
+    import sys
+
+    environ = os.environ if environ is None else environ
+    environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), environ.get("PATH", "")])
+    environ.update(shared_env(config))
+    return job_envvars(config, environ)
+
+
+def job_envvars(config: dict, environ) -> list[str]:
+    """The variables passed to remote jobs (the kubernetes plugin: as a Secret): the API keys the
+    config names that are set here, and shared_env. Never PATH: it would replace the image's."""
+    keys = sorted({env for _, env in api_keys_needed(config) if env in environ})
+    return keys + sorted(shared_env(config))
+
+
+def state_dir(config: dict, data_dir: str) -> str:
+    """Where state that outlives reruns and is no rule output lives (the judge's label caches): the
+    run's data folder, or `shared_dir`/<run> where jobs share no file system with it."""
+    return f"{config['shared_dir']}/{config['run']}" if config.get("shared_dir") else data_dir
