@@ -1,5 +1,6 @@
 """The config schema: every profile validates; a bad key is named with the file that set it."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,96 @@ def test_metric_splits_must_cover_what_reads_scores(tmp_path):
     ok = tmp_path / "ok.yaml"
     ok.write_text("metrics: {splits: [test]}\nranker: {signal: {type: judge}}\njudge: {splits: [train, val, test]}\n")
     assert load_config([ROOT / "params.yaml", ok])["metrics"]["splits"] == ["test"]
+
+
+# --- issue 20: errors that name the file, and no input that can hurt ------------------------------
+
+
+def _bomb(levels: int, key: str = "lol") -> str:
+    """A "billion laughs" YAML: each level repeats the one before 9 times through aliases."""
+    lines = [f'{key}0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"{key}{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, levels + 1)]
+    return "\n".join(lines) + "\n"
+
+
+def test_an_alias_bomb_is_refused_at_once_naming_the_file(tmp_path):
+    import time
+
+    bomb = tmp_path / "laughs.yaml"
+    bomb.write_text("run: x\n" + _bomb(9))  # 9^10 strings once expanded
+    t0 = time.monotonic()
+    with pytest.raises(ConfigError, match=r"laughs\.yaml: refused: its aliases expand to more than") as e:
+        load_config([ROOT / "params.yaml", bomb])
+    assert time.monotonic() - t0 < 5 and len(str(e.value)) < 300
+
+
+def test_a_deeply_nested_file_is_refused_naming_it(tmp_path):
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("run: x\nseed: " + "[" * 20000 + "]" * 20000 + "\n")
+    with pytest.raises(ConfigError, match=r"deep\.yaml: refused: nested too deeply"):
+        load_config([ROOT / "params.yaml", deep])
+
+
+def test_error_messages_are_cut_to_a_readable_length(tmp_path):
+    # under the expansion limit, but the bad value is 66k strings: jsonschema quotes it whole
+    p = tmp_path / "big.yaml"
+    p.write_text("data:\n" + "".join(f"  {line}\n" for line in _bomb(4, "x").splitlines()) + "seed: *a4\n")
+    with pytest.raises(ConfigError, match=r"config key 'seed' \(set in .*big\.yaml\).*more characters") as e:
+        load_config([ROOT / "params.yaml", p])
+    assert len(str(e.value)) < 1500
+
+
+@pytest.mark.parametrize("doc, where", [
+    ({"data": {"filtres": {"dedupe": True}}}, r"unknown config key data\.filtres \(set in .*bad\.yaml\)"),
+    ({"data": {"sources": [{"type": "demo", "name": "demo", "n_items": "290"}]}},
+     r"config key 'data\.sources\.0\.n_items' \(set in .*bad\.yaml\): '290' is not of type 'integer'"),
+])
+def test_a_misspelled_section_or_a_bad_list_item_names_its_file(tmp_path, doc, where):
+    with pytest.raises(ConfigError, match=where):
+        load_config(overlay(tmp_path, doc))
+
+
+def test_an_empty_overlay_is_refused_naming_the_file(tmp_path):
+    from llmblend.cli import main
+
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing yet\n")
+    with pytest.raises(ConfigError, match=r"empty\.yaml: the config file is empty"):
+        load_config([ROOT / "params.yaml", empty])
+    assert main(["plan-cost", "--config", str(ROOT / "params.yaml"), "--config", str(empty)]) == 2
+
+
+def test_an_overlay_alone_says_params_yaml_comes_first(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(ConfigError, match=r"config/ci\.yaml is read first.*--config params\.yaml --config config/ci\.yaml"):
+        load_config(["config/ci.yaml"])
+
+
+@pytest.mark.parametrize("doc, key", [
+    ({"models": {"x": {"spec": "hf:org/m; touch x #"}}}, "models.x.spec"),
+    ({"models": {"x": {"spec": "dir:-rf"}}}, "models.x.spec"),
+    ({"ranker": {"backbone": "minilm $(id)"}}, "ranker.backbone"),
+    ({"fuser": {"model": "--help"}}, "fuser.model"),
+    ({"models": {"a b": {"spec": "hf:org/m"}}}, "models.a b"),
+])
+def test_model_names_and_specs_have_a_safe_alphabet(tmp_path, doc, key):
+    with pytest.raises(ConfigError, match=rf"config key '{re.escape(key)}' \(set in .*bad\.yaml\)"):
+        load_config(overlay(tmp_path, doc))
+
+
+@pytest.mark.parametrize("overlay_text, expected", [
+    ("run: t\ndata:\n  filtres: {dedupe: true}\n", r"unknown config key data\.filtres \(set in [^)]*t\.yaml\)"),
+    ("run: t\nmodels:\n  mine: {spec: 'hf:org/mymodel'}\ngenerate:\n  generators:\n"
+     "    - {name: mine, backend: hf, model: mine, prompt: chat, decoding: {method: greedy, max_new_tokens: 8}}\n",
+     r"resources\.model_params_b\.mine' is missing.*`resources: \{model_params_b: \{mine: 0\.5\}\}`"),
+])
+def test_snakemake_dry_run_names_the_file_and_what_to_add(tmp_path, overlay_text, expected):
+    import subprocess
+
+    from workflow_utils import env
+
+    p = tmp_path / "t.yaml"
+    p.write_text(overlay_text)
+    r = subprocess.run(["snakemake", "-n", "--cores", "1", "--configfile", str(p)], cwd=ROOT, env=env(),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and re.search(expected, r.stdout + r.stderr), (r.stdout + r.stderr)[-2000:]

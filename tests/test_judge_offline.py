@@ -160,3 +160,53 @@ def test_knockout_finds_the_best_in_n_minus_1_pairs():
         asked += len(pairs)
         ko.feed({(a, b): "A is better" if quality[a] > quality[b] else "B is better" for a, b in pairs})
     assert ko.winner == "m10" and asked == 10
+
+
+class ScriptedJudge:
+    """A backend stand-in: the result of each shown order (A, B) comes from `answer(a, b)`."""
+
+    def __init__(self, answer):
+        self.answer, self.shown = answer, []
+
+    def judge(self, jobs):
+        self.shown += [(a, b) for _, a, b, _, _ in jobs]
+        return [self.answer(a, b) for _, a, b, _, _ in jobs]
+
+
+def test_two_orders_combine_into_one_label():
+    """judge.both_orders: a pair is asked as A,B and as B,A. Agreeing orders give the label; a reversal
+    of the shown order that does not reverse the verdict is `inconsistent`; an order that failed makes
+    the pair fail with that order's reason (never the other order's label); a missing answer drops it."""
+    from llmblend.judge.labels import label_for
+    from llmblend.judge.run import label_examples
+
+    def answer(a, b):
+        pair = frozenset((a, b))
+        if pair == {"x", "y"}:  # x is better whichever is shown first
+            return {"label": "A is better" if a == "x" else "B is better"}
+        if pair == {"x", "z"}:  # always the first shown: position bias
+            return {"label": "A is better"}
+        if pair == {"y", "z"}:  # one order failed
+            return {"label": "error", "reason": "HTTP 500 (after 3 attempts)"} if a == "y" else \
+                {"label": "A is better"}
+        if pair == {"x", "w"}:  # one order has no usable answer at all
+            return {"label": None} if a == "w" else {"label": "B is better"}
+        if pair == {"y", "w"}:
+            return {"label": "unparsable", "reason": "unparsable reply"} if a == "w" else {"label": "Same bad"}
+        return {"label": "Same good"}  # z, w
+
+    rec = {"id": "e1", "candidates": [{"model": m, "text": m} for m in "xyzw"]}
+    backend = ScriptedJudge(answer)
+    state, counts = label_examples([rec], backend, "all", seed=5, both_orders=True)
+    assert len(backend.shown) == 12 and set(backend.shown) == {(a, b) for a in "xyzw" for b in "xyzw" if a != b}
+    cmp, errors = state[0]["cmp"], state[0]["errors"]
+    assert label_for(cmp, "x", "y") == "A is better" and label_for(cmp, "z", "w") == "Same good"
+    assert label_for(cmp, "x", "z") == "inconsistent"
+    assert label_for(cmp, "y", "z") == "error" and label_for(cmp, "y", "w") == "unparsable"
+    assert label_for(cmp, "x", "w") is None and len(cmp) == 5
+    reasons = {frozenset(k.split(",")): v for k, v in errors.items()}
+    assert reasons == {frozenset("yz"): "HTTP 500 (after 3 attempts)", frozenset("yw"): "unparsable reply",
+                       frozenset("xz"): "order A,B said 'A is better'; order B,A said 'A is better'"}
+    assert (counts["orders_agree"], counts["orders_disagree"], counts["dropped_pairs"]) == (2, 1, 1)
+    assert (counts["A is better"] + counts["B is better"], counts["Same good"], counts["inconsistent"],
+            counts["error"], counts["unparsable"]) == (1, 1, 1, 1, 1)

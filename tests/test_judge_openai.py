@@ -95,11 +95,11 @@ def test_429_storm_is_survived(setup):
 def test_every_fault_kind_is_retried(setup):
     cfg, p, fake = setup
     fake.queue_fault("500")
-    fake.queue_fault("slow", delay=3.0)
+    fake.queue_fault("hang")  # no reply until the client gives up
     fake.queue_fault("truncated")
     fake.queue_fault("reset")
-    # a generous timeout: only the slow fault may time out, even on a loaded machine
-    m = run(cfg(openai={"concurrency": 1, "timeout_s": 1.5, "max_attempts": 6}), p)
+    # a generous timeout: only the hang times out, even on a loaded machine
+    m = run(cfg(openai={"concurrency": 1, "timeout_s": 2.0, "max_attempts": 6}), p)
     s = m["backend_stats"]
     assert (s["http_500"], s["timeout"], s["bad_response"], s["connection_error"]) == (1, 1, 1, 1)
     assert m["labels"]["error"] == 0 and m["pairs_labelled"] == N_PAIRS
@@ -159,6 +159,17 @@ def test_key_never_written_and_refused_key_stops(setup):
     run(cfg(), p)
     for f in (p["out"], p["metrics"], p["cache"]):
         assert KEY.encode() not in Path(f).read_bytes()
+
+
+@pytest.mark.parametrize("status", ["401", "403"])
+def test_a_refused_key_stops_the_judge_at_once(setup, status):
+    """A refused key is final: no retry, no further pair asked, a one-line error, no output."""
+    cfg, p, fake = setup
+    fake.queue_fault(status, times=N_PAIRS)
+    with pytest.raises(LLMBlendError, match=rf"refused the API key \(HTTP {status}\); nothing more is asked"):
+        run(cfg(openai={"concurrency": 2, "max_attempts": 4}), p)
+    assert 1 <= fake.count() <= 2  # the calls already in flight (concurrency 2), none after
+    assert not p["out"].exists() and not p["metrics"].exists()
 
 
 def write_config(path, cfg):
@@ -267,3 +278,33 @@ def test_knockout_schedule_asks_n_minus_1_pairs_and_finds_the_best(setup):
         quality = {mod: (k * 7 + i) % 4 for k, mod in enumerate(MODELS)}
         best = max(quality, key=quality.get)
         assert gpt_ranks(rec["cmp_results"], MODELS)[MODELS.index(best)] == 1
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_endpoint_fails_after_its_retries_and_caches_nothing(setup):
+    cfg, p, fake = setup
+    url = f"http://127.0.0.1:{_closed_port()}/v1"
+    with pytest.raises(LLMBlendError, match=r"cannot be reached: connection error.*after 2 attempts.*base_url"):
+        run(cfg(openai={"base_url": url, "max_attempts": 2}), p)
+    assert not p["out"].exists() and not p["metrics"].exists(), "no partial output"
+    assert len(LabelCache(p["cache"])) == 0, "an unreachable endpoint is no judgment to cache"
+    m = run(cfg(), p)  # the right endpoint: every pair is asked, none was cached as an error
+    assert fake.count() == N_PAIRS and m["labels"]["error"] == 0
+
+
+def test_a_judge_with_only_error_labels_fails_and_errors_never_count_as_labels(setup):
+    cfg, p, fake = setup
+    fake.queue_fault("500", times=2)  # one pair's two attempts: that pair alone is `error`
+    m = run(cfg(openai={"concurrency": 1, "max_attempts": 2}), p)
+    assert m["labels"]["error"] == 1 and m["pairs_failed"] == 1 and m["pairs_labelled"] == N_PAIRS - 1
+    p["cache"].unlink()
+    fake.queue_fault("500", times=2 * N_PAIRS)  # the endpoint answers, but only with errors
+    with pytest.raises(LLMBlendError, match=r"gave no label: all 18 judged pairs are `error`.*HTTP 500"):
+        run(cfg(openai={"concurrency": 1, "max_attempts": 2}), p)

@@ -38,8 +38,19 @@ def add_common(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from llmblend import __version__
+
     parser = argparse.ArgumentParser(prog="llmblend", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="<stage>")
+    add_parser = sub.add_parser
+
+    def add_stage(name, **kw):
+        # the one-line `help` of `llmblend --help` is also what `llmblend <stage> --help` opens with
+        kw.setdefault("description", kw.get("help"))
+        return add_parser(name, **kw)
+
+    sub.add_parser = add_stage
     for name in STAGE_MODULES:
         importlib.import_module(name).register(sub, add_common)
     return parser

@@ -44,20 +44,64 @@ def _record_origin(value, path, origin, src):
         origin[path] = src
 
 
+# A config expands to a few thousand YAML nodes (paper.yaml: ~2,000); aliases that expand to more
+# are a "billion laughs" file, refused before anything walks the expansion
+MAX_YAML_NODES = 200_000
+# error messages quote values (jsonschema repeats the whole bad instance): cut each to a readable line
+MAX_MESSAGE_CHARS = 300
+
+
+def _short(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... [{len(text) - limit} more characters]"
+
+
+def _expanded_nodes(node, memo: dict) -> int:
+    """How many nodes `node` stands for once every alias is expanded (shared subtrees counted once
+    per use, computed once each: linear in the file, whatever the expansion)."""
+    if id(node) in memo:
+        return memo[id(node)]
+    memo[id(node)] = MAX_YAML_NODES + 1  # a recursive alias expands without end
+    if isinstance(node, yaml.MappingNode):
+        n = 1 + sum(_expanded_nodes(k, memo) + _expanded_nodes(v, memo) for k, v in node.value)
+    elif isinstance(node, yaml.SequenceNode):
+        n = 1 + sum(_expanded_nodes(v, memo) for v in node.value)
+    else:
+        n = 1
+    memo[id(node)] = n
+    return n
+
+
+def _safe_load(text: str, path):
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is not None and _expanded_nodes(node, {}) > MAX_YAML_NODES:
+            raise ConfigError(f"{path}: refused: its aliases expand to more than {MAX_YAML_NODES:,} YAML nodes "
+                              "(a config needs a few thousand)")
+        return None if node is None else loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def read_yaml(path) -> dict:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except (UnicodeDecodeError, IsADirectoryError) as e:
+        raise ConfigError(f"{path}: not a UTF-8 text file ({_short(str(e), 120)})") from None
     try:
-        data = yaml.safe_load(text)
+        data = _safe_load(text, path)
+    except RecursionError:  # the YAML parser recurses once per nesting level
+        raise ConfigError(f"{path}: refused: nested too deeply (a config is a few levels deep)") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+        raise ConfigError(_short(f"{where}: not valid YAML ({getattr(e, 'problem', None) or e})")) from None
     if data is None:
-        return {}
+        raise ConfigError(f"{path}: the config file is empty (a profile sets at least `run`, "
+                          "the name of its data/<run>/ and results/<run>/ folders)")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of config keys")
     return data
@@ -87,25 +131,49 @@ def _validator():
     return jsonschema.Draft202012Validator(root, registry=registry)
 
 
+def origin_of(path: str, origin: dict) -> str:
+    """The file that set dotted key `path`: the key itself, a key under it (a mapping set whole), or
+    the nearest key above it (a list, whose items are set with it)."""
+    if path in origin:
+        return origin[path]
+    under = sorted({v for k, v in origin.items() if k.startswith(path + ".")})
+    if under:
+        return ", ".join(under)
+    parts = path.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        if ".".join(parts[:i]) in origin:
+            return origin[".".join(parts[:i])]
+    return "?"
+
+
 def _fmt_error(err, origin: dict) -> str:
     path = ".".join(str(p) for p in err.absolute_path)
+    if "propertyNames" in err.absolute_schema_path:  # a bad name: the error is about the key itself
+        path = f"{path}.{err.instance}"
+        return _short(f"config key '{path}' (set in {origin_of(path, origin)}): the name {err.message}")
     if err.validator == "additionalProperties":
         extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
         keys = ", ".join(f"{path + '.' if path else ''}{k}" for k in extra)
-        src = {origin.get(f"{path + '.' if path else ''}{k}", "?") for k in extra}
-        return f"unknown config key {keys} (set in {', '.join(sorted(src))})"
+        src = {origin_of(f"{path + '.' if path else ''}{k}", origin) for k in extra}
+        return _short(f"unknown config key {keys} (set in {', '.join(sorted(src))})")
     if err.validator == "required":
-        return f"config key '{path or '<top>'}' is missing a required key: {err.message}"
-    src = origin.get(path) or next((v for k, v in origin.items() if k.startswith(path + ".")), "?")
-    return f"config key '{path or '<top>'}' (set in {src}): {err.message}"
+        return _short(f"config key '{path or '<top>'}' is missing a required key: {err.message}")
+    return _short(f"config key '{path or '<top>'}' (set in {origin_of(path, origin)}): {err.message}")
 
 
-def validate(cfg: dict, origin: dict | None = None) -> None:
+def validate(cfg: dict, origin: dict | None = None, files=None) -> None:
+    """Validate the merged config; `files` (in merge order) lets a missing key say what comes first."""
     errors = sorted(_validator().iter_errors(cfg), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         # the most specific error first: it names the deepest bad key
         errors.sort(key=lambda e: -len(e.absolute_path))
         msgs = [_fmt_error(e, origin or {}) for e in errors[:5]]
+        if len(errors) > 5:
+            msgs.append(f"and {len(errors) - 5} more")
+        files = [str(f) for f in files or []]
+        if files and Path(files[0]).name != DEFAULT_CONFIG and any(e.validator == "required" for e in errors):
+            msgs.append(f"{files[0]} is read first: a profile overlays {DEFAULT_CONFIG}, so pass "
+                        f"--config {DEFAULT_CONFIG} before it (--config {DEFAULT_CONFIG} --config {files[0]})")
         raise ConfigError("invalid config: " + "; ".join(msgs))
 
 
@@ -132,7 +200,7 @@ def load_config(paths=None) -> dict:
     """Merge and validate config files; the default is params.yaml alone."""
     paths = list(paths or [DEFAULT_CONFIG])
     cfg, origin = merge_files(paths)
-    validate(cfg, origin)
+    validate(cfg, origin, paths)
     check_scored_splits(cfg, origin)
     cfg = copy.deepcopy(cfg)
     cfg["_files"] = [str(p) for p in paths]
@@ -157,5 +225,31 @@ def section(cfg: dict, *keys):
     for i, k in enumerate(keys):
         if not isinstance(node, dict) or k not in node:
             raise ConfigError(f"config key '{'.'.join(keys[: i + 1])}' is missing")
+        node = node[k]
+    return node
+
+
+@lru_cache(maxsize=None)
+def schema_default(dotted: str):
+    """The `default` a section's schema declares for an optional key, e.g. "ranker.length_sharing".
+    The schema is the one place such a default lives: a profile that leaves the key out gets it."""
+    top, *keys = dotted.split(".")
+    node = yaml.safe_load((SCHEMA_DIR / f"{top}.schema.yaml").read_text(encoding="utf-8"))
+    for k in keys:
+        node = (node.get("properties") or {}).get(k)
+        if node is None:
+            raise KeyError(f"{dotted}: not a key of {top}.schema.yaml")
+    if "default" not in node:
+        raise KeyError(f"{dotted}: {top}.schema.yaml declares no default for it")
+    return node["default"]
+
+
+def setting(cfg: dict, dotted: str):
+    """The value of dotted key `dotted` in `cfg`, or its schema default when a profile leaves it out
+    (or sets it to null)."""
+    node = cfg
+    for k in dotted.split("."):
+        if not isinstance(node, dict) or node.get(k) is None:
+            return schema_default(dotted)
         node = node[k]
     return node

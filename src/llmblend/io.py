@@ -19,6 +19,26 @@ from typing import Iterable, Iterator
 from llmblend.errors import InputError, LLMBlendError
 
 
+def current_umask() -> int:
+    """The process umask (Linux reports it in /proc; elsewhere it can only be read by setting it)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def share_like_open(path, directory: bool = False) -> None:
+    """Give a mkstemp/mkdtemp file or folder (created 0600/0700, private) the mode open() and mkdir()
+    would: 0666/0777 less the umask, so collaborators on shared storage can read a run's outputs."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~current_umask())
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds."""
@@ -26,9 +46,10 @@ def atomic_path(path):
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        share_like_open(tmp)
     except OSError as e:
         raise unwritable(path, e) from None
-    os.close(fd)
     tmp = Path(tmp)
     try:
         yield tmp

@@ -27,10 +27,17 @@ _PATTERNS = [
 
 
 def mirror_relpath(url: str) -> Path:
+    """The file's place under the mirror (or data/_downloads/). Its parts come from config values (a
+    commit, a model name): one that is empty, '.' or '..' would step out of that folder, so it is refused."""
     for pat in _PATTERNS:
         m = pat.match(url)
         if m:
-            return Path(m["repo"]) / m["rev"] / m["path"]
+            parts = [m["repo"], m["rev"], *m["path"].split("/")]
+            bad = [x for x in parts if x in ("", ".", "..") or "\\" in x or "\0" in x]
+            if bad:
+                raise LLMBlendError(f"refused source {url}: the part {bad[0]!r} would lead outside the mirror "
+                                    "and data/_downloads/ (check the source's commit, revision, models and files)")
+            return Path(*parts)
     raise LLMBlendError(f"no mirror layout is known for {url}")
 
 

@@ -4,7 +4,7 @@ file: Snakemake's linter wants rule files free of function definitions)."""
 from __future__ import annotations
 
 from llmblend.models.ct2_convert import ct2_dir, ct2_quantization
-from llmblend.workflow.snake import config_slice, model_arg, model_input
+from llmblend.workflow.snake import config_slice, model_arg, model_input, q
 
 
 def generators(config: dict) -> dict:
@@ -12,17 +12,25 @@ def generators(config: dict) -> dict:
 
 
 def gen_model(config: dict, data: str, wc) -> list[str]:
-    g = generators(config)[wc.generator]
+    return model_files(config, data, generators(config)[wc.generator])
+
+
+def gen_model_arg(config: dict, data: str, wc) -> str:
+    return model_option(config, data, generators(config)[wc.generator])
+
+
+def model_files(config: dict, data: str, g: dict) -> list[str]:
+    """The rule input of a generator's model (also the LLM aggregator's, fuser.aggregator.generator)."""
     if g["backend"] == "ctranslate2":
         return [ct2_dir(data, g["model"], ct2_quantization(g))]
     return model_input(config, data, g["model"]) if g["backend"] == "hf" else []
 
 
-def gen_model_arg(config: dict, data: str, wc) -> str:
-    g = generators(config)[wc.generator]
+def model_option(config: dict, data: str, g: dict) -> str:
+    """The `--model` option of a generator's command line ("" for openai and import)."""
     if g["backend"] == "ctranslate2":
-        return f"--model dir:{ct2_dir(data, g['model'], ct2_quantization(g))}"
-    return f"--model {model_arg(config, data, g['model'])}" if g["backend"] == "hf" else ""
+        return f"--model {q('dir:' + str(ct2_dir(data, g['model'], ct2_quantization(g))))}"
+    return f"--model {q(model_arg(config, data, g['model']))}" if g["backend"] == "hf" else ""
 
 
 def gen_cfg(config: dict, wc) -> dict:

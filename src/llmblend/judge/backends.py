@@ -22,7 +22,7 @@ from llmblend.errors import InputError, LLMBlendError
 from llmblend.judge.cache import LabelCache, cache_key
 from llmblend.judge.labels import (A_BETTER, B_BETTER, ERROR, SAME_BAD, SAME_GOOD, UNPARSABLE, label_for,
                                    parse_reply)
-from llmblend.judge.prompt import PROMPT_VERSION, build_messages
+from llmblend.judge.prompt import NO_REFERENCE_VERSION, PROMPT_VERSION, build_messages
 from llmblend.openai_retry import backoff_delay, classify
 
 log = logging.getLogger("llmblend.judge")
@@ -35,6 +35,11 @@ OPENAI_DEFAULTS = {"model": "gpt-3.5-turbo", "base_url": None, "api_key_env": "O
 
 class BudgetExhausted(LLMBlendError):
     """The spend reached judge.max_usd: the run stopped; what was paid is cached."""
+
+
+class EndpointUnreachable(LLMBlendError):
+    """No reply ever came from the endpoint (connection errors, timeouts) after a pair's retries:
+    the run stops and caches nothing as an error, so a rerun asks again."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -204,25 +209,33 @@ class OpenAIJudge:
     name = "openai"
 
     def __init__(self, cfg: dict, cache: LabelCache, seed: int = 0, max_usd: float | None = None,
-                 retry_errors: bool = False, client=None):
+                 retry_errors: bool = False, client=None, with_reference: bool = True):
+        """with_reference=False: the prompt shows no reference answer (judging an answer against the
+        reference itself, judge_fused's AlpacaEval mode)."""
         self.o = {**OPENAI_DEFAULTS, **(cfg.get("openai") or {})}
         self.cache, self.seed, self.max_usd, self.retry_errors = cache, seed, max_usd, retry_errors
+        self.with_reference = with_reference
+        self.prompt_version = PROMPT_VERSION if with_reference else NO_REFERENCE_VERSION
         self.meta = {"backend": "openai", "model": self.o["model"], "temperature": self.o["temperature"],
-                     "prompt_version": PROMPT_VERSION}
+                     "prompt_version": self.prompt_version}
         self.stats: Counter = Counter()
         self.spent_usd = 0.0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._key = None
         self._client = client
+        self._reached = False      # any HTTP answer from the endpoint in this run
+        self._unreachable = None   # the EndpointUnreachable message, once raised
 
     # -- pieces shared with the Batch path --------------------------------------------------------
     def key(self, ex, ta, tb) -> str:
-        return cache_key("openai", self.o["model"], PROMPT_VERSION, self.o["temperature"], ex.get("instruction", ""),
-                         ex.get("input", ""), ex.get("output", ""), ta, tb)
+        return cache_key("openai", self.o["model"], self.prompt_version, self.o["temperature"],
+                         ex.get("instruction", ""), ex.get("input", ""),
+                         ex.get("output", "") if self.with_reference else "", ta, tb)
 
     def request_body(self, ex, ta, tb) -> dict:
-        return {"model": self.o["model"], "messages": build_messages(ex, ta, tb), "temperature": self.o["temperature"],
+        return {"model": self.o["model"], "messages": build_messages(ex, ta, tb, self.with_reference),
+                "temperature": self.o["temperature"],
                 "max_tokens": self.o["max_tokens"], "stop": ["\n"]}
 
     def usd(self, prompt_tokens: int, completion_tokens: int, factor: float = 1.0) -> float:
@@ -265,6 +278,7 @@ class OpenAIJudge:
                 with self._lock:
                     self.stats["calls"] += 1
                 resp = client.chat.completions.create(**body)
+                self._reached = True
                 usage = resp.usage
                 pt, ct = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
                 cost = self.usd(pt, ct)
@@ -281,6 +295,7 @@ class OpenAIJudge:
                 fault = classify(e)
                 if fault is None:
                     raise
+                self._reached = self._reached or fault.kind not in ("connection", "timeout")
                 self._count(_STAT_OF_KIND.get(fault.kind) or f"http_{fault.status}")
                 if fault.status in (401, 403):
                     self._stop.set()
@@ -296,6 +311,14 @@ class OpenAIJudge:
                     self.stats["retries"] += 1
                 if self._stop.wait(delay):
                     break
+        if not self._reached and reason and reason != "unparsable reply" and not self._stop.is_set():
+            # not one answer from the endpoint: a wrong base_url or no network, not a judgment to cache
+            self._unreachable = self.scrub(
+                f"the judge endpoint {self.o['base_url'] or 'of the OpenAI API'} cannot be reached: {reason} "
+                f"after {attempts} attempts, and no call of this run got an answer. Check judge.openai.base_url "
+                "and the network; nothing was cached as an error")
+            self._stop.set()
+            raise EndpointUnreachable(self._unreachable)
         final = UNPARSABLE if reason == "unparsable reply" else ERROR
         return {"label": final, "reason": self.scrub(f"{reason} (after {attempts} attempts)"), "reply": reply,
                 "prompt_tokens": p_tok, "completion_tokens": c_tok, "usd": usd, "attempts": attempts}
@@ -360,6 +383,8 @@ class OpenAIJudge:
                     if self._stop.is_set() and res["label"] == ERROR and self.max_usd is not None \
                             and self.spent_usd >= self.max_usd:
                         continue  # cut short by the cap, not a real failure: ask again next run
+                    if self._unreachable and res["label"] == ERROR:
+                        continue  # cut short by an unreachable endpoint: ask again next run
                     self.cache.put(keys[i], label=res["label"], reason=res.get("reason"), reply=res.get("reply"),
                                    prompt_tokens=res["prompt_tokens"], completion_tokens=res["completion_tokens"],
                                    usd=res["usd"], attempts=res["attempts"], **self.meta)

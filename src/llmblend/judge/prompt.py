@@ -32,7 +32,15 @@ Which candidate answers the instruction better? Reply with exactly one of these 
 Your choice:"""
 
 
-def build_messages(example: dict, text_a: str, text_b: str) -> list[dict]:
-    user = TEMPLATE.format(instruction=example.get("instruction", ""), input=example.get("input", "") or "(none)",
+# Without a reference answer: for judging an answer against the reference itself (AlpacaEval's setting,
+# where GPT-4 compared each model with text-davinci-003 and saw no third answer)
+NO_REFERENCE_VERSION = "pairwise-noref-v1"
+NO_REFERENCE_TEMPLATE = TEMPLATE.replace(" The reference answer shows what a good answer contains.", "").replace(
+    "Reference answer:\n{reference}\n\n", "")
+
+
+def build_messages(example: dict, text_a: str, text_b: str, with_reference: bool = True) -> list[dict]:
+    template = TEMPLATE if with_reference else NO_REFERENCE_TEMPLATE
+    user = template.format(instruction=example.get("instruction", ""), input=example.get("input", "") or "(none)",
                            reference=example.get("output", ""), a=text_a, b=text_b)
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]

@@ -35,8 +35,10 @@ def ct2_dir(data_dir: str, model: str, quantization: str) -> str:
 
 
 def ct2_models(config: dict) -> list[tuple[str, str]]:
-    """(model, quantization) pairs that some ctranslate2 generator runs: one conversion each."""
-    gens = (config.get("generate") or {}).get("generators", [])
+    """(model, quantization) pairs that some ctranslate2 generator runs: one conversion each (the LLM
+    aggregator's generator, fuser.aggregator.generator, counts too)."""
+    gens = list((config.get("generate") or {}).get("generators", []))
+    gens += [a["generator"] for a in [(config.get("fuser") or {}).get("aggregator")] if a]
     return sorted({(g["model"], ct2_quantization(g)) for g in gens if g["backend"] == "ctranslate2"})
 
 
