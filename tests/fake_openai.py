@@ -14,8 +14,10 @@ Faults are queued and consumed one per matching request, in order:
     fake.queue_fault("429", times=5, retry_after=0.01)   # rate limit with Retry-After
     fake.queue_fault("500", times=2)
     fake.queue_fault("slow", delay=2.0)                   # answers after `delay` seconds
+    fake.queue_fault("hang")                              # never answers; ends when the client gives up
     fake.queue_fault("truncated")                         # 200 with a cut-off JSON body
     fake.queue_fault("reset")                             # closes the connection without a reply
+    fake.queue_fault("401")                               # the key is refused (also "403")
 
 `fake.requests` logs every request (method, path, JSON body or None, fault applied);
 `fake.count(path_suffix)` counts them. Usage tokens are whitespace word counts (+1 per message),
@@ -36,7 +38,7 @@ from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
-FAULTS = {"429", "500", "slow", "truncated", "reset"}
+FAULTS = {"429", "500", "slow", "hang", "truncated", "reset", "401", "403"}
 
 
 def count_tokens(text: str) -> int:
@@ -223,6 +225,15 @@ def _make_handler(fake: FakeOpenAI):
                 hdr = {} if fault.retry_after is None else {"retry-after-ms": str(int(fault.retry_after * 1000))}
                 self._error(500, "Internal server error (fake)", "server_error", hdr)
                 return True
+            if fault.kind in ("401", "403"):
+                self._error(int(fault.kind), "Incorrect API key provided (fake)", "invalid_request_error")
+                return True
+            if fault.kind == "hang":
+                # a timeout that does not race the clock: no reply until the client closes its end
+                # (its own timeout), however slow a loaded machine makes the client or the server
+                self._wait_for_hangup(limit_s=120.0)
+                self.close_connection = True
+                return True
             if fault.kind == "slow":
                 time.sleep(fault.delay)
                 return False  # then answer normally (the client has usually given up by now)
@@ -233,6 +244,19 @@ def _make_handler(fake: FakeOpenAI):
                 self.close_connection = True
                 return True
             return False  # "truncated" is applied to the reply body
+
+        def _wait_for_hangup(self, limit_s: float) -> None:
+            import select
+
+            end = time.monotonic() + limit_s
+            while time.monotonic() < end:
+                if select.select([self.connection], [], [], 0.05)[0]:
+                    try:
+                        if not self.connection.recv(1, socket.MSG_PEEK):
+                            return  # EOF: the client hung up
+                    except OSError:
+                        return
+                    time.sleep(0.05)  # data (not expected while it waits): keep waiting
 
         def do_POST(self):
             path = self.path.split("?")[0]

@@ -59,6 +59,24 @@ def test_split_sizes_rest_and_order_independence():
     assert unused == 8
 
 
+def test_split_follows_the_seed():
+    """One seeded shuffle of the records sorted by id, cut val, test, train: with seed 42 the very
+    draw of the reference's `random.seed(42); random.shuffle(...)`; another seed, another split."""
+    import random
+
+    recs = [{"id": f"r{i:02d}"} for i in range(30)]
+    sizes = {"val": 5, "test": 5, "train": "rest"}
+
+    def ids(seed):
+        return {k: [r["id"] for r in v] for k, v in split_records(list(reversed(recs)), sizes, seed)[0].items()}
+
+    order = sorted(r["id"] for r in recs)
+    random.seed(42)
+    random.shuffle(order)
+    assert ids(42) == {"train": order[10:], "val": order[:5], "test": order[5:10]}
+    assert ids(7) != ids(42) and ids(7) == ids(7)
+
+
 def test_split_asks_for_too_many():
     with pytest.raises(ConfigError, match="only 3 remain"):
         split_records([{"id": str(i)} for i in range(3)], {"val": 2, "test": 2}, seed=0)

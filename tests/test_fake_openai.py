@@ -42,6 +42,15 @@ def test_faults_in_order(fake_openai):
     assert [r.fault for r in fake_openai.requests] == ["429", "500", "truncated", "reset", "slow", None]
 
 
+def test_hang_gives_a_timeout_whatever_the_timeout(fake_openai):
+    fake_openai.queue_fault("hang")
+    c = client(fake_openai, timeout=0.3)
+    with pytest.raises(openai.APITimeoutError):
+        c.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+    assert [r.fault for r in fake_openai.requests] == ["hang"] and fake_openai.pending_faults() == 0
+    assert c.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}]).choices[0].message.content == "ok"
+
+
 def test_client_retries_honour_retry_after(fake_openai):
     fake_openai.queue_fault("429", times=3, retry_after=0.01)
     r = client(fake_openai, max_retries=3).chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])

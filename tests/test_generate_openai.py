@@ -220,9 +220,10 @@ def test_report_counts_faults_by_kind_retries_and_tokens(fake_openai, tmp_path):
     fake_openai.reply_fn = echo
     split = tmp_path / "test.jsonl"
     write_jsonl(split, records(5))
-    gen = gen_cfg(fake_openai.base_url, concurrency=1, max_retries=6, timeout=0.5)
-    for kind in ("429", "500", "truncated", "reset", "slow", "429"):
-        fake_openai.queue_fault(kind, retry_after=0.01 if kind == "429" else None, delay=1.0 if kind == "slow" else 0.0)
+    # "hang" answers only once the client gives up: the one timeout, however loaded the machine
+    gen = gen_cfg(fake_openai.base_url, concurrency=1, max_retries=6, timeout=2.0)
+    for kind in ("429", "500", "truncated", "reset", "hang", "429"):
+        fake_openai.queue_fault(kind, retry_after=0.01 if kind == "429" else None)
     report = generate_shard(config(gen), "api-model", split, 0, tmp_path / "shard-0.jsonl")
     assert fake_openai.pending_faults() == 0 and fake_openai.count() == 5 + 6
     assert report["faults"] == {"429": 2, "5xx": 1, "connection": 1, "malformed": 1, "timeout": 1}

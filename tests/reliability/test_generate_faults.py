@@ -29,14 +29,14 @@ def setup(d: Path, base_url: str, max_retries: int, api_key_env: str | None = No
     (d / "conf.yaml").write_text(yaml.safe_dump({"generate": {"shards": 1, "splits": ["test"], "generators": [
         {"name": "api", "backend": "openai", "decoding": {"method": "greedy", "max_new_tokens": 8},
          "openai": {"model": "gen-1", "base_url": base_url, "api_key_env": api_key_env, "concurrency": 1,
-                    "max_retries": max_retries, "timeout": 0.5, "backoff_s": 0.01, "max_backoff_s": 0.05}}]}}))
+                    "max_retries": max_retries, "timeout": 2.0, "backoff_s": 0.01, "max_backoff_s": 0.05}}]}}))
     return [sys.executable, "-m", "llmblend.cli", "generate-candidates", "--config", str(ROOT / "params.yaml"),
             "--config", str(d / "conf.yaml"), "--generator", "api", "--split-file", str(d / "test.jsonl"),
             "--shard", "0", "--out", str(d / "out" / "shard-0.jsonl"), "--log", str(d / "logs" / "shard-0.log")]
 
 
 # how the shard report names each injected fault
-KIND = {"429": "429", "500": "5xx", "reset": "connection", "slow": "timeout", "truncated": "malformed"}
+KIND = {"429": "429", "500": "5xx", "reset": "connection", "hang": "timeout", "truncated": "malformed"}
 
 
 def reply(req):
@@ -55,7 +55,8 @@ def transient_faults_change_nothing(tmp_path, fake_openai, kinds):
     r = run(setup(clean, fake_openai.base_url, 5))
     assert r.returncode == 0, r.stderr[-2000:]
     for k in kinds:
-        fake_openai.queue_fault(k, retry_after=0.05 if k == "429" else None, delay=1.0 if k == "slow" else 0.0)
+        # "hang": no reply until the client's timeout (2 s, far above a loopback reply): exact counts
+        fake_openai.queue_fault(k, retry_after=0.05 if k == "429" else None)
         FIGURES[f"faults_injected.generate.{k}"] += 1
     fake_openai.reset_log()
     r = run(setup(faulty, fake_openai.base_url, 8))
@@ -70,7 +71,7 @@ def transient_faults_change_nothing(tmp_path, fake_openai, kinds):
 
 
 def test_transient_faults_are_retried_and_change_nothing(tmp_path, fake_openai):
-    transient_faults_change_nothing(tmp_path, fake_openai, ["429", "500", "reset", "slow", "429", "500"])
+    transient_faults_change_nothing(tmp_path, fake_openai, ["429", "500", "reset", "hang", "429", "500"])
 
 
 def test_a_truncated_reply_is_retried(tmp_path, fake_openai):

