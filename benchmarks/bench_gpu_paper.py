@@ -117,8 +117,8 @@ def bench_fuser(device, dtype, t5: dict, batch: int, src_len: int, tgt_len: int,
 
     def train_step():
         model(input_ids=src, attention_mask=torch.ones_like(src), labels=labels).loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        opt.step()  # noqa: F821 (a false positive: `del opt` below comes after the training steps)
+        opt.zero_grad(set_to_none=True)  # noqa: F821
 
     _reset_peak(device)
     model.train()
@@ -145,11 +145,11 @@ def bench_fuser(device, dtype, t5: dict, batch: int, src_len: int, tgt_len: int,
 def implied_gpu_hours(ranker: dict, fuser: dict, configs: list[str]) -> dict:
     """GPU-hours of the paper profile's ranker and fuser stages at the measured throughput."""
     from llmblend.config import load_config
-    from llmblend.ranker.stage import method_kind
-    from llmblend.workflow.cost import _ranker_trained, job_units
+    from llmblend.ranker.methods import method_kind, trained_rankers
+    from llmblend.workflow.cost import job_units
 
     cfg = load_config(configs)
-    train_units = sum(job_units(cfg, "train_ranker", {"ranker": r}) for r in _ranker_trained(cfg))
+    train_units = sum(job_units(cfg, "train_ranker", {"ranker": r}) for r in trained_rankers(cfg["ranker"]))
     full = [m for m in cfg["ranker"]["methods"] if method_kind(m) == "pair_full"]
     rank_units = job_units(cfg, "rank_candidates", {"split": "test", "methods": full})
     rank_units += sum(job_units(cfg, "rank_candidates", {"split": s}) for s in cfg["ranker"]["rank_splits"] if s != "test")

@@ -12,10 +12,11 @@ import pytest
 from gen_tiny import make_tiny_model
 from llmblend.config import load_config, validate
 from llmblend.errors import ConfigError, InputError
+from llmblend.generate.backend import GenerationBackend
 from llmblend.generate.gather import gather_candidates
 from llmblend.generate.hf import HFBackend, RowSampler
 from llmblend.generate.prompts import cut_at_stop, fewshot_prompt, render, user_text
-from llmblend.generate.shards import answer_log_path, generate_shard, read_partial, shard_slice
+from llmblend.generate.shards import answer_log_path, answers_key, generate_shard, shard_slice
 from llmblend.io import read_json, read_jsonl, write_jsonl
 
 
@@ -125,7 +126,7 @@ def test_shard_slices_cover_the_split():
         shard_slice(n, 4, 4)
 
 
-class CountingBackend:
+class CountingBackend(GenerationBackend):
     """Wraps a backend and records which ids it was asked to generate."""
 
     def __init__(self, inner):
@@ -183,11 +184,17 @@ def test_shard_resume_after_kill_writes_each_record_once(tiny_dir, tmp_path):
     assert sorted(again.asked) == sorted(r["id"] for r in recs)
 
 
-def test_read_partial_rejects_a_damaged_middle_line(tmp_path):
-    p = tmp_path / "shard-0.jsonl.partial"
-    p.write_text('{"id": "a", "candidate": {}}\n{broken\n{"id": "b", "candidate": {}}\n', encoding="utf-8")
-    with pytest.raises(InputError, match=r"shard-0.jsonl.partial:2"):
-        read_partial(p)
+def test_a_damaged_middle_line_of_the_answer_log_is_an_error(tmp_path):
+    split = tmp_path / "test.jsonl"
+    write_jsonl(split, records(3))
+    cfg = config("unused", [gen_cfg(name="g")], shards=1)
+    key = answers_key(cfg, cfg["generate"]["generators"][0], None, 0, records(3))
+    p = answer_log_path(tmp_path / "shard-0.jsonl")
+    p.parent.mkdir()
+    p.write_text(json.dumps({"answers_for": key}) + '\n{"id": "a", "candidate": {}}\n{broken\n'
+                 '{"id": "b", "candidate": {}}\n', encoding="utf-8")
+    with pytest.raises(InputError, match=r"shard-0.jsonl:3"):
+        generate_shard(cfg, "g", split, 0, tmp_path / "shard-0.jsonl")
 
 
 def test_gather_orders_candidates_and_checks_shards(tiny_dir, tmp_path):
@@ -236,3 +243,22 @@ def test_schema_is_strict_and_names_unique(tiny_dir, tmp_path):
     write_jsonl(tmp_path / "test.jsonl", records(2))
     with pytest.raises(ConfigError, match="unique"):
         generate_shard(dup, "a", tmp_path / "test.jsonl", 0, tmp_path / "o.jsonl")
+
+
+def test_every_backend_is_written_to_the_one_interface():
+    """generate_shard calls what GenerationBackend declares (no probing): each backend subclasses it,
+    only the API backend streams, and a stand-in without run_batch cannot be built."""
+    from llmblend.generate.ct2_backend import CT2Backend
+    from llmblend.generate.importer import ImportBackend
+    from llmblend.generate.openai_backend import OpenAIBackend
+
+    backends = (HFBackend, CT2Backend, OpenAIBackend, ImportBackend)
+    assert all(GenerationBackend in b.__mro__ for b in backends)  # subclassed, not only shaped like it
+    assert [b.streams for b in backends] == [False, False, True, False]
+
+    class NoRun(GenerationBackend):
+        def batches(self, records):
+            return [records]
+
+    with pytest.raises(TypeError, match="run_batch"):
+        NoRun()

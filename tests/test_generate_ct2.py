@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import pytest
 
@@ -13,6 +12,7 @@ from gen_tiny import make_tiny_model  # noqa: E402
 from llmblend.generate.ct2_backend import MIN_STATIC_TOKENS, CT2Backend  # noqa: E402
 from llmblend.generate.hf import HFBackend  # noqa: E402
 from llmblend.generate.rules import gen_model, gen_model_arg  # noqa: E402
+from llmblend.generate.backend import GenerationBackend  # noqa: E402
 from llmblend.generate.shards import answer_log_path, generate_shard  # noqa: E402
 from llmblend.io import read_jsonl, write_jsonl  # noqa: E402
 from llmblend.models.ct2_convert import convert_ct2, ct2_models, read_meta  # noqa: E402
@@ -103,11 +103,14 @@ def test_sampling_reruns_give_the_same_text(tmp_path, dirs):
     assert cand["decoding"] == {"max_new_tokens": 8, "temperature": 0.7, "top_p": 1.0}
 
 
-class Recording:
+class Recording(GenerationBackend):
     """Delegates to a CT2Backend, remembers every id it returned, and dies after `die_after` batches."""
 
     def __init__(self, inner, die_after=None):
         self.inner, self.die_after, self.ids, self.calls = inner, die_after, [], 0
+
+    def batches(self, records):
+        return self.inner.batches(records)
 
     def shard_batches(self, records, done=()):
         return self.inner.shard_batches(records, done)

@@ -201,7 +201,9 @@ def test_a_killed_job_resumes_without_rescoring_and_gives_the_same_bytes(tmp_pat
     with pytest.raises(_Killed):
         score_file(cfg, models, inp, out, tmp_path / "out.json", chunk_records=3)
     assert not out.exists() and not (tmp_path / "out.json").exists()
-    assert [r["id"] for r in read_jsonl(partial)] == [f"t/{k}" for k in range(6)]
+    key_line, *chunks = read_jsonl(partial)  # the answer log: its key, then one line a finished chunk
+    assert "answers_for" in key_line and [r["id"] for c in chunks for r in c["chunk"]["records"]] == \
+        [f"t/{k}" for k in range(6)]
     # a kill in the middle of writing the next chunk leaves a torn tail: it is cut off on resume
     with open(partial, "ab") as f:
         f.write(b'{"id":"t/6","instruction"')

@@ -3,8 +3,10 @@
 import copy
 import json
 import math
+import re
 
 import pytest
+import yaml
 
 from llmblend.cli import main
 from llmblend.config import load_config
@@ -13,7 +15,9 @@ from llmblend.fuser.kinds import enabled_kinds
 from llmblend.workflow import cost
 from llmblend.workflow.snake import job_resources, job_threads
 
-from workflow_utils import ROOT
+from workflow_utils import ROOT, run
+
+PROFILES = [None, "ci.yaml", "alpaca_eval.yaml", "mixinstruct.yaml", "paper.yaml"]
 
 
 @pytest.fixture(scope="module")
@@ -26,19 +30,42 @@ def paper():
     return load_config([str(ROOT / "params.yaml"), str(ROOT / "config" / "paper.yaml")])
 
 
+def _plan(files, tmp_path=None, overlay=None):
+    """The plan of a profile (config files relative to the repository root, where Snakemake plans)."""
+    if overlay:
+        (tmp_path / "overlay.yaml").write_text(yaml.safe_dump(overlay))
+        files = files + [str(tmp_path / "overlay.yaml")]
+    return cost.plan_profile(files)
+
+
+@pytest.fixture(scope="module")
+def demo_plan():
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(ROOT)
+        return _plan(["params.yaml"])
+
+
+@pytest.fixture(scope="module")
+def paper_plan():
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(ROOT)
+        return _plan(["params.yaml", "config/paper.yaml"])
+
+
 def _stage(plan, name):
     return next(s for s in plan.stages if s.stage == name)
 
 
-def test_job_counts_follow_the_shard_plan(demo):
+def test_job_counts_follow_the_shard_plan(demo, demo_plan, tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
     cfg = copy.deepcopy(demo)
-    p1 = cost.plan(cfg)
-    n_gen = len([g for g in cfg["generate"]["generators"] if g.get("backend", "hf") != "import"])
+    p1 = demo_plan
+    n_gen = len(cfg["generate"]["generators"])  # an import generator is a job too (it reads, no model runs)
     splits = len(cfg["generate"]["splits"])
     assert _stage(p1, "generate_candidates").jobs == n_gen * splits * cfg["generate"]["shards"]
     cfg["generate"]["shards"] = 4
     cfg["metrics"]["shards"] = 3
-    p4 = cost.plan(cfg)
+    p4 = _plan(["params.yaml"], tmp_path, {"generate": {"shards": 4}, "metrics": {"shards": 3}})
     assert _stage(p4, "generate_candidates").jobs == n_gen * splits * 4
     # 3 splits x 3 shards + one job per blended answer kind (fused, verified, aggregated)
     assert _stage(p4, "score_candidates").jobs == 3 * 3 + len(enabled_kinds(cfg)) == 3 * 3 + 3
@@ -60,9 +87,9 @@ def test_generation_time_scales_with_model_size(demo):
     assert gen["name"]
 
 
-def test_judge_calls_and_price_of_the_paper(paper):
+def test_judge_calls_and_price_of_the_paper(paper, paper_plan):
     n = cost.candidates_per_item(paper)
-    j = cost.judge_plan(paper)
+    j = paper_plan.judge
     assert j["pair_calls"] == 5000 * n * (n - 1) // 2
     assert j["fused_calls"] == len(enabled_kinds(paper)) * 5000 * n  # fused and verified answers
     o, r = paper["judge"]["openai"], paper["resources"]["judge"]
@@ -73,8 +100,8 @@ def test_judge_calls_and_price_of_the_paper(paper):
     assert j["paid_calls"] == j["pair_calls"] + j["fused_calls"]
 
 
-def test_offline_judges_cost_nothing(demo):
-    j = cost.judge_plan(demo)
+def test_offline_judges_cost_nothing(demo, demo_plan):
+    j = demo_plan.judge
     assert demo["judge"]["backend"] == "rubric" and j["paid_calls"] == 0 and j["usd"] == 0
 
 
@@ -152,3 +179,41 @@ def test_plan_cost_reports_a_missing_section(tmp_path, capsys, monkeypatch):
     bad.write_text("resources:\n  stages:\n    train_fuser: {per_s: 0}\n")
     assert main(["plan-cost", "--config", "params.yaml", "--config", str(bad)]) == 2
     assert "resources.stages.train_fuser.per_s" in capsys.readouterr().err
+
+
+def _dry_run_counts(profile) -> dict:
+    """Jobs per rule of `snakemake -n` (every job: -F, as on a fresh checkout), from its job stats table."""
+    cmd = ["snakemake", "-n", "-F", "--cores", "2"] + (["--configfile", f"config/{profile}"] if profile else [])
+    out = run(cmd, cwd=ROOT, timeout=300)
+    table = (out.stdout + out.stderr).split("Job stats:", 1)[1]
+    counts = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, flags=re.M)}
+    counts.pop("total"), counts.pop("all")
+    return counts
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p or "default")
+def test_the_plan_prices_the_jobs_snakemake_runs(profile, monkeypatch):
+    """The plan's jobs are the DAG's: per rule as many as `snakemake -n` lists, and each stage whose only
+    rule bears its name (train_ranker, train_fuser, ...) priced as often as that rule runs (mixinstruct
+    imports the released PairRanker and GenFuser: 2 train_ranker jobs, no train_fuser)."""
+    monkeypatch.chdir(ROOT)
+    dry = _dry_run_counts(profile)
+    p = _plan(["params.yaml"] + ([f"config/{profile}"] if profile else []))
+    assert p.rules == dry
+    priced = {s.stage: s.jobs for s in p.stages}
+    for stage in ("generate_candidates", "train_ranker", "build_fuser_data", "train_fuser", "evaluate"):
+        assert priced.get(stage, 0) == dry.get(stage, 0), stage
+    assert p.totals["jobs"] == sum(priced.values())
+
+
+def test_the_plan_prices_each_method_by_the_method_table(paper):
+    """A ranking job's work is its prompts x the forward passes the method table gives (SimCLS: the
+    source once and each candidate once, the N + 1 the stage writes as n_forward)."""
+    from llmblend.ranker.methods import method
+
+    n, items = cost.candidates_per_item(paper), cost.split_items(paper)
+    units = cost.job_units(paper, "rank_candidates", {"split": "test", "method": "simcls"})
+    assert units == items["test"] * method("simcls").passes(n, paper["ranker"]) == items["test"] * (n + 1)
+    full = cost.job_units(paper, "rank_candidates", {"split": "test", "methods": ["pairranker", "pairranker-maxwins"]})
+    assert full == items["test"] * n * (n - 1)  # one matrix for both aggregations

@@ -292,7 +292,7 @@ def test_the_dockerfile_builds_both_variants_from_the_lock_with_pinned_tags():
     version = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), flags=re.M).group(1)
     assert f'org.opencontainers.image.version="{version}"' in one(lines, r"^LABEL ")
     assert snake.IMAGE == f"ghcr.io/llmblend/llmblend:{version}-gpu" and ":latest" not in snake.IMAGE
-    assert f'container: f"docker://{{IMAGE}}"' in (ROOT / "workflow" / "rules" / "common.smk").read_text()
+    assert 'container: f"docker://{IMAGE}"' in (ROOT / "workflow" / "rules" / "common.smk").read_text()
     ignored = (ROOT / ".dockerignore").read_text().splitlines()
     assert ignored[ignored.index("*") + 1:][:4] == ["!requirements.lock", "!setup.sh", "!pyproject.toml", "!README.md"]
 

@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from llmblend.config import load_config
-from llmblend.ranker.stage import method_kind, model_for
+from llmblend.ranker.methods import method_kind, model_for
 from llmblend.workflow.snake import job_resources, job_threads
 
 from workflow_utils import ROOT, run

@@ -199,7 +199,7 @@ def test_blender_best_of_n_with_a_schedule(tiny_backbone, tmp_path, monkeypatch)
 
 def test_method_wiring_labels_and_cost():
     from llmblend.analysis.tables import method_name, settings_of
-    from llmblend.ranker.stage import method_kind, model_for
+    from llmblend.ranker.methods import method_kind, model_for
 
     for m, label in (("pairranker-sampled", "PairRanker (sampled)"), ("pairranker-knockout", "PairRanker (knockout)")):
         assert method_kind(m) == "select" and model_for(m) == "pairranker"

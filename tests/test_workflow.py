@@ -1,7 +1,6 @@
 """The one DAG: lint, dry-runs of every profile, dvc.yaml in sync, and Snakemake == DVC on the ci profile."""
 
 import re
-from pathlib import Path
 
 import pytest
 import yaml

@@ -175,6 +175,20 @@ def validate(cfg: dict, origin: dict | None = None, files=None) -> None:
             msgs.append(f"{files[0]} is read first: a profile overlays {DEFAULT_CONFIG}, so pass "
                         f"--config {DEFAULT_CONFIG} before it (--config {DEFAULT_CONFIG} --config {files[0]})")
         raise ConfigError("invalid config: " + "; ".join(msgs))
+    _check_methods(cfg, origin or {})
+
+
+def _check_methods(cfg: dict, origin: dict) -> None:
+    """Each name in ranker.methods is a row of the method table (llmblend.ranker.methods, the one list
+    of them; the schema checks only that it is a string)."""
+    from llmblend.ranker.methods import method
+
+    for i, name in enumerate((cfg.get("ranker") or {}).get("methods") or []):
+        try:
+            method(name)
+        except ConfigError as e:
+            raise ConfigError(f"config key 'ranker.methods.{i}' (set in {origin_of(f'ranker.methods.{i}', origin)}): "
+                              f"{str(e).split(': ', 1)[1]}") from None
 
 
 def check_scored_splits(cfg: dict, origin: dict | None = None) -> None:
@@ -230,18 +244,45 @@ def section(cfg: dict, *keys):
 
 
 @lru_cache(maxsize=None)
-def schema_default(dotted: str):
-    """The `default` a section's schema declares for an optional key, e.g. "ranker.length_sharing".
-    The schema is the one place such a default lives: a profile that leaves the key out gets it."""
+def _schema_doc(top: str) -> dict:
+    return yaml.safe_load((SCHEMA_DIR / f"{top}.schema.yaml").read_text(encoding="utf-8"))
+
+
+def schema_node(dotted: str) -> dict:
+    """The schema of a config key, e.g. "fuser.train" (a local $ref followed)."""
     top, *keys = dotted.split(".")
-    node = yaml.safe_load((SCHEMA_DIR / f"{top}.schema.yaml").read_text(encoding="utf-8"))
+    doc = node = _schema_doc(top)
     for k in keys:
         node = (node.get("properties") or {}).get(k)
         if node is None:
             raise KeyError(f"{dotted}: not a key of {top}.schema.yaml")
+        if str(node.get("$ref", "")).startswith("#/"):  # a shared definition of the same file
+            ref, node = node["$ref"], doc
+            for part in ref[2:].split("/"):
+                node = node[part]
+    return node
+
+
+def schema_default(dotted: str):
+    """The `default` a section's schema declares for an optional key, e.g. "ranker.length_sharing".
+    The schema is the one place such a default lives: a profile that leaves the key out gets it."""
+    node = schema_node(dotted)
     if "default" not in node:
-        raise KeyError(f"{dotted}: {top}.schema.yaml declares no default for it")
-    return node["default"]
+        raise KeyError(f"{dotted}: {dotted.split('.')[0]}.schema.yaml declares no default for it")
+    return copy.deepcopy(node["default"])
+
+
+def schema_defaults(dotted: str) -> dict:
+    """Every default the schema declares for the keys of section `dotted` (e.g. "fuser.train"), in
+    schema order; a sub-section without a default of its own gives the dict of its keys' defaults."""
+    out = {}
+    for k in schema_node(dotted).get("properties") or {}:
+        node = schema_node(f"{dotted}.{k}")
+        if "default" in node:
+            out[k] = schema_default(f"{dotted}.{k}")
+        elif node.get("properties") and schema_defaults(f"{dotted}.{k}"):
+            out[k] = schema_defaults(f"{dotted}.{k}")
+    return out
 
 
 def setting(cfg: dict, dotted: str):

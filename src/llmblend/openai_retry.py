@@ -1,5 +1,5 @@
-"""What to do with a failed call to an OpenAI-compatible endpoint: shared by the judge and the
-`openai` generation backend, which both run their own retry loops (client `max_retries=0`).
+"""What to do with a failed call to an OpenAI-compatible endpoint, and the one retry loop
+(`Retrier`) that the judge and the `openai` generation backend run (client `max_retries=0`).
 
 The client's built-in retries cover connection errors, timeouts, 408/409/429 and 5xx, but not a
 reply that arrives with status 200 and a cut-off or malformed body: the client parses the body only
@@ -10,8 +10,16 @@ loop covers that case too, and lets each caller count faults by kind.
 from __future__ import annotations
 
 import json
+import logging
 import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
 
 # a fault's kind, as counted in reports: "429", "5xx", "408", "409", "timeout", "connection",
 # "malformed", or the status of a 4xx that is not retried ("400", "401", ...)
@@ -20,6 +28,15 @@ RETRIED_4XX = (408, 409, 429)
 
 class MalformedReply(ValueError):
     """A 200 reply that parsed but lacks what every chat completion has (choices, a message)."""
+
+
+class Unusable(Exception):
+    """Raised by an attempt whose reply came whole but cannot be used, and is worth asking again
+    (the judge's unparsable label): a retryable fault of kind `kind`."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -76,3 +93,74 @@ def retry_after(response) -> float | None:
 def _first_line(x) -> str:
     text = str(x)
     return text.splitlines()[0][:300] if text else type(x).__name__
+
+
+class GaveUp(Exception):
+    """A call's last fault: not retryable (`retried_out` False), or the attempts ran out or the run
+    was stopped (`retried_out` True)."""
+
+    def __init__(self, fault: Fault, error_type: str, attempts: int, retried_out: bool):
+        super().__init__(fault.message)
+        self.fault, self.error_type, self.attempts, self.retried_out = fault, error_type, attempts, retried_out
+
+
+class Retrier:
+    """Calls an attempt until it returns, with exponential backoff and full jitter between attempts
+    (never sooner than a Retry-After asks), counting calls, retries and faults, thread-safe.
+
+    `counts` gets "calls" and "retries"; `faults` gets one count per fault, named `fault_name(fault)`
+    (the owner's report names; the same Counter as `counts` if the owner keeps one). `stop`, once
+    set, ends the waits and asks no more (the judge's spending cap or a refused key). `key`, once
+    known, is scrubbed from every message."""
+
+    def __init__(self, max_attempts: int, backoff_s: float, max_backoff_s: float, counts: Counter,
+                 faults: Counter, fault_name: Callable[[Fault], str] = lambda f: f.kind,
+                 stop: threading.Event | None = None, log: logging.Logger | None = None):
+        self.max_attempts, self.backoff_s, self.max_backoff_s = max_attempts, backoff_s, max_backoff_s
+        self.counts, self.faults, self.fault_name = counts, faults, fault_name
+        self.stop, self.log = stop, log
+        self.key: str | None = None
+        self.lock = threading.Lock()
+
+    def scrub(self, text) -> str:
+        """Error texts may echo request details; the key never leaves the process."""
+        text = str(text)
+        return text.replace(self.key, "***") if self.key else text
+
+    def count(self, counter: Counter, what: str, n: int = 1) -> None:
+        with self.lock:
+            counter[what] += n
+
+    def call(self, attempt: Callable[[], T], rng: random.Random, what: str = "call",
+             on_fault: Callable[[Fault], None] | None = None) -> tuple[T, int]:
+        """(attempt's value, attempts made). An exception that is no endpoint fault (a bug) passes
+        through; `on_fault` sees each fault after it is counted (and may raise to end the call)."""
+        fault, error_type = None, ""  # the last fault, set by every attempt that fails
+        for n in range(self.max_attempts):
+            if n and self.stop is not None and self.stop.is_set():
+                raise GaveUp(fault, error_type, n, True)
+            self.count(self.counts, "calls")
+            try:
+                return attempt(), n + 1
+            except Unusable as e:
+                fault, error_type = Fault(e.kind, True, str(e)), type(e).__name__
+            except Exception as e:
+                fault, error_type = classify(e), type(e).__name__
+                if fault is None:
+                    raise  # not the endpoint's fault: a bug, with its traceback
+            self.count(self.faults, self.fault_name(fault))
+            if on_fault is not None:
+                on_fault(fault)
+            if not fault.retryable:
+                raise GaveUp(fault, error_type, n + 1, False)
+            if n + 1 == self.max_attempts:
+                break
+            self.count(self.counts, "retries")
+            delay = backoff_delay(n, rng, self.backoff_s, self.max_backoff_s, fault.retry_after)
+            if self.log is not None:
+                self.log.debug("%s: %s; retry %d in %.2f s", what, self.scrub(fault.message), n + 1, delay)
+            if self.stop is None:
+                time.sleep(delay)
+            elif self.stop.wait(delay):
+                raise GaveUp(fault, error_type, n + 1, True)
+        raise GaveUp(fault, error_type, self.max_attempts, True)

@@ -12,18 +12,14 @@ if RCFG:
     from llmblend.ranker.rules import method_args as _method_args
     from llmblend.ranker.rules import method_inputs as _method_inputs
     from llmblend.ranker.rules import import_keys, infer_keys, method_keys, train_keys
-    from llmblend.ranker.stage import method_kind as _method_kind, model_for as _model_for
-    from llmblend.workflow.snake import job_resources, job_threads, split_records
+    from llmblend.ranker.methods import method_kind as _method_kind, trained_rankers as _trained_rankers
+    from llmblend.workflow.snake import job_resources, job_threads, model_keys, split_records
 
     RANK_METHODS = RCFG["methods"]
     FULL_METHODS = [m for m in RANK_METHODS if _method_kind(m) == "pair_full"]
     OTHER_METHODS = [m for m in RANK_METHODS if _method_kind(m) != "pair_full"]
-    # the PairRanker is always trained (its top K on train/val is the fuser's training data), unless a
-    # released checkpoint is imported instead (ranker.pretrained)
     PRETRAINED_RANKER = RCFG.get("pretrained")
-    TRAINED_RANKERS = sorted(
-        ({"pairranker"} | {_model_for(m) for m in RANK_METHODS if _model_for(m)}) - ({"pairranker"} if PRETRAINED_RANKER else set())
-    )
+    TRAINED_RANKERS = _trained_rankers(RCFG)
     RANK_SPLITS = [s for s in RCFG["rank_splits"] if s != "test"]
     JUDGE_SIGNAL = RCFG["signal"]["type"] == "judge"
 
@@ -33,8 +29,8 @@ if RCFG:
     CLM_INPUT = model_input(RCFG["clm_scorer"]) if RCFG["clm_scorer"] in MODELS else []
     CLM_ARG = model_arg(RCFG["clm_scorer"]) if RCFG["clm_scorer"] in MODELS else RCFG["clm_scorer"]
     # the config keys of each rule (llmblend.ranker.rules): a setting reruns only the stages that read it
-    BACKBONE_KEYS = [f"models.{RCFG['backbone']}"] if RCFG["backbone"] in MODELS else []
-    CLM_KEYS = [f"models.{RCFG['clm_scorer']}"] if RCFG["clm_scorer"] in MODELS else []
+    BACKBONE_KEYS = model_keys(config, RCFG["backbone"])
+    CLM_KEYS = model_keys(config, RCFG["clm_scorer"])
 
     if RCFG.get("train_generators"):
 
@@ -67,14 +63,16 @@ if RCFG:
             wildcard_constraints:
                 split="train|val",
             params:
-                cfg=config_slice(config, *_JUDGE_CFG),
+                cfg=config_slice(config, *_JUDGE_PAIRS_CFG),
                 cfgargs=CONFIG_ARGS,
-                persist=lambda wc: f"{DATA}/ranker_pool/judge/cache/{wc.split}.sqlite",
+                persist=lambda wc: f"{STATE}/ranker_pool/judge/cache/{wc.split}.sqlite",
             log:
                 f"{LOGS}/judge_ranker_pool/{{split}}.log",
             benchmark:
                 f"{BENCH}/judge_ranker_pool/{{split}}.tsv"
-            threads: 1
+            threads: job_threads(config, "judge")
+            resources:
+                **job_resources(config, "judge", target="pool"),
             conda:
                 ENV
             shell:
@@ -94,8 +92,8 @@ if RCFG:
         params:
             cfg=lambda wc: config_slice(config, *train_keys(RCFG, wc.ranker, BACKBONE_KEYS)),
             cfgargs=CONFIG_ARGS,
-            backbone=BACKBONE_ARG,
-            judge=lambda wc, input: (f"--train-judge {input.train_judge} --val-judge {input.val_judge}"
+            backbone=q(BACKBONE_ARG),
+            judge=lambda wc, input: (f"--train-judge {q(input.train_judge)} --val-judge {q(input.val_judge)}"
                                      if JUDGE_SIGNAL else ""),
         log:
             f"{LOGS}/train_ranker/{{ranker}}.log",
@@ -121,8 +119,8 @@ if RCFG:
             params:
                 cfg=config_slice(config, *import_keys(BACKBONE_KEYS)),
                 cfgargs=CONFIG_ARGS,
-                checkpoint=PRETRAINED_RANKER,
-                backbone=BACKBONE_ARG,
+                checkpoint=q(PRETRAINED_RANKER),
+                backbone=q(BACKBONE_ARG),
             log:
                 f"{LOGS}/import_ranker.log",
             conda:
@@ -171,7 +169,7 @@ if RCFG:
             params:
                 cfg=config_slice(config, *infer_keys(RCFG)),
                 cfgargs=CONFIG_ARGS,
-                methods=",".join(FULL_METHODS),
+                methods=q(",".join(FULL_METHODS)),
                 out_dir=lambda wc, output: os.path.dirname(os.path.dirname(output.ranks[0])),
             log:
                 f"{LOGS}/rank_test_full.log",

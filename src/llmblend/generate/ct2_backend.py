@@ -23,6 +23,7 @@ import hashlib
 import logging
 import time
 
+from llmblend.generate.backend import GenerationBackend
 from llmblend.generate.hf import HFBackend, finish_row
 from llmblend.generate.prompts import default_stops
 from llmblend.models.ct2_convert import read_meta
@@ -38,7 +39,7 @@ def batch_seed(seed: int, generator: str, first_id: str) -> int:
     return int.from_bytes(digest[:4], "little")  # CTranslate2 takes an unsigned 32-bit seed
 
 
-class CT2Backend:
+class CT2Backend(GenerationBackend):
     """One generator on a CTranslate2 model directory (made by `llmblend convert-ct2`)."""
 
     # the same prompt text, tokens and truncation rule as hf; the same candidate record

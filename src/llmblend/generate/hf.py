@@ -21,6 +21,7 @@ import time
 import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
+from llmblend.generate.backend import GenerationBackend
 from llmblend.generate.prompts import cut_at_stop, default_stops, render, user_text
 from llmblend.models.resolve import resolve
 
@@ -105,7 +106,7 @@ def finish_row(backend, toks: list[int], truncated: bool) -> tuple[str, int, lis
     return text, n, flags
 
 
-class HFBackend:
+class HFBackend(GenerationBackend):
     """One generator (a model + prompt style + decoding settings) on the hf backend."""
 
     def __init__(self, gen: dict, model_cfg: dict, spec: str, seed: int):

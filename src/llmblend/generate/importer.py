@@ -16,6 +16,7 @@ from collections import Counter
 
 from llmblend.config import mirror_root
 from llmblend.errors import ConfigError, InputError
+from llmblend.generate.backend import GenerationBackend
 from llmblend.io import iter_jsonl, read_json
 
 
@@ -30,7 +31,7 @@ def _source_spec(cfg: dict, source_type: str) -> dict:
     raise ConfigError(f"an import of {source_type!r} needs a data source of that type in data.sources")
 
 
-class ImportBackend:
+class ImportBackend(GenerationBackend):
     def __init__(self, gen: dict, cfg: dict, split: str | None):
         self.gen, self.cfg = gen, cfg
         imp = gen["import"]

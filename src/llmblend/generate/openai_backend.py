@@ -18,15 +18,14 @@ from __future__ import annotations
 import logging
 import os
 import random
-import threading
-import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from llmblend.errors import ConfigError, LLMBlendError
+from llmblend.generate.backend import GenerationBackend
 from llmblend.generate.hf import row_seed
 from llmblend.generate.prompts import user_text
-from llmblend.openai_retry import Fault, MalformedReply, backoff_delay, classify
+from llmblend.openai_retry import Fault, GaveUp, MalformedReply, Retrier
 
 log = logging.getLogger("llmblend.generate")
 
@@ -47,7 +46,9 @@ class RecordFailed(Exception):
         self.fault, self.error_type, self.attempts = fault, error_type, attempts
 
 
-class OpenAIBackend:
+class OpenAIBackend(GenerationBackend):
+    streams = True  # each answer is logged as it arrives: a kill loses no paid answer
+
     def __init__(self, gen: dict, seed: int, client=None):
         import openai
 
@@ -55,14 +56,10 @@ class OpenAIBackend:
         oa = gen["openai"]
         self.model = oa["model"]
         self.concurrency = oa.get("concurrency", 4)
-        self.max_retries = oa.get("max_retries", 5)
-        # the openai client's own defaults (0.5 s doubling, at most 8 s)
-        self.backoff_s, self.max_backoff_s = oa.get("backoff_s", 0.5), oa.get("max_backoff_s", 8.0)
         env = oa.get("api_key_env", "OPENAI_API_KEY")
         key = os.environ.get(env) if env else "not-needed"
         if not key:
             raise ConfigError(f"generator {gen['name']}: set the environment variable {env} to the endpoint's API key")
-        self._key = key if env else None
         self.client = client or openai.OpenAI(base_url=oa.get("base_url"), api_key=key, max_retries=0,
                                               timeout=oa.get("timeout", 60.0))
         dec = gen["decoding"]
@@ -79,7 +76,10 @@ class OpenAIBackend:
         # run accounting (this process only): calls, retries, faults by kind, tokens
         self.stats: Counter = Counter()
         self.faults: Counter = Counter()
-        self._lock = threading.Lock()
+        # the openai client's own backoff defaults (0.5 s doubling, at most 8 s)
+        self.retrier = Retrier(oa.get("max_retries", 5) + 1, oa.get("backoff_s", 0.5), oa.get("max_backoff_s", 8.0),
+                               self.stats, self.faults, log=log)
+        self.retrier.key = key if env else None
 
     def batches(self, records):
         step = self.concurrency * 4
@@ -92,40 +92,25 @@ class OpenAIBackend:
             {"role": "user", "content": user_text(rec)}]
 
     def scrub(self, text: str) -> str:
-        """Error texts may echo request details; the key never leaves the process."""
-        return text.replace(self._key, "***") if self._key else text
-
-    def _count(self, counter: Counter, what: str, n: int = 1) -> None:
-        with self._lock:
-            counter[what] += n
+        return self.retrier.scrub(text)
 
     def one(self, rec: dict) -> tuple[str, dict]:
         """One record: ask until a well-formed reply, a final error, or max_retries retries."""
         rng = random.Random(f"{self.seed}|{self.gen['name']}|{rec['id']}")  # reproducible backoff
         seed = row_seed(self.seed, self.gen["name"], rec["id"])
-        for attempt in range(self.max_retries + 1):
-            self._count(self.stats, "calls")
-            try:
-                resp = self.client.chat.completions.create(model=self.model, messages=self.messages(rec), seed=seed,
-                                                           **self.params)
-                cand = self.candidate(resp)
-            except Exception as e:
-                fault = classify(e)
-                if fault is None:
-                    raise  # not the endpoint's fault: a bug, with its traceback
-                self._count(self.faults, fault.kind)
-                if not fault.retryable or attempt == self.max_retries:
-                    raise RecordFailed(fault, type(e).__name__, attempt + 1) from None
-                self._count(self.stats, "retries")
-                delay = backoff_delay(attempt, rng, self.backoff_s, self.max_backoff_s, fault.retry_after)
-                log.debug("generator %s record %s: %s; retry %d in %.2f s", self.gen["name"], rec["id"],
-                          self.scrub(fault.message), attempt + 1, delay)
-                time.sleep(delay)
-                continue
-            self._count(self.stats, "prompt_tokens", cand["n_prompt_tokens"] or 0)
-            self._count(self.stats, "completion_tokens", cand["n_tokens"] or 0)
-            return rec["id"], cand
-        raise AssertionError("unreachable: the last attempt returns or raises")
+
+        def attempt() -> dict:
+            resp = self.client.chat.completions.create(model=self.model, messages=self.messages(rec), seed=seed,
+                                                       **self.params)
+            return self.candidate(resp)  # a reply without a message raises MalformedReply: retried
+
+        try:
+            cand, _ = self.retrier.call(attempt, rng, f"generator {self.gen['name']} record {rec['id']}")
+        except GaveUp as e:
+            raise RecordFailed(e.fault, e.error_type, e.attempts) from None
+        self.retrier.count(self.stats, "prompt_tokens", cand["n_prompt_tokens"] or 0)
+        self.retrier.count(self.stats, "completion_tokens", cand["n_tokens"] or 0)
+        return rec["id"], cand
 
     def candidate(self, resp) -> dict:
         if not getattr(resp, "choices", None) or resp.choices[0].message is None:
@@ -172,7 +157,7 @@ class OpenAIBackend:
         return done
 
     def accounting(self) -> dict:
-        with self._lock:
+        with self.retrier.lock:
             return {"calls": self.stats["calls"], "retries": self.stats["retries"],
                     "faults": dict(sorted(self.faults.items())),
                     "tokens": {"prompt": self.stats["prompt_tokens"], "completion": self.stats["completion_tokens"]}}

@@ -2,8 +2,8 @@
 
 Shard k of K holds the split's records [k*n/K, (k+1)*n/K) (contiguous, so the gather keeps the split
 order). A job appends each finished record as one line `{"id": ..., "candidate": {...}}` to its
-answer log `cache/shard-<k>.jsonl` beside the shard, and flushes after every batch (an API backend:
-after every answer); a killed job leaves complete lines (a torn last line is cut off on resume), and
+answer log `cache/shard-<k>.jsonl` beside the shard (llmblend/answerlog.py), and syncs it after every
+batch (an API backend: after every answer); a killed job leaves complete lines (a torn last line is cut off on resume), and
 the rerun skips every id already there. When all records are done the lines are written in split
 order to `shard-<k>.jsonl` (atomic rename).
 
@@ -23,17 +23,15 @@ report differs there, and only there, from an uninterrupted one's; the shard's r
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import inspect
-import json
 import logging
-import os
 import time
 from collections import Counter
 from pathlib import Path
 
+from llmblend.answerlog import AnswerLog
 from llmblend.errors import ConfigError, InputError, LLMBlendError
+from llmblend.generate.backend import GenerationBackend
 from llmblend.io import dumps, read_json, read_jsonl, unwritable, write_json, write_jsonl
 from llmblend.runlog import progress
 
@@ -73,60 +71,7 @@ def answers_key(cfg: dict, gen: dict, model_arg: str | None, shard: int, records
     return hashlib.sha256(dumps(what).encode()).hexdigest()
 
 
-def read_partial(path: Path, key: str | None = None) -> dict[str, dict]:
-    """The records an earlier run finished: every complete line (a torn last line is cut off).
-    With `key`, the log's first line must carry it; a log written for other settings is removed."""
-    done: dict[str, dict] = {}
-    if not path.exists():
-        return done
-    raw = path.read_bytes()
-    keep = raw.rfind(b"\n") + 1
-    if keep < len(raw):
-        log.warning("%s: cutting a torn last line (%d bytes) left by an interrupted run", path, len(raw) - keep)
-        with open(path, "r+b") as f:
-            f.truncate(keep)
-    lines = raw[:keep].splitlines()
-    if key is not None:
-        try:
-            header = json.loads(lines[0]) if lines else {}
-        except json.JSONDecodeError:
-            header = {}
-        if not isinstance(header, dict) or header.get("answers_for") != key:
-            log.warning("%s: written for other settings or records; discarding its %d lines", path,
-                        max(len(lines) - 1, 0))
-            path.unlink()
-            return done
-    for lineno, line in enumerate(lines, start=1):
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(path, lineno, problem=f"malformed JSON in a partial shard: {e.msg}") from None
-        if "answers_for" in row:
-            continue
-        try:
-            done[row["id"]] = row["candidate"]
-        except (KeyError, TypeError):
-            raise InputError(path, lineno, problem="an answer-log line needs `id` and `candidate`") from None
-    return done
-
-
-def _append(f, results, done: dict) -> None:
-    for rid, cand in results:
-        f.write(dumps({"id": rid, "candidate": cand}) + "\n")
-        done[rid] = cand
-    f.flush()
-    os.fsync(f.fileno())
-
-
-def _drop_if_no_answer(path: Path) -> None:
-    """After a refused write: an answer log without one complete answer line is no resume state
-    (a key line at most), so it goes; one with answers stays for the rerun."""
-    with contextlib.suppress(OSError):
-        if not any(line.startswith(b'{"id"') for line in path.read_bytes().split(b"\n")[:-1]):
-            path.unlink()
-
-
-def make_backend(cfg: dict, gen: dict, model_arg: str | None, split: str | None = None):
+def make_backend(cfg: dict, gen: dict, model_arg: str | None, split: str | None = None) -> GenerationBackend:
     """The backend object for one generator (`model_arg` overrides the models' spec, e.g. a
     converted directory passed by the workflow)."""
     backend = gen["backend"]
@@ -174,46 +119,45 @@ def generate_shard(cfg: dict, generator: str, split_path, shard: int, out_path, 
             log.info("%s: complete already; not redone", out_path)
             return report
     partial = answer_log_path(out_path)
-    done = read_partial(partial, key)
+    answers = AnswerLog(partial, key, "candidate")
+    done = answers.read()
     todo = [r for r in mine if r["id"] not in done]
     log.info("%s %s shard %d/%d: %d records, %d already done, %d to generate",
              generator, Path(split_path).stem, shard, n_shards, len(mine), len(done), len(todo))
     t0 = time.time()
     n_tokens = 0
+    # built once, when there is something to generate or an import join to report
+    if backend is None and (todo or gen["backend"] == "import"):
+        backend = make_backend(cfg, gen, model_arg, Path(split_path).stem)
+
+    def keep(results) -> None:
+        answers.append(results)
+        done.update(results)
+
     if todo:
-        backend = backend or make_backend(cfg, gen, model_arg, Path(split_path).stem)
         bar = progress(total=len(todo), desc=f"{generator} shard {shard}", unit="rec")
         try:  # a full disk or read-only folder: one line naming the file (finished lines stay resumable)
-            partial.parent.mkdir(parents=True, exist_ok=True)
-            with open(partial, "a", encoding="utf-8", newline="\n") as f:
-                if f.tell() == 0:
-                    f.write(dumps({"answers_for": key}) + "\n")
-                # ctranslate2: batches are fixed by the whole shard (its sampling is per batch)
-                batches = (backend.shard_batches(mine, done) if hasattr(backend, "shard_batches")
-                           else backend.batches(todo))
-                # an API backend hands over each answer as it arrives (a kill loses no paid answer);
-                # local backends hand over a finished batch
-                streams = "on_result" in inspect.signature(backend.run_batch).parameters
-                for batch in batches:
+            with answers:
+                for batch in backend.shard_batches(mine, done):
                     try:
-                        if streams:
-                            results = backend.run_batch(batch, on_result=lambda r: _append(f, [r], done))
+                        if backend.streams:
+                            results = backend.run_batch(batch, on_result=lambda r: keep([r]))
                         else:
                             results = backend.run_batch(batch)
                     except LLMBlendError as e:
                         # keep what this batch finished before the failure, then fail naming the shard
-                        if not streams:
-                            _append(f, getattr(e, "done", []), done)
+                        if not backend.streams:
+                            keep(getattr(e, "done", []))
                         raise LLMBlendError(f"{Path(split_path).stem} shard {shard}: {e} ({len(done)} of {len(mine)} "
                                             f"records are saved in {partial}; rerun to resume)") from None
-                    if not streams:
-                        _append(f, results, done)
+                    if not backend.streams:
+                        keep(results)
                     batch_tokens = sum(c.get("n_tokens") or 0 for _, c in results)
                     n_tokens += batch_tokens
                     bar.update(len(results))
                     bar.set_postfix(tok_s=f"{n_tokens / max(time.time() - t0, 1e-9):.1f}")
         except OSError as e:
-            _drop_if_no_answer(partial)
+            answers.drop_if_no_answer()
             raise unwritable(partial, e) from None
         bar.close()
     missing = [r["id"] for r in mine if r["id"] not in done]
@@ -225,10 +169,8 @@ def generate_shard(cfg: dict, generator: str, split_path, shard: int, out_path, 
     report = {"generator": generator, "split": Path(split_path).stem, "shard": shard, "shards": n_shards,
               "answers_for": key, "records": len(mine),
               "new_tokens": sum(done[r["id"]].get("n_tokens") or 0 for r in mine), "flags": dict(sorted(flags.items()))}
-    if backend is None and gen["backend"] == "import":
-        backend = make_backend(cfg, gen, model_arg, Path(split_path).stem)  # cheap; its join report covers the whole shard
-    if backend is not None and hasattr(backend, "report"):
-        report.update(backend.report(mine))
+    if backend is not None:
+        report.update(backend.report(mine))  # an import's join report covers the whole shard
     write_json(report_path, report)
     log.info("%s shard %d: %d records (%d resumed), %d new tokens in %.1f s (%.1f tok/s), flags %s", generator, shard,
              len(mine), len(mine) - len(todo), n_tokens, seconds, n_tokens / seconds if todo and seconds > 0 else 0.0,

@@ -2,7 +2,8 @@
 
     score_file(cfg, models, in_path, out_path, report_path, shard=0, n_shards=1)
         shard k of n = the k-th contiguous block of records (n blocks of near-equal size); resumable:
-    finished chunks of CHUNK_RECORDS records are kept in `<out>.partial.jsonl` across a kill
+    finished chunks of CHUNK_RECORDS records are kept in `<out>.partial.jsonl` (an answer log,
+    llmblend/answerlog.py) across a kill
     gather_shards(shard_paths, report_paths, out_path, report_path)
     summarize(cfg, scored, reports, metrics_json, table_csv, report_json)
 
@@ -15,16 +16,16 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import logging
 import math
-import os
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from llmblend.answerlog import AnswerLog
 from llmblend.errors import ConfigError, InputError
-from llmblend.io import atomic_path, dumps, file_entry, iter_jsonl, read_json, sha256_file, unwritable, write_json
+from llmblend.io import (atomic_path, dumps, file_entry, iter_jsonl, read_json, sha256_file, unwritable, write_json,
+                         write_jsonl)
 from llmblend.runlog import progress
 
 log = logging.getLogger("llmblend.metrics")
@@ -164,38 +165,11 @@ def _resume_key(mcfg: dict, models: dict, in_path, shard: int, n_shards: int, ch
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _resume_point(partial: Path, state_path: Path, key: str, records: list[dict]) -> tuple[int, Counter]:
-    """(records already scored, their counts) from a killed run with the same key; the partial
-    file is cut back to the last completed chunk. Anything else starts the shard over."""
-    if partial.exists() and state_path.exists():
-        try:
-            state = read_json(state_path)
-        except (InputError, ValueError):
-            state = {}
-        n, size = state.get("records_done", 0), state.get("bytes", -1)
-        if state.get("key") == key and 0 <= n <= len(records) and partial.stat().st_size >= size:
-            with open(partial, "r+b") as f:
-                f.truncate(size)  # drop a chunk that was written but not recorded in the state
-            try:
-                ids = [json.loads(line)["id"] for line in partial.read_bytes().splitlines()]
-            except (ValueError, KeyError, TypeError):
-                ids = None
-            if ids == [r["id"] for r in records[:n]]:
-                log.info("%s: resuming after %d of %d records", partial, n, len(records))
-                return n, Counter(state["counts"])
-        log.warning("%s: left by a run with other inputs or settings (or damaged); scoring the shard again", partial)
-    # exists() first: on a read-only file system unlink fails even for a missing file
-    for stale in (partial, state_path):
-        if stale.exists():
-            stale.unlink()
-    return 0, Counter()
-
-
 def score_file(cfg: dict, models: dict[str, str], in_path, out_path, report_path=None,
                shard: int = 0, n_shards: int = 1, metrics: dict | None = None,
                chunk_records: int = CHUNK_RECORDS) -> dict:
-    """Score one shard. Finished chunks go to `<out>.partial.jsonl` (with `<out>.partial.json`, the
-    resume state); a rerun after a kill skips them. `<out>` appears only when every record is done."""
+    """Score one shard. Finished chunks go to the answer log `<out>.partial.jsonl` (one line a chunk,
+    with its counts); a rerun after a kill skips them. `<out>` appears only when every record is done."""
     mcfg = cfg["metrics"]
     if not 0 <= shard < n_shards:
         raise ConfigError(f"shard {shard} is not in 0..{n_shards - 1}")
@@ -203,36 +177,33 @@ def score_file(cfg: dict, models: dict[str, str], in_path, out_path, report_path
     records = read_records(in_path)
     lo, hi = shard_range(len(records), shard, n_shards)
     records = records[lo:hi]
-    partial = out_path.with_name(out_path.name + ".partial.jsonl")
-    state_path = out_path.with_name(out_path.name + ".partial.json")
-    key = _resume_key(mcfg, models, in_path, shard, n_shards, chunk_records)
-    done, counts = _resume_point(partial, state_path, key, records)
+    partial = AnswerLog(out_path.with_name(out_path.name + ".partial.jsonl"),
+                        _resume_key(mcfg, models, in_path, shard, n_shards, chunk_records), "chunk")
+    done = partial.read()  # first record index of a chunk -> {"records": its scored records, "counts": ...}
+    n_done = sum(len(c["records"]) for c in done.values())
+    if n_done:
+        log.info("%s: resuming after %d of %d records", partial.path, n_done, len(records))
     metrics = metrics if metrics is not None else build_metrics(mcfg, models)
     recompute = mcfg.get("recompute", False)
     seconds: Counter = Counter()
-    scored_to = done  # records in the partial file that a rerun can resume from
+    counts: Counter = Counter()
     try:
-        partial.parent.mkdir(parents=True, exist_ok=True)
-        with open(partial, "ab") as f, progress(total=(len(records) - done) * max(len(metrics), 1),
-                                                desc=f"score shard {shard}", unit="rec·metric") as bar:
-            for start in range(done, len(records), chunk_records):
-                chunk = records[start:start + chunk_records]
-                counts.update(score_records(chunk, metrics, recompute, seconds, bar))
-                f.write("".join(dumps(r) + "\n" for r in chunk).encode("utf-8"))
-                f.flush()
-                os.fsync(f.fileno())
-                write_json(state_path, {"key": key, "records_done": start + len(chunk), "bytes": f.tell(),
-                                        "counts": dict(sorted(counts.items()))})
-                scored_to = start + len(chunk)
-        os.replace(partial, out_path)
+        with partial, progress(total=(len(records) - n_done) * max(len(metrics), 1),
+                               desc=f"score shard {shard}", unit="rec·metric") as bar:
+            for start in range(0, len(records), chunk_records):
+                if str(start) in done:
+                    chunk = done[str(start)]
+                    records[start:start + chunk_records] = chunk["records"]
+                else:
+                    chunk = {"records": records[start:start + chunk_records]}
+                    chunk["counts"] = dict(sorted(score_records(chunk["records"], metrics, recompute, seconds,
+                                                                bar).items()))
+                    partial.append([(str(start), chunk)])
+                counts.update(chunk["counts"])
     except OSError as e:
-        if not scored_to:  # a refused write with no finished chunk leaves nothing behind
-            for p in (partial, state_path):
-                try:
-                    p.unlink(missing_ok=True)
-                except OSError:
-                    pass
-        raise unwritable(partial, e) from None
+        partial.drop_if_no_answer()  # a refused write with no finished chunk leaves nothing behind
+        raise unwritable(partial.path, e) from None
+    write_jsonl(out_path, records)
     counts["records"] = len(records)  # also when the shard is empty
     report = {"input": str(in_path), "shard": shard, "n_shards": n_shards, "records_range": [lo, hi],
               "counts": dict(sorted(counts.items())), "computed": sorted(metrics),
@@ -240,12 +211,12 @@ def score_file(cfg: dict, models: dict[str, str], in_path, out_path, report_path
               "output": file_entry(out_path)}
     if report_path:
         write_json(report_path, report)
-    state_path.unlink(missing_ok=True)
+    partial.remove()
     for name in metrics:  # logged, not reported: reports stay byte-deterministic
         n, dt = seconds[f"{name}.n"], seconds[name]
         log.info("%s: %d candidates in %.1f s (%.1f cand/s)", name, n, dt, n / dt if dt > 0 else 0.0)
-    if done:
-        log.info("shard %d: %d of %d records were resumed from %s", shard, done, len(records), partial)
+    if n_done:
+        log.info("shard %d: %d of %d records were resumed from %s", shard, n_done, len(records), partial.path)
     return report
 
 

@@ -118,7 +118,7 @@ def load_judge(path, examples: list[Example], counts: dict | None = None) -> dic
 def attach_signal(examples: list[Example], signal_cfg: dict, judge_path=None, counts=None) -> list[Example]:
     """Set `signal` on each example; with the judge signal, examples without labels are dropped and
     counted (counts['no_label'])."""
-    if signal_cfg.get("type", "metrics") == "judge":
+    if signal_cfg["type"] == "judge":  # required by the schema
         if judge_path is None:
             raise InputError("<config>", None, "ranker.signal.type",
                              "is 'judge' but no judge labels were given for this split")
@@ -138,4 +138,4 @@ def attach_signal(examples: list[Example], signal_cfg: dict, judge_path=None, co
 
 
 def signal_metrics(signal_cfg: dict) -> list[str]:
-    return [] if signal_cfg.get("type", "metrics") == "judge" else sorted({w["metric"] for w in signal_cfg["weights"]})
+    return [] if signal_cfg["type"] == "judge" else sorted({w["metric"] for w in signal_cfg["weights"]})

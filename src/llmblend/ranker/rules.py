@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llmblend.ranker.stage import method_kind, model_for
+from llmblend.ranker.methods import method as _method
 
 
 def train_inputs(config: dict, data: str) -> dict:
@@ -20,26 +20,30 @@ def train_inputs(config: dict, data: str) -> dict:
     return out
 
 
-def method_inputs(method: str, data: str, clm_input: list) -> dict:
+def method_inputs(name: str, data: str, clm_input: list) -> dict:
     """Extra inputs of rank_candidates for one method: its trained model, judge labels, causal LM."""
-    kind, need, extra = method_kind(method), model_for(method), {}
-    if need:
-        extra["model"] = f"{data}/rankers/{need}/model"
-    if kind == "oracle_judge":
+    m, extra = _method(name), {}
+    if m.model:
+        extra["model"] = f"{data}/rankers/{m.model}/model"
+    if m.reads == "judge":
         extra["judge"] = f"{data}/judge/test.jsonl"
-    if kind == "clm_scoring":
+    if m.reads == "clm":
         extra["clm"] = clm_input
     return extra
 
 
-def method_args(method: str, inputs, clm_arg: str) -> str:
+def method_args(name: str, inputs, clm_arg: str) -> str:
     """The matching command-line arguments."""
-    kind, need = method_kind(method), model_for(method)
-    args = [f"--model {need}={inputs.model}"] if need else []
-    if kind == "oracle_judge":
-        args.append(f"--judge {inputs.judge}")
-    if kind == "clm_scoring":
-        args.append(f"--clm-model {clm_arg}")
+    from llmblend.workflow.snake import q
+
+    m = _method(name)
+    args = [f"--model {q(f'{m.model}={inputs.model}')}"] if m.model else []
+    if m.reads == "judge":
+        args.append(f"--judge {q(inputs.judge)}")
+    if m.reads == "clm":
+        # a converted model is a rule input: its path as the job sees it (a storage copy on Kubernetes)
+        clm = f"dir:{inputs.clm[0]}" if "clm" in inputs.keys() and len(inputs.clm) else clm_arg
+        args.append(f"--clm-model {q(clm)}")
     return " ".join(args)
 
 
@@ -59,10 +63,10 @@ def train_keys(rcfg: dict, ranker: str, backbone_keys: list[str]) -> list[str]:
     keys = ["seed"] + _present(rcfg, [
         "ranker.backbone", "ranker.signal", "ranker.source_max_len", "ranker.candidate_max_len",
         "ranker.dropout", "ranker.train", "ranker.infer.max_tokens", "ranker.infer.max_batch",
-        "ranker.train_generators"])
+        "ranker.train_generators", "ranker.length_sharing", "ranker.source_join"])
     # validation scoring reads the batch sizes; infer.autocast is for the ranking jobs only
     if ranker == "pairranker":  # the pairwise loss and its pair sampling
-        keys += ["ranker.loss", "ranker.pairs_per_input"]
+        keys += ["ranker.loss", "ranker.pairs_per_input"] + _present(rcfg, ["ranker.select_by"])
     elif ranker in (rcfg.get("baseline_train") or {}):
         keys.append(f"ranker.baseline_train.{ranker}")
     return keys + backbone_keys
@@ -74,20 +78,11 @@ def import_keys(backbone_keys: list[str]) -> list[str]:
 
 def infer_keys(rcfg: dict) -> list[str]:
     """Inference with a trained ranker (full matrix, bubble's seeded order)."""
-    return ["seed"] + _present(rcfg, ["ranker.infer"])
+    return method_keys("pairranker", rcfg, [])
 
 
-def method_keys(method: str, rcfg: dict, clm_keys: list[str]) -> list[str]:
-    """rank_candidates for one test-split method."""
-    kind = method_kind(method)
-    if kind == "random":
-        return ["seed"]
-    if kind in ("oracle_metric", "oracle_judge"):
-        return []  # the metric scores or the judge labels decide, no ranker setting does
-    if kind == "longest":
-        return []  # the candidate texts alone decide
-    if kind == "clm_scoring":
-        return _present(rcfg, ["ranker.clm_scorer", "ranker.clm_max_len"]) + clm_keys
-    if method == "pairranker-sampled":  # its opponents / refine_top; knockout has no setting
-        return infer_keys(rcfg) + _present(rcfg, ["ranker.select"])
-    return infer_keys(rcfg)
+def method_keys(name: str, rcfg: dict, clm_keys: list[str]) -> list[str]:
+    """The ranking job of one method: its keys in the method table, plus the causal LM's model entry."""
+    m = _method(name)
+    keys = [k for k in m.keys if not k.startswith("ranker.") or _present(rcfg, [k])]
+    return keys + (clm_keys if m.reads == "clm" else [])

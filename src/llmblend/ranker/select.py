@@ -32,13 +32,15 @@ from __future__ import annotations
 import numpy as np
 
 # numpy only: the evaluate stage simulates the schedules without loading torch (run() imports infer)
+from llmblend.config import schema_default
 from llmblend.ranker.aggregate import max_logits
 
 SCHEDULES = ("full", "sampled", "knockout")
-# `sampled`'s defaults for the API (the workflow reads ranker.select): one opponent per side, then the
-# top 5 play each other, ~31 of 132 passes for N=12; it agreed with full MaxLogits' top-1 on 89-95%
-# of the real alpaca_eval test prompts (docs/results.md), more than opponents=2, refine_top=3 (82.5-84.5%)
-DEFAULT_OPPONENTS, DEFAULT_REFINE_TOP = 1, 5
+# `sampled`'s defaults, the schema's (ranker.select): one opponent per side, then the top 5 play each
+# other, ~31 of 132 passes for N=12; it agreed with full MaxLogits' top-1 on 89-95% of the real
+# alpaca_eval test prompts (docs/results.md), more than opponents=2, refine_top=3 (82.5-84.5%)
+DEFAULT_OPPONENTS = schema_default("ranker.select.opponents")
+DEFAULT_REFINE_TOP = schema_default("ranker.select.refine_top")
 # how the refined leaders of `sampled` are ranked: "lsq" (least squares over all observed entries, see
 # lsq_strengths; "lsq_plain" without the position effects g), "mean" (mean own-side logit over all
 # their comparisons), "sub" (MaxLogits of the leaders' sub-matrix). lsq agreed best with full

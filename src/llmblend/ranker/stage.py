@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import logging
 import os
 import shutil
@@ -21,45 +20,19 @@ from pathlib import Path
 
 import torch
 
+from llmblend.checkpoint import checkpoint_key
+from llmblend.config import setting
 from llmblend.errors import ConfigError, LLMBlendError
-from llmblend.io import atomic_path, dumps, sha256_file, write_json, write_jsonl
+from llmblend.io import atomic_path, sha256_file, share_like_open, write_json, write_jsonl
 from llmblend.ranker import baselines, infer
 from llmblend.ranker import select as select_schedules
-from llmblend.ranker.data import attach_signal, load_examples, load_judge, signal_metrics
+from llmblend.ranker.data import attach_signal, load_examples, load_judge, signal_metrics, sources
+from llmblend.ranker.methods import METHODS, ORACLE, TRAINED, method, select_settings
 from llmblend.ranker.model import build_ranker, load_ranker
+from llmblend.ranker.rules import train_keys
+from llmblend.workflow.snake import config_slice, model_keys
 
 log = logging.getLogger("llmblend.ranker")
-
-TRAINED = ("pairranker", "simcls", "summareranker")
-PAIR_FULL = {"pairranker": infer.max_logits, "pairranker-maxwins": infer.max_wins}
-# best-of-N selection schedules (llmblend.ranker.select): method -> schedule
-SELECT = {"pairranker-sampled": "sampled", "pairranker-knockout": "knockout"}
-
-
-def method_kind(method: str) -> str:
-    if method in PAIR_FULL:
-        return "pair_full"
-    if method == "pairranker-bubble":
-        return "bubble"
-    if method in SELECT:
-        return "select"
-    if method in ("simcls", "summareranker", "random", "longest", "clm_scoring"):
-        return method
-    if method == "oracle-gpt_rank":
-        return "oracle_judge"
-    if method.startswith("oracle-"):
-        return "oracle_metric"
-    raise ConfigError(f"config key 'ranker.methods': unknown method {method!r}")
-
-
-def model_for(method: str) -> str | None:
-    """Which trained ranker a method needs (None: no trained model)."""
-    kind = method_kind(method)
-    if kind in ("pair_full", "bubble", "select"):
-        return "pairranker"
-    if kind in ("simcls", "summareranker"):
-        return kind
-    return None
 
 
 def _device():
@@ -76,29 +49,32 @@ def train_ranker(cfg: dict, kind: str, train_path, val_path, backbone_dir, out_d
     torch.set_num_threads(max(1, int(rc.get("threads") or torch.get_num_threads())))
     counts = {"train": {}, "val": {}}
     need = signal_metrics(rc["signal"])
-    train_ex = attach_signal(load_examples(train_path, need), rc["signal"], train_judge, counts["train"])
-    val_ex = attach_signal(load_examples(val_path, need), rc["signal"], val_judge, counts["val"])
+    join = setting(cfg, "ranker.source_join")
+    train_ex = attach_signal(load_examples(train_path, need, join), rc["signal"], train_judge, counts["train"])
+    val_ex = attach_signal(load_examples(val_path, need, join), rc["signal"], val_judge, counts["val"])
     if not train_ex or not val_ex:
         raise LLMBlendError(f"no {'training' if not train_ex else 'validation'} examples with a signal "
                             f"(dropped: {counts})")
     tcfg = dict(rc["train"])
     tcfg.update(pairs_per_input=rc["pairs_per_input"], max_tokens=rc["infer"]["max_tokens"],
-                max_batch=rc["infer"]["max_batch"])
+                max_batch=rc["infer"]["max_batch"], select_by=setting(cfg, "ranker.select_by"))
+    tcfg["checkpoint_seconds"] = setting(cfg, "ranker.checkpoint_seconds")
     if kind != "pairranker" and kind in rc.get("baseline_train", {}):
         tcfg.update(rc["baseline_train"][kind])
-    seed = int(cfg["seed"]) + {"pairranker": 0, "simcls": 1, "summareranker": 2}[kind]
+    seed = int(cfg["seed"]) + TRAINED.index(kind)
     from llmblend.ranker.train import set_seed, train
 
     set_seed(seed)  # the head's initialisation
     model, tokenizer = build_ranker(kind, backbone_dir, backbone_spec, source_max_len=rc["source_max_len"],
                                     candidate_max_len=rc["candidate_max_len"], dropout=rc["dropout"],
-                                    loss=rc["loss"])
+                                    loss=rc["loss"], length_sharing=setting(cfg, "ranker.length_sharing"),
+                                    source_join=join)
     # a killed training resumes from here (kept beside the model, not a workflow output)
     checkpoint = Path(out_dir).with_name(Path(out_dir).name + ".checkpoint.pt")
-    key = hashlib.sha256(dumps({
-        "kind": kind, "seed": seed, "ranker": rc, "backbone": [backbone_spec, str(Path(backbone_dir).resolve())],
-        "files": [sha256_file(p) if p else None for p in (train_path, val_path, train_judge, val_judge)],
-    }).encode()).hexdigest()
+    # the keys rule train_ranker declares: another ranking method or checkpoint_seconds keeps the key
+    declared = config_slice(cfg, *train_keys(rc, kind, model_keys(cfg, rc.get("backbone"))))
+    key = checkpoint_key(declared, kind=kind, backbone=[backbone_spec, str(Path(backbone_dir).resolve())],
+                         files=[sha256_file(p) if p else None for p in (train_path, val_path, train_judge, val_judge)])
     model, history = train(model, tokenizer, train_ex, val_ex, tcfg, seed, checkpoint=checkpoint, key=key)
     if int(os.environ.get("RANK", "0")) == 0:  # one writer under accelerate launch
         save_dir_atomic(model, tokenizer, out_dir)
@@ -122,6 +98,7 @@ def save_dir_atomic(model, tokenizer, out_dir) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
+        share_like_open(tmp, directory=True)
         model.save_pretrained(tmp, tokenizer)
         if out.exists():
             shutil.rmtree(out)
@@ -136,13 +113,14 @@ def rank_split(cfg: dict, methods: list[str], input_path, out_dir, split: str, m
     """Rank every example of a split with each method; `models` maps a trained type to its directory.
     matrices_path: also write the full comparison matrices there (needs a `pair_full` method)."""
     rc = cfg["ranker"]
-    if matrices_path is not None and not any(method_kind(m) == "pair_full" for m in methods):
+    if matrices_path is not None and not any(method(m).kind == "pair_full" for m in methods):
+        full = [m for m, row in METHODS.items() if row.kind == "pair_full"]
         raise ConfigError(f"--matrices: the full comparison matrices are computed only for "
-                          f"{' / '.join(PAIR_FULL)}, not for {', '.join(methods)}")
+                          f"{' / '.join(full)}, not for {', '.join(methods)}")
     torch.set_num_threads(max(1, int(rc.get("threads") or torch.get_num_threads())))
-    metrics = sorted({m[len("oracle-"):] for m in methods if method_kind(m) == "oracle_metric"})
-    examples = load_examples(input_path, metrics)
-    srcs, cands = [ex.source for ex in examples], [ex.texts for ex in examples]
+    metrics = sorted({m[len(ORACLE):] for m in methods if method(m).kind == "oracle_metric"})
+    examples = load_examples(input_path, metrics, setting(cfg, "ranker.source_join"))
+    cands = [ex.texts for ex in examples]
     kw = dict(max_tokens=rc["infer"]["max_tokens"], max_batch=rc["infer"]["max_batch"], device=_device(),
               autocast=rc["infer"].get("autocast"))
     loaded: dict = {}
@@ -155,65 +133,63 @@ def rank_split(cfg: dict, methods: list[str], input_path, out_dir, split: str, m
             loaded[kind] = (m.to(kw["device"]), t)
         return loaded[kind]
 
+    def srcs(kind):  # the sources joined as that ranker was trained to read them (an imported one: concat)
+        return sources(examples, get(kind)[0].config.source_join)
+
     results, reports, matrices = {}, {}, None
-    for method in methods:
+    for name in methods:
         t0 = time.time()
-        kind = method_kind(method)
+        row = method(name)
+        kind = row.kind
         ids = [ex.id for ex in examples]
+        # the method table's passes; bubble and the select schedules count what they spent
+        n_fwd = [row.passes(len(c), rc) for c in cands]
         if kind == "pair_full":
             if matrices is None:
-                matrices = infer.full_matrices(*get("pairranker"), srcs, cands, **kw)
-            scores = [PAIR_FULL[method](m).tolist() for m in matrices]
-            n_fwd = [len(c) * (len(c) - 1) for c in cands]
+                matrices = infer.full_matrices(*get("pairranker"), srcs("pairranker"), cands, **kw)
+            scores = [row.aggregate(m).tolist() for m in matrices]
         elif kind == "bubble":
-            scores, n_fwd = infer.bubble(*get("pairranker"), srcs, cands, seed=int(cfg["seed"]), **kw)
-        elif kind == "select":  # ranker.select is read by `sampled` only (knockout has no setting)
-            sel = dict(rc.get("select") or {}) if SELECT[method] == "sampled" else {}
-            scores, n_fwd = select_schedules.select(*get("pairranker"), srcs, cands, SELECT[method],
-                                                    int(cfg["seed"]), **sel, **kw)
+            scores, n_fwd = infer.bubble(*get("pairranker"), srcs("pairranker"), cands, seed=int(cfg["seed"]), **kw)
+        elif kind == "select":
+            scores, n_fwd = select_schedules.select(*get("pairranker"), srcs("pairranker"), cands, row.schedule,
+                                                    int(cfg["seed"]), **select_settings(row.keys, rc), **kw)
         elif kind == "summareranker":
-            scores = infer.single_scores(*get("summareranker"), srcs, cands, **kw)
-            n_fwd = [len(c) for c in cands]
+            scores = infer.single_scores(*get("summareranker"), srcs("summareranker"), cands, **kw)
         elif kind == "simcls":
-            scores = infer.dual_scores(*get("simcls"), srcs, cands, **kw)
-            n_fwd = [len(c) + 1 for c in cands]
+            scores = infer.dual_scores(*get("simcls"), srcs("simcls"), cands, **kw)
         elif kind == "random":
             scores = baselines.random_scores(examples, int(cfg["seed"]))
-            n_fwd = [0] * len(cands)
         elif kind == "longest":
             scores = baselines.longest_scores(examples)
-            n_fwd = [0] * len(cands)
         elif kind == "clm_scoring":
             if clm_model_dir is None:
                 raise ConfigError("method clm_scoring needs the causal LM (ranker.clm_scorer)")
             scores = baselines.clm_scores(clm_model_dir, examples, rc["clm_max_len"], device=kw["device"])
-            n_fwd = [len(c) for c in cands]
         elif kind == "oracle_metric":
-            metric = method[len("oracle-"):]
+            metric = name[len(ORACLE):]
             scores = [[float(s[metric]) for s in ex.metric_scores] for ex in examples]
-            n_fwd = [0] * len(cands)
         else:  # oracle_judge: only the judged examples have an oracle pick
             if judge_path is None:
-                raise ConfigError(f"method {method} needs judge labels for split {split}")
+                raise ConfigError(f"method {name} needs judge labels for split {split}")
             counts: dict = {}
             by_id = load_judge(judge_path, examples, counts)
             ids = [i for i in ids if i in by_id]
             scores = [by_id[i] for i in ids]
             n_fwd = [0] * len(ids)
-            reports.setdefault(method, {})["judge_counts"] = counts
+            reports.setdefault(name, {})["judge_counts"] = counts
         rows = [{"id": i, "ranks": infer.ranks_from_scores(s), "scores": [round(float(x), 6) for x in s],
                  "n_forward": int(n)} for i, s, n in zip(ids, scores, n_fwd)]
-        results[method] = rows
-        rep = reports.setdefault(method, {})
-        rep.update(method=method, split=split, examples=len(rows), left_out=len(examples) - len(rows),
+        results[name] = rows
+        rep = reports.setdefault(name, {})
+        rep.update(method=name, split=split, examples=len(rows), left_out=len(examples) - len(rows),
                    mean_n_forward=(sum(r["n_forward"] for r in rows) / len(rows)) if rows else 0.0)
-        log.info("%s on %s: %d examples, %.1f forwards each, %.1fs", method, split, len(rows),
+        log.info("%s on %s: %d examples, %.1f forwards each, %.1fs", name, split, len(rows),
                  rep["mean_n_forward"], time.time() - t0)
     # write only after every method succeeded: no partial output
-    for method, rows in results.items():
-        d = Path(out_dir) / method
+    for name, rows in results.items():
+        d = Path(out_dir) / name
         write_jsonl(d / f"{split}.jsonl", rows)
-        write_json(d / f"{split}.report.json", reports[method])
+        write_json(d / f"{split}.report.json", reports[name])
     if matrices_path is not None:
         infer.write_matrices(matrices_path, [ex.id for ex in examples], matrices)
     return reports

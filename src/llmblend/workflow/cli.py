@@ -54,11 +54,15 @@ def run_prefetch(args):
 
 def run_plan_cost(args):
     """`llmblend plan-cost --config params.yaml [--config config/paper.yaml]`."""
-    from llmblend.config import load_config
+    from llmblend.config import DEFAULT_CONFIG, load_config
     from llmblend.io import write_json
-    from llmblend.workflow.cost import format_plan, plan
+    from llmblend.workflow.cost import dag_jobs, format_plan, plan
 
-    p = plan(load_config(args.config))
+    files = args.config or [DEFAULT_CONFIG]
+    cfg = load_config(files)  # a bad config is refused, naming its file, before Snakemake reads it
+    if not Path("Snakefile").is_file():
+        raise LLMBlendError("plan-cost prices the jobs of the Snakefile's DAG: run it in the repository root")
+    p = plan(cfg, dag_jobs(files))
     print(format_plan(p))
     if args.json:
         write_json(args.json, p.to_dict())

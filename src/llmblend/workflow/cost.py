@@ -1,18 +1,21 @@
 """The cost model of a profile: GPU-hours per stage, judge calls and their price, and disk.
 
-Work is counted from the config alone (split sizes, generators, shards, ranker methods, fuser
-settings), in each stage's unit; time is work / the throughput of one job (`resources.stages`,
-measured by the stage benchmarks or estimated, with the source written beside each number). The
-rules' `resources:` use the same per-job estimate (`job_minutes`), so what a cluster is asked for
-and what the plan prints agree. Nothing here reads data or runs a model.
+The jobs are the DAG's: Snakemake plans the profile (`dvcgen.dag_jobs`, the reading `llmblend
+export-dvc` uses), and each job whose rule sizes itself (`resources: **job_resources(config,
+"<stage>")`) is priced as that rule asks the cluster: its work from the config and the job's wildcards
+(split sizes, shards, the method table's forward passes, fuser settings), in the stage's unit; time is
+work / the throughput of one job (`resources.stages`, measured by the stage benchmarks or estimated,
+with the source written beside each number). Nothing here reads data or runs a model.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 
+from llmblend.config import setting
 from llmblend.errors import ConfigError
 
 # stage -> the unit its `per_s` counts
@@ -30,14 +33,14 @@ UNITS = {
     "evaluate": "resampled test examples",
 }
 SPLITS = ("train", "val", "test")
-# sources whose records already carry the candidates (nothing is generated)
-IMPORTED_SOURCES = {"mixinstruct", "alpaca_eval", "jsonl"}
 
 
 @dataclass
 class Job:
     stage: str
-    name: str          # the job's wildcards, e.g. "vicuna/test/shard-3"
+    rule: str
+    name: str          # the job's wildcard values, e.g. "vicuna/test/3"
+    wildcards: dict    # with the values the rule passes to job_resources itself (e.g. target="fused")
     units: float
     seconds: float
     gpus: int
@@ -63,6 +66,7 @@ class Plan:
     run: str
     items: dict
     candidates_per_item: int
+    rules: dict = field(default_factory=dict)  # jobs of the DAG per rule, priced or not
     stages: list = field(default_factory=list)
     judge: dict = field(default_factory=dict)
     disk: dict = field(default_factory=dict)
@@ -176,14 +180,7 @@ def job_minutes(cfg: dict, stage: str, units: float, gen_params_b: float | None 
     per_s = st["per_s"]
     if stage == "generate_candidates" and gen_params_b:
         per_s = per_s * st.get("ref_params_b", gen_params_b) / gen_params_b
-    return st.get("overhead_min", 0.0) + units / per_s / 60.0
-
-
-def _ranker_trained(cfg: dict) -> list[str]:
-    from llmblend.ranker.stage import model_for
-
-    methods = cfg["ranker"]["methods"]
-    return sorted({"pairranker"} | {model_for(m) for m in methods if model_for(m)})
+    return setting(cfg, f"resources.stages.{stage}.overhead_min") + units / per_s / 60.0
 
 
 def job_units(cfg: dict, stage: str, wildcards: dict) -> float:
@@ -197,7 +194,7 @@ def job_units(cfg: dict, stage: str, wildcards: dict) -> float:
             raise ConfigError(f"no generator {wildcards.get('generator')!r} in generate.generators")
         if gen.get("backend", "hf") == "import":
             return 0.0
-        ratio = _res(cfg).get("mean_new_tokens_ratio", 1.0)
+        ratio = setting(cfg, "resources.mean_new_tokens_ratio")
         return math.ceil(items[wildcards["split"]] / _shards(cfg, "generate")) * _gen_max_new(gen) * ratio
     if stage == "score_candidates":
         if "split" not in wildcards:   # score_fused: one fused answer per test example
@@ -205,29 +202,15 @@ def job_units(cfg: dict, stage: str, wildcards: dict) -> float:
         return math.ceil(items[wildcards["split"]] / _shards(cfg, "metrics")) * n
     if stage == "train_ranker":
         rk = cfg["ranker"]
-        return items["train"] * rk.get("pairs_per_input", 5) * rk["train"]["epochs"]
+        return items["train"] * rk["pairs_per_input"] * rk["train"]["epochs"]
     if stage == "rank_candidates":
-        from llmblend.ranker.stage import method_kind
+        from llmblend.ranker.methods import passes_per_prompt
 
         if wildcards.get("target") == "verify":  # verify_fused: fused vs top-1, both orders
             return items["test"] * 2
         split = wildcards.get("split", "test")
         methods = wildcards.get("methods") or [wildcards.get("method", "pairranker")]
-        kinds = {method_kind(m) for m in methods}
-        per_item = 0
-        if kinds & {"pair_full"} or (split != "test" and methods == ["pairranker"]):
-            per_item += n * (n - 1)
-        if "bubble" in kinds:
-            per_item += 2 * (n - 1)
-        if "select" in kinds:  # best-of-N schedules: their most passes (llmblend.ranker.select)
-            from llmblend.ranker.select import max_forward
-            from llmblend.ranker.stage import SELECT
-
-            sel = cfg["ranker"].get("select") or {}
-            per_item += sum(max_forward(SELECT[m], n, **sel) for m in methods if method_kind(m) == "select")
-        if kinds & {"simcls", "summareranker", "clm_scoring"}:
-            per_item += n
-        return items[split] * per_item
+        return items[split] * passes_per_prompt(methods, n, cfg["ranker"])
     if stage == "train_fuser":
         return items["train"] * cfg["fuser"]["train"]["epochs"]
     if stage == "fuse_candidates":
@@ -237,7 +220,7 @@ def job_units(cfg: dict, stage: str, wildcards: dict) -> float:
     if stage == "build_fuser_data":
         return items["train"] + items["val"]
     if stage == "evaluate":  # every ranking of the test split, resampled by the bootstrap
-        samples = ((cfg.get("evaluate") or {}).get("bootstrap") or {}).get("samples", 1000)
+        samples = setting(cfg, "evaluate.bootstrap.samples")
         return items["test"] * len(cfg["ranker"]["methods"]) * samples
     raise ConfigError(f"no cost model for stage {stage!r}")
 
@@ -262,68 +245,34 @@ def judge_labels(cfg: dict, wildcards: dict) -> int:
     return items[wildcards["split"]] * _judged_pairs(jcfg, candidates_per_item(cfg))
 
 
-def _jobs(cfg: dict) -> list[Job]:
-    """Every heavy job of the profile, with its work and estimated seconds."""
-    jobs: list[Job] = []
+def dag_jobs(configfiles: list[str]) -> list[dict]:
+    """The jobs of the profile's DAG (Snakemake's own planning, as `llmblend export-dvc` reads it)."""
+    from llmblend.workflow.dvcgen import dag_jobs as _dag_jobs
 
-    def add(stage, name, wildcards, gen_params_b=None):
+    return _dag_jobs(list(configfiles))
+
+
+def price_jobs(cfg: dict, dag: list[dict]) -> list[Job]:
+    """Each DAG job whose rule sizes itself (job_resources), with its work and estimated seconds."""
+    from llmblend.workflow.snake import job_model_size
+
+    jobs = []
+    for dj in dag:
+        if not dj.get("sizing"):
+            continue  # a light rule (gathering, a summary, the report): not sized, not priced
+        stage, fixed = dj["sizing"]
+        wc = {**dj["wildcards"], **fixed}
         st = stage_settings(cfg, stage)
-        units = job_units(cfg, stage, wildcards)
-        minutes = job_minutes(cfg, stage, units, gen_params_b)
-        jobs.append(Job(stage, name, units, minutes * 60.0, st["gpus"], st["threads"]))
-
-    gen = cfg.get("generate") or {}
-    for g in _generated(cfg):
-        size = params_b(cfg, g.get("model", g["name"]))
-        for split in gen.get("splits", list(SPLITS)):
-            for k in range(_shards(cfg, "generate")):
-                add("generate_candidates", f"{g['name']}/{split}/shard-{k}",
-                    {"generator": g["name"], "split": split}, size)
-    if cfg.get("metrics"):
-        for split in cfg["metrics"].get("splits", list(SPLITS)):
-            for k in range(_shards(cfg, "metrics")):
-                add("score_candidates", f"{split}/shard-{k}", {"split": split})
-        for kind in _blend_kinds(cfg):  # score_fused: one job per blended answer kind
-            add("score_candidates", f"{kind}/test", {})
-    if cfg.get("ranker"):
-        from llmblend.ranker.stage import method_kind
-
-        for r in _ranker_trained(cfg):
-            add("train_ranker", r, {"ranker": r})
-        for split in cfg["ranker"].get("rank_splits", []):
-            if split != "test":
-                add("rank_candidates", f"pairranker/{split}", {"split": split})
-        methods = cfg["ranker"]["methods"]
-        full = [m for m in methods if method_kind(m) == "pair_full"]
-        if full:
-            add("rank_candidates", "full/test", {"split": "test", "methods": full})
-        for m in methods:
-            if method_kind(m) in ("bubble", "select", "simcls", "summareranker", "clm_scoring"):
-                add("rank_candidates", f"{m}/test", {"split": "test", "method": m})
-    if cfg.get("fuser"):
-        if not cfg["fuser"].get("pretrained"):
-            add("build_fuser_data", "fuser", {})
-        add("train_fuser", "fuser", {})
-        add("fuse_candidates", "test", {})
-        if "verified" in _blend_kinds(cfg):
-            add("rank_candidates", "verify/test", {"target": "verify"})
-    if cfg.get("judge"):
-        for split in cfg["judge"].get("splits", ["test"]):
-            add("judge", f"pairs/{split}", {"split": split})
-        for kind in _blend_kinds(cfg):  # judge_fused: one job per blended answer kind
-            add("judge", f"{kind}/test", {"target": "fused"})
-        if (cfg.get("ranker") or {}).get("train_generators"):
-            for split in ("train", "val"):
-                add("judge", f"pool/{split}", {"target": "pool", "split": split})
-    if cfg.get("evaluate") is not None and cfg.get("ranker") and cfg.get("judge") and cfg.get("metrics"):
-        add("evaluate", "test", {})
+        units = job_units(cfg, stage, wc)
+        minutes = job_minutes(cfg, stage, units, job_model_size(cfg, stage, wc))
+        name = "/".join(str(v) for v in dj["wildcards"].values()) or dj["rule"]
+        jobs.append(Job(stage, dj["rule"], name, wc, units, minutes * 60.0, st["gpus"], st["threads"]))
     return jobs
 
 
 def split_mb(cfg: dict, split: str) -> float:
     """Planned size (MB) of one split's candidates with their scores."""
-    d = _res(cfg).get("disk") or {}
-    return split_items(cfg)[split] * candidates_per_item(cfg) * d.get("bytes_per_candidate", 1000) / 1e6
+    return split_items(cfg)[split] * candidates_per_item(cfg) * setting(cfg, "resources.disk.bytes_per_candidate") / 1e6
 
 
 def job_disk_mb(cfg: dict, stage: str, wildcards: dict) -> int:
@@ -331,48 +280,50 @@ def job_disk_mb(cfg: dict, stage: str, wildcards: dict) -> int:
     its split's candidates in and out, and for training the best and the last checkpoint."""
     train = stage in ("train_ranker", "train_fuser", "build_fuser_data")
     split = wildcards.get("split") or ("train" if train else "test")
-    bpp = (_res(cfg).get("disk") or {}).get("checkpoint_bytes_per_param", 12)
-    model = {"train_ranker": (cfg.get("ranker") or {}).get("backbone"),
-             "train_fuser": (cfg.get("fuser") or {}).get("model")}.get(stage)
+    bpp = setting(cfg, "resources.disk.checkpoint_bytes_per_param")
+    model = _trained_model(cfg, stage)
     ckpt_mb = 2 * params_b(cfg, model) * 1e9 * bpp / 1e6 if model else 0.0
     return int(1000 + 2 * split_mb(cfg, split) + ckpt_mb)
 
 
-def _blend_kinds(cfg: dict) -> list[str]:
-    from llmblend.fuser.kinds import enabled_kinds
-
-    return enabled_kinds(cfg)
+def _trained_model(cfg: dict, stage: str) -> str | None:
+    """The model a training job of `stage` checkpoints (None: not a training stage)."""
+    return {"train_ranker": (cfg.get("ranker") or {}).get("backbone"),
+            "train_fuser": (cfg.get("fuser") or {}).get("model")}.get(stage)
 
 
 def _fused_vs_reference(cfg: dict) -> bool:
-    from llmblend.judge.run import _vs_reference_mode
+    from llmblend.judge.run import vs_reference_mode
 
     jcfg = cfg["judge"]
-    return _vs_reference_mode(cfg, jcfg.get("fused_backend") or jcfg["backend"])
+    return vs_reference_mode(cfg, jcfg.get("fused_backend") or jcfg["backend"])
 
 
 def _usd_per_call(o: dict, pt: float, ct: float) -> float:
-    return (pt * o.get("prompt_usd_per_1m", 0.0) + ct * o.get("completion_usd_per_1m", 0.0)) / 1e6
+    return (pt * o["prompt_usd_per_1m"] + ct * o["completion_usd_per_1m"]) / 1e6
 
 
-def judge_plan(cfg: dict) -> dict:
-    """Judge calls of the profile (pairs of every judged split + the fused answers) and their price."""
+def judge_plan(cfg: dict, jobs: list[Job]) -> dict:
+    """Judge calls of the profile's judge jobs (the candidate pairs of each judged split and of the
+    ranker's training pool, the blended answers) and their price."""
+    from llmblend.judge.backends import OPENAI_DEFAULTS
+
     jcfg = cfg.get("judge")
     if not jcfg:
         return {"backend": None, "calls": 0, "usd": 0.0}
     backend = jcfg["backend"]
     fused_backend = jcfg.get("fused_backend") or backend
-    pair_calls = sum(judge_labels(cfg, {"split": s}) for s in jcfg.get("splits", ["test"]))
-    fused_calls = len(_blend_kinds(cfg)) * judge_labels(cfg, {"target": "fused"})
+    judged = [j for j in jobs if j.stage == "judge"]
+    fused_calls = int(sum(j.units for j in judged if j.wildcards.get("target") == "fused"))
+    pair_calls = int(sum(j.units for j in judged)) - fused_calls
     paid_pairs = pair_calls if backend == "openai" else 0
     paid_fused = fused_calls if fused_backend == "openai" else 0
     paid = paid_pairs + paid_fused
-    jres = _res(cfg).get("judge") or {}
-    o = jcfg.get("openai") or {}
+    o = {**OPENAI_DEFAULTS, **(jcfg.get("openai") or {})}  # the prices the judge itself spends and caps by
     fo = {**o, **(jcfg.get("fused_openai") or {})}  # the blended answers' judge (judge.fused_openai)
-    pt, ct = jres.get("prompt_tokens", 400), jres.get("completion_tokens", 4)
-    batch = bool(jres.get("batch_api"))
-    discount = o.get("batch_discount", 1.0) if batch else 1.0
+    pt, ct = setting(cfg, "resources.judge.prompt_tokens"), setting(cfg, "resources.judge.completion_tokens")
+    batch = setting(cfg, "resources.judge.batch_api")
+    discount = o["batch_discount"] if batch else 1.0
     usd = paid_pairs * _usd_per_call(o, pt, ct) * discount + paid_fused * _usd_per_call(fo, pt, ct)
     return {"backend": backend, "fused_backend": fused_backend, "pair_calls": pair_calls,
             "fused_calls": fused_calls, "paid_calls": paid, "model": o.get("model"),
@@ -381,33 +332,38 @@ def judge_plan(cfg: dict) -> dict:
             "usd": round(usd, 2), "max_usd": jcfg.get("max_usd")}
 
 
-def disk_plan(cfg: dict) -> dict:
-    """Bytes on disk: candidate copies, the judge cache, model weights and training checkpoints."""
-    d = _res(cfg).get("disk") or {}
+def disk_plan(cfg: dict, jobs: list[Job], judge: dict) -> dict:
+    """Bytes on disk: candidate copies, the judge cache, model weights and the checkpoints of the
+    training jobs."""
     items, n = split_items(cfg), candidates_per_item(cfg)
     n_cand = sum(items.values()) * n
-    cand_bytes = n_cand * d.get("bytes_per_candidate", 1000) * d.get("copies", 4)
-    judge = judge_plan(cfg)
+    cand_bytes = n_cand * setting(cfg, "resources.disk.bytes_per_candidate") * setting(cfg, "resources.disk.copies")
     judge_bytes = (judge.get("pair_calls", 0) + judge.get("fused_calls", 0)) * 1000  # one cached reply + key
-    bpp = d.get("checkpoint_bytes_per_param", 12)
+    bpp = setting(cfg, "resources.disk.checkpoint_bytes_per_param")
     models = {g.get("model", g["name"]) for g in _generated(cfg) if g.get("backend", "hf") in LOCAL_BACKENDS}
     weights = sum(params_b(cfg, m) for m in models) * 1e9 * 2  # bf16 on disk, once per model
-    ckpt = 0.0
-    if cfg.get("ranker"):
-        ckpt += len(_ranker_trained(cfg)) * params_b(cfg, cfg["ranker"]["backbone"]) * 1e9 * bpp
-    if cfg.get("fuser"):
-        ckpt += params_b(cfg, cfg["fuser"]["model"]) * 1e9 * bpp
+    ckpt = sum(params_b(cfg, _trained_model(cfg, j.stage)) * 1e9 * bpp for j in jobs if _trained_model(cfg, j.stage))
     total = cand_bytes + judge_bytes + weights + ckpt
     gb = lambda b: round(b / 1e9, 3)  # noqa: E731
     return {"candidates": n_cand, "candidates_gb": gb(cand_bytes), "judge_cache_gb": gb(judge_bytes),
             "generator_weights_gb": gb(weights), "checkpoints_gb": gb(ckpt), "total_gb": gb(total)}
 
 
-def plan(cfg: dict) -> Plan:
+def plan_profile(configfiles: list[str]) -> Plan:
+    """The plan of a profile's config files: the validated config and the jobs of its DAG."""
+    from llmblend.config import load_config
+
+    return plan(load_config(configfiles), dag_jobs(configfiles))
+
+
+def plan(cfg: dict, dag: list[dict]) -> Plan:
+    """Price the jobs of a profile's DAG (`dag_jobs`) with its config."""
     res = _res(cfg)
     p = Plan(run=cfg["run"], items=split_items(cfg), candidates_per_item=candidates_per_item(cfg))
+    p.rules = dict(Counter(j["rule"] for j in dag))
+    jobs = price_jobs(cfg, dag)
     by_stage: dict[str, StagePlan] = {}
-    for job in _jobs(cfg):
+    for job in jobs:
         sp = by_stage.setdefault(job.stage, StagePlan(job.stage, UNITS[job.stage], gpus_per_job=job.gpus,
                                                       source=stage_settings(cfg, job.stage)["source"]))
         hours = job.seconds / 3600.0
@@ -421,8 +377,8 @@ def plan(cfg: dict) -> Plan:
         for k in ("units", "job_hours", "gpu_hours", "cpu_core_hours", "longest_job_h"):
             setattr(sp, k, round(getattr(sp, k), 3))
     p.stages = [by_stage[s] for s in UNITS if s in by_stage]
-    p.judge = judge_plan(cfg)
-    p.disk = disk_plan(cfg)
+    p.judge = judge_plan(cfg, jobs)
+    p.disk = disk_plan(cfg, jobs, p.judge)
     n_gen = len(generators(cfg))
     if res.get("candidates_per_item") and n_gen and n_gen != res["candidates_per_item"]:
         p.notes.append(f"resources.candidates_per_item is {res['candidates_per_item']} but generate.generators "
@@ -463,7 +419,7 @@ def format_plan(p: Plan) -> str:
     lines.append(f"total: GPU USD {t['gpu_usd']:,.2f} + judge USD {t['judge_usd']:,.2f} = USD {t['usd']:,.2f}")
     if p.notes:
         lines += [f"note: {n}" for n in p.notes]
-    if not any(s.stage == "generate_candidates" for s in p.stages):
+    if not any(s.stage == "generate_candidates" and s.units for s in p.stages):
         lines.append("generation: none planned (no generate.generators in this profile; candidates come with the data)")
     lines.append("")
     lines.append("throughput sources:")

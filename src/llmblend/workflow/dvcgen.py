@@ -34,7 +34,8 @@ def _is_plot(path: str) -> bool:
 
 
 def dag_jobs(configfiles: list[str], snakefile: str = "Snakefile"):
-    """Every job of the profile's DAG, in topological order (Snakemake's own planning)."""
+    """Every job of the profile's DAG, in topological order (Snakemake's own planning); also the
+    job list of the cost plan (llmblend.workflow.cost)."""
     from snakemake.api import SnakemakeApi
     from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, ResourceSettings
 
@@ -55,12 +56,15 @@ def dag_jobs(configfiles: list[str], snakefile: str = "Snakefile"):
 
 
 def _job_info(job) -> dict:
+    from llmblend.workflow.snake import job_sizing
+
     params = dict(job.params.items())
     persist = params.get("persist") or []
     return {"rule": job.rule.name, "wildcards": dict(job.wildcards_dict), "cmd": job.shellcmd,
             "inputs": [str(f) for f in job.input], "outputs": [str(f) for f in job.output],
             "persist": [persist] if isinstance(persist, str) else list(persist),
-            "config_keys": list(params.get("cfg", {}).keys())}
+            "config_keys": list(params.get("cfg", {}).keys()),
+            "sizing": job_sizing(job.rule)}  # (stage, fixed values) of a sized job: the cost plan's
 
 
 def _code_dep(cmd: str) -> str | None:

@@ -93,6 +93,11 @@ def config_slice(config: dict, *keys: str) -> dict:
     return {k: lookup(config, k) for k in keys}
 
 
+def model_keys(config: dict, name: str) -> list[str]:
+    """The config key of model `name` when it is an entry of the `models` section (its spec), else none."""
+    return [f"models.{name}"] if name in (config.get("models") or {}) else []
+
+
 def split_records(config: dict, data_dir: str, split: str) -> str:
     """The records a ranker reads for a split: scored when the metrics stage scores that split
     (metrics.splits), else the gathered candidates (a judge-trained ranker needs no metric)."""
@@ -172,7 +177,8 @@ def job_threads(config: dict, stage: str) -> int:
     return threads
 
 
-def _job_gen_size(config: dict, stage: str, wildcards) -> float | None:
+def job_model_size(config: dict, stage: str, wildcards) -> float | None:
+    """The size (billions of parameters) a generation job's time scales with; None for other jobs."""
     from llmblend.workflow.cost import LOCAL_BACKENDS, generators, params_b
 
     if stage != "generate_candidates":
@@ -188,6 +194,7 @@ def job_resources(config: dict, stage: str, **fixed) -> dict:
     the job's work and grow with each retry up to the partition's limits, the partition, and gpu (and
     the GPU model) for GPU stages. `fixed` adds wildcard values the rule does not have (e.g.
     methods=[...] for one job of several, target="fused" for the judge of the fused answers)."""
+    from llmblend.config import setting
     from llmblend.workflow.cost import job_disk_mb, job_minutes, job_units, stage_settings
 
     st = stage_settings(config, stage)
@@ -208,18 +215,21 @@ def job_resources(config: dict, stage: str, **fixed) -> dict:
         return min(cap, first * attempt)
 
     def mem_mb(wildcards, attempt):
-        first = int(st["mem_mb"] + st.get("mem_mb_per_unit", 0.0) * job_units(config, stage, wc(wildcards)))
+        per_unit = setting(config, f"resources.stages.{stage}.mem_mb_per_unit")
+        first = int(st["mem_mb"] + per_unit * job_units(config, stage, wc(wildcards)))
         return grow("mem_mb", first, attempt, f"lower resources.stages.{stage}.mem_mb or use more shards")
 
     def runtime(wildcards, attempt):
         w = wc(wildcards)
-        minutes = job_minutes(config, stage, job_units(config, stage, w), _job_gen_size(config, stage, w))
+        minutes = job_minutes(config, stage, job_units(config, stage, w), job_model_size(config, stage, w))
         return grow("runtime", max(1, int(minutes * margin + 0.999)), attempt,
                     "use more shards, or a partition with a longer MaxTime")
 
     def disk_mb(wildcards, attempt):
         return grow("disk_mb", job_disk_mb(config, stage, wc(wildcards)), attempt, "declare a larger node disk")
 
+    # the cost plan reads back which stage (and fixed values) sized the rule's jobs: job_sizing
+    runtime.sizing = (stage, dict(fixed))
     out = {"mem_mb": mem_mb, "runtime": runtime, "disk_mb": disk_mb}
     if st["gpus"]:
         if "gpus" in lim and st["gpus"] > lim["gpus"]:
@@ -230,6 +240,14 @@ def job_resources(config: dict, stage: str, **fixed) -> dict:
     if job_partition(config, stage):
         out["slurm_partition"] = job_partition(config, stage)
     return out
+
+
+def job_sizing(rule) -> tuple[str, dict] | None:
+    """(stage, fixed values) of a Snakemake rule whose resources come from job_resources, else None:
+    read back from its runtime resource, so the cost plan prices a DAG job as its rule sizes it."""
+    res = rule.resources.get("runtime")
+    fn = getattr(res, "_evaluator", res)  # Snakemake 9 wraps a callable resource in a Resource
+    return getattr(fn, "sizing", None)
 
 
 # --- what jobs on other machines need (docs/scale-out.md) -------------------------------------------
