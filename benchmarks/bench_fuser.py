@@ -71,8 +71,10 @@ def main(argv=None) -> int:
     from llmblend.fuser.data import build_fuser_data
     from llmblend.fuser.infer import fuse_split
     from llmblend.fuser.prompt import PromptSpec
+    from llmblend.fuser.snake import genfuser_keys
     from llmblend.fuser.train import train_fuser
     from llmblend.models.resolve import resolve
+    from llmblend.workflow.snake import config_slice
 
     torch.set_num_threads(args.threads)
     cfg = load_config(args.config)
@@ -95,7 +97,8 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     train_report = train_fuser(model_dir, work / "fuser/train.jsonl", work / "fuser/val.jsonl", work / "fuser/model",
                                spec, fcfg["train"], cfg["seed"], plot_csv=work / "train_fuser.csv",
-                               threads=args.threads, generate_cfg=fcfg["generate"])
+                               threads=args.threads, generate_cfg=fcfg["generate"],
+                               config_slice=config_slice(cfg, *genfuser_keys(cfg)))
     t_train = time.perf_counter() - t0
     t0 = time.perf_counter()
     fuse_report = fuse_split(work / "fuser/model", files["test"][0], "pairranker", work / "test_fused.jsonl",

@@ -148,7 +148,7 @@ def test_vectorised_gpt_rank_and_ge_agree_with_the_judge_stage_helpers(tmp_path)
             assert np.isnan(ev.ranks[i]).all()
             continue
         assert ev.ranks[i].tolist() == ref.gpt_ranks(labels[ex], MODELS)
-        assert ev.ext_ranks[i, -1] == ref.rank_with_extra(labels[ex], flabels[ex], MODELS, "llm-blender")
+        assert ev.ext_ranks["fused"][i, -1] == ref.rank_with_extra(labels[ex], flabels[ex], MODELS, "llm-blender")
         for m in MODELS:
             want = ref.beats_or_ties(labels[ex], m, "alpha", "paper")
             got = fused_rows[m]["gpt"]["ge_vic"][i]

@@ -59,6 +59,23 @@ def test_compare_modes_are_consistent(saved_pairranker):
     assert np.allclose(b.compare(INPUTS, c, a, return_logits=True), -np.asarray(both), atol=1e-6)
 
 
+def test_compare_modes_against_the_pair_logits(saved_pairranker):
+    """Each mode is the documented logit: [A,B] = logit(A first), [B,A] = -logit(B first); a bad mode
+    is refused."""
+    from llmblend.ranker import infer
+    from llmblend.ranker.model import load_ranker
+
+    b = llmblend.Blender(ranker=saved_pairranker)
+    a, c = ["blue", "yes"], ["the green tree house", "no"]
+    model, tok = load_ranker(saved_pairranker)
+    both = infer.pair_logits(model, tok, INPUTS, [[x, y] for x, y in zip(a, c)], [[(0, 1), (1, 0)]] * 2)
+    assert np.allclose(b.compare(INPUTS, a, c, mode="[A,B]", return_logits=True), [v[0] for v in both], atol=1e-5)
+    assert np.allclose(b.compare(INPUTS, a, c, mode="[B,A]", return_logits=True), [-v[1] for v in both], atol=1e-5)
+    assert b.compare(INPUTS, a, c, mode="[A,B]") == [bool(v[0] > 0) for v in both]
+    with pytest.raises(ValueError, match="mode"):
+        b.compare(INPUTS, a, c, mode="[A]")
+
+
 def test_rank_modes_and_errors(saved_pairranker):
     b = llmblend.Blender(ranker=saved_pairranker, seed=1)
     for mode in ("max_logits", "max_wins", "bubble"):
@@ -68,6 +85,11 @@ def test_rank_modes_and_errors(saved_pairranker):
         b.rank(INPUTS, CANDS, mode="best")
     with pytest.raises(ValueError, match="candidate lists"):
         b.rank(INPUTS, CANDS[:1])
+    with pytest.raises(ValueError, match="1 instructions for 2 inputs"):
+        b.rank(INPUTS, CANDS, instructions=["only one"])
+    for call in (b.rank, b.best_of_n, lambda i, c: b.best_of_n(i, c, schedule="knockout")):
+        with pytest.raises(ValueError, match="at least one candidate"):
+            call(INPUTS, [CANDS[0], []])
     with pytest.raises(LLMBlendError, match="no ranker"):
         llmblend.Blender().rank(INPUTS, CANDS)
     with pytest.raises(LLMBlendError, match="no fuser"):
@@ -114,3 +136,52 @@ def test_real_minilm_ranker_trains_saves_and_round_trips(tmp_path):
     assert [sorted(r)[0] for r in ranks] == [1, 1]
     again = llmblend.Blender(ranker=tmp_path / "model").rank(INPUTS, CANDS, return_scores=True)
     assert np.allclose(again, b.rank(INPUTS, CANDS, return_scores=True), atol=1e-6)
+
+
+def test_wrong_shapes_and_types_are_refused_at_the_door(saved_pairranker):
+    """Issue 20: compare() with unequal lists used to zip-truncate and answer; rank() with strings
+    ranked their letters; None or a number as a candidate failed deep inside the tokenizer."""
+    b = llmblend.Blender(ranker=saved_pairranker)
+    with pytest.raises(ValueError, match=r"1 candidates_B for 2 inputs"):
+        b.compare(INPUTS, ["blue", "yes"], ["no"])
+    with pytest.raises(ValueError, match=r"3 candidates_A for 2 inputs"):
+        b.compare(INPUTS, ["blue", "yes", "maybe"], ["red", "no"])
+    with pytest.raises(TypeError, match=r"candidates\[0\] is str \('a'\), not a list of candidate texts"):
+        b.rank(INPUTS, ["a", "b"])
+    with pytest.raises(TypeError, match=r"candidates\[1\]\[2\] is NoneType \(None\), not a string"):
+        b.rank(INPUTS, [CANDS[0], ["yes", "no", None]])
+    with pytest.raises(TypeError, match=r"candidates\[0\]\[0\] is int \(7\), not a string"):
+        b.best_of_n(INPUTS, [[7, "x"], ["y"]], schedule="knockout")
+    with pytest.raises(TypeError, match=r"candidates_A\[1\] is float"):
+        b.compare(INPUTS, ["blue", 1.5], ["red", "no"])
+    with pytest.raises(TypeError, match=r"inputs must be a list of strings, one per input, not str"):
+        b.rank("name a colour", CANDS)
+    with pytest.raises(TypeError, match=r"instructions\[0\] is NoneType"):
+        b.rank(INPUTS, CANDS, instructions=[None, ""])
+
+    class Fuser:
+        def fuse(self, instructions, inputs, topk, **kw):
+            return ["fused"] * len(inputs)
+
+    b.fuser = Fuser()
+    with pytest.raises(TypeError, match=r"topk_candidates\[0\] is str"):
+        b.fuse(INPUTS, ["blue", "yes"])
+    assert b.fuse(INPUTS, [["blue"], ["yes"]]) == ["fused", "fused"]
+
+
+def test_save_pretrained_and_from_pretrained_round_trip(saved_pairranker, tmp_path):
+    from llmblend.io import current_umask
+
+    b = llmblend.Blender.from_pretrained(saved_pairranker, seed=1)
+    assert b.seed == 1
+    out = b.save_pretrained(tmp_path / "mine")
+    assert out == tmp_path / "mine" and (out / "config.json").is_file() and (out / "model.safetensors").is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no temporary folder left behind"
+    assert out.stat().st_mode & 0o777 == 0o777 & ~current_umask()  # shared like any folder, not 0700
+    again = llmblend.Blender.from_pretrained(f"dir:{out}")
+    assert np.allclose(again.rank(INPUTS, CANDS, return_scores=True), b.rank(INPUTS, CANDS, return_scores=True),
+                       atol=1e-6)
+    for x, y in zip(b.ranker.state_dict().values(), again.ranker.state_dict().values()):
+        assert torch.equal(x, y)
+    with pytest.raises(LLMBlendError, match="no ranker"):
+        llmblend.Blender().save_pretrained(tmp_path / "none")

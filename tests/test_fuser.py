@@ -225,12 +225,15 @@ def train_tiny(tmp_path, family, files, **extra):
     spec = PromptSpec(family=family, top_k=2, candidate_max_tokens=16, max_target_tokens=16)
     build_fuser_data(spec, AutoTokenizer.from_pretrained(base), "pairranker",
                      {"train": (split, ranks), "val": (split, ranks)}, tmp_path / "fd")
+    train_cfg = {**TRAIN, **extra.pop("train", {})}
     report = train_fuser(base, tmp_path / "fd/train.jsonl", tmp_path / "fd/val.jsonl", tmp_path / "fuser", spec,
-                         {**TRAIN, **extra.pop("train", {})}, seed=1, plot_csv=tmp_path / "plot.csv",
-                         generate_cfg={"num_beams": 2, "max_new_tokens": 16}, **extra)
+                         train_cfg, seed=1, plot_csv=tmp_path / "plot.csv",
+                         generate_cfg={"num_beams": 2, "max_new_tokens": 16},
+                         config_slice={"seed": 1, "fuser.train": train_cfg}, **extra)
     return report
 
 
+@pytest.mark.slow  # ~1 min each on 2 cores: 30-60 epochs of training
 @pytest.mark.parametrize("family", ["causal_lm", "seq2seq"])
 def test_tiny_fuser_learns_and_round_trips(tmp_path, files, family):
     # the tiny T5 needs more steps to memorise all four: on an AVX-512 CPU, 30 left val loss at 0.106
@@ -299,6 +302,40 @@ def check_fused_layout(rows, report):
     assert rows[3]["candidates"][0]["text"] == "" and "empty" in rows[3]["candidates"][0]["flags"]
     assert "fewer_than_k" in rows[3]["candidates"][0]["flags"] and "fewer_than_k" not in cand["flags"]
     assert report["flags"]["empty"] == 1 and report["records"] == 4 and report["decoding_method"] == "beam2"
+
+
+def test_fusion_gets_the_top_k_best_first_and_a_rerun_fuses_only_what_is_missing(tmp_path, files, monkeypatch):
+    """fuse_split with a recording stand-in for the trained fuser: each record's K best candidates reach
+    it in rank order; killed in its second chunk, the rerun fuses the missing chunk only."""
+    from llmblend.fuser import infer
+
+    class RecordingFuser:
+        spec = PromptSpec(family="causal_lm", top_k=2)
+        generate_defaults = {"num_beams": 1}
+        calls: list = []
+        die_at = None
+
+        def fuse_detailed(self, instructions, inputs, topk, batch_size, seed_offset, **kw):
+            self.calls.append(seed_offset)
+            if len(self.calls) == self.die_at:
+                raise KeyboardInterrupt
+            return [{"text": " | ".join(t), "n_tokens": 1, "n_prompt_tokens": 1, "flags": []} for t in topk]
+
+    fuser = RecordingFuser()
+    monkeypatch.setattr(infer, "load_fuser", lambda model_dir, **kw: fuser)
+    monkeypatch.setattr(infer, "CHUNK_BATCHES", 1)  # a chunk = one batch of 2 records
+    (tmp_path / "fuser").mkdir()
+    (tmp_path / "fuser" / "config.json").write_text("{}")
+    split, ranks = files
+    fuser.die_at = 2
+    with pytest.raises(KeyboardInterrupt):
+        fuse_split(tmp_path / "fuser", split, "pairranker", tmp_path / "fused.jsonl", ranks, batch_size=2)
+    assert not (tmp_path / "fused.jsonl").exists()
+    fuser.calls, fuser.die_at = [], None
+    report = fuse_split(tmp_path / "fuser", split, "pairranker", tmp_path / "fused.jsonl", ranks, batch_size=2)
+    assert fuser.calls == [2] and report["fused_now"] == 2 and report["records"] == 4
+    texts = [r["candidates"][0]["text"] for r in read_jsonl(tmp_path / "fused.jsonl")]
+    assert texts == ["3 + 5 = 8. | eight", "Paris is the capital. | Lyon", "red, blue | red", ""]
 
 
 def test_killed_training_resumes_from_the_last_checkpoint(tmp_path, files, caplog, monkeypatch):

@@ -78,6 +78,10 @@ def test_report_renders_headless_with_tables_and_images(built, tmp_path):
     assert dom.count("<table") >= 6
     assert dom.count("<img") == 4
     assert "Table 2: main results" in dom
+    # the headline first, and the alternative readings folded away (no `open` after rendering)
+    assert dom.index("What this run found") < dom.index("Table 2: main results")
+    assert re.search(r"<p id=\"verdict\">On \d+ judged test prompts: .*(beyond|within) the noise", dom)
+    assert dom.count("<details>") == 2 and "<details open" not in dom
     shot = tmp_path / "shot.png"
     subprocess.run(flags + ["--window-size=1200,3000", f"--screenshot={shot}", html.as_uri()],
                    capture_output=True, timeout=120, check=True)
@@ -88,3 +92,58 @@ def test_report_renders_headless_with_tables_and_images(built, tmp_path):
     # the embedded figures drew something: many distinct colours, not a blank or text-only page
     colours = {tuple(p) for p in (pixels[::7, ::7, :3] * 255).astype(int).reshape(-1, 3)}
     assert len(colours) > 50
+
+
+# --- issue 20: the report opens with the answer --------------------------------------------------
+
+T2 = """| category | method | bertscore | gpt_rank | pick_len_words | gpt_rank 95% CI | n judged |
+|---|---|---|---|---|---|---|
+| LLMs | a | 60.00 | 2.50 | 9.00 | [2.20, 2.80] | 50 |
+| LLMs | b | 61.00 | 2.10 | 3.00 | [1.90, 2.30] | 50 |
+| Analysis | Oracle (GPT-Rank) | 70.00 | 1.00 | 4.00 | [1.00, 1.00] | 50 |
+| Rankers | PairRanker | 62.00 | {pr} | 5.00 | {pr_ci} | 50 |
+| LLM-Blender | PR (K=3) + GF | 64.00 | 1.95 | 6.00 | [1.80, 2.15] | 50 |
+"""
+
+
+def test_headline_names_the_best_llm_the_ranker_and_the_blender_and_reads_the_noise():
+    from llmblend.analysis.report import headline
+
+    text = headline(T2.format(pr="1.50", pr_ci="[1.30, 1.70]"))
+    assert re.search(r"best single LLM</td><td>b</td><td>2.10</td><td>\[1.90, 2.30\]", text)
+    assert re.search(r"PairRanker</td><td>PairRanker</td><td>1.50</td><td>\[1.30, 1.70\]", text)
+    assert re.search(r"LLM-Blender</td><td>PR \(K=3\) \+ GF</td><td>1.95", text)
+    assert "PairRanker ranks better than b beyond the noise" in text
+    assert "PR (K=3) + GF and b differ within the noise" in text
+    assert "PR (K=3) + GF ranks worse than PairRanker beyond the noise" in text
+    text = headline(T2.format(pr="2.20", pr_ci="[2.05, 2.35]"))
+    assert "PairRanker and b differ within the noise" in text and "On 50 judged test prompts" in text
+    text = headline(T2.format(pr="2.90", pr_ci="[2.70, 3.10]"))
+    assert "PairRanker ranks worse than b beyond the noise" in text
+
+
+def test_best_value_of_each_column_is_marked_and_oracles_are_left_out():
+    from llmblend.analysis.report import markdown_to_html
+
+    html = markdown_to_html(T2.format(pr="1.50", pr_ci="[1.30, 1.70]"), mark_best=True)
+    best = re.findall(r"<td class='best'>([^<]*)</td>", html)
+    # bertscore: 64.00 (the oracle's 70.00 does not compete); gpt_rank: 1.50 (lower is better, not the
+    # oracle's 1.00); pick length is no contest
+    assert best == ["1.50", "64.00"]
+    assert "class='best'" not in markdown_to_html(T2.format(pr="1.50", pr_ci="[1.30, 1.70]"))
+
+
+def test_report_opens_with_the_headline_folds_the_readings_and_keeps_figures_by_their_tables(built):
+    _, html = built
+    text = html.read_text(encoding="utf-8")
+    body = text.split("<body>", 1)[1]
+    assert body.index("id='headline'") < body.index("id='table2'")
+    assert "What this run found" in text and "<p id='verdict'>On " in text
+    # every readings table inside a closed <details>
+    assert text.count("<details><summary>Other readings") == 2 and "<details open" not in text
+    for start in [m.start() for m in re.finditer("<details>", text)]:
+        assert text.index("<table", start) < text.index("</details>", start)
+    # figures beside the table they illustrate
+    assert body.index("id='table2'") < body.index("id='figure1'") < body.index("id='table3'")
+    assert body.index("id='table3'") < body.index("id='correlation_heatmap'") < body.index("id='counts'")
+    assert text.count("class='best'") >= 8

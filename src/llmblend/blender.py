@@ -7,7 +7,10 @@
     best = b.best_of_n(inputs, candidates, instructions)      # one text per input
     b.loadfuser("data/demo/fuser/model")
     fused = b.rank_and_fuse(inputs, candidates, instructions, top_k=3)
+    b.save_pretrained("my_ranker"); b = Blender.from_pretrained("my_ranker")   # as transformers does
 
+inputs and instructions are lists of strings (one per input), candidates one list of strings per
+input; anything else is refused with a TypeError or ValueError naming the argument and the index.
 Sources are built as the stage builds them (instruction, then the input on its own line), so the API
 and the workflow rank identically.
 """
@@ -21,10 +24,12 @@ import torch
 
 from llmblend.errors import LLMBlendError
 from llmblend.ranker import infer
+from llmblend.ranker.methods import METHODS
 from llmblend.ranker.model import load_ranker, source_text
 
 COMPARE_MODES = ("[A,B]+[B,A]", "[A,B]", "[B,A]")
-RANK_MODES = ("max_logits", "max_wins", "bubble")
+# rank()'s PairRanker modes: the methods of the table that name one (pairranker: max_logits, ...)
+RANK_MODES = {m.mode: m for m in METHODS.values() if m.mode}
 
 
 def _local_dir(path_or_spec) -> Path:
@@ -35,6 +40,41 @@ def _local_dir(path_or_spec) -> Path:
     if Path(spec).is_dir():
         return Path(spec)
     return resolve(spec)
+
+
+# Checked at the door: a wrong shape or type would otherwise be truncated by zip, ranked letter by
+# letter (a string is a sequence too) or fail deep inside the tokenizer.
+def _texts(name: str, value, n: int | None = None, optional: bool = False) -> list[str] | None:
+    """A list of strings (one per input): `n` long when given."""
+    if value is None and optional:
+        return None
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise TypeError(f"{name} must be a list of strings, one per input, not {type(value).__name__}"
+                        + (f" ({value[:40]!r})" if isinstance(value, str) else ""))
+    for i, x in enumerate(value):
+        if not isinstance(x, str):
+            raise TypeError(f"{name}[{i}] is {type(x).__name__} ({x!r:.40}), not a string")
+    if n is not None and len(value) != n:
+        raise ValueError(f"{len(value)} {name} for {n} inputs: one per input")
+    return list(value)
+
+
+def _candidate_lists(name: str, value, n: int) -> list[list[str]]:
+    """One non-empty list of candidate texts per input."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise TypeError(f"{name} must be a list with one list of candidate texts per input, not {type(value).__name__}")
+    if len(value) != n:
+        raise ValueError(f"{len(value)} candidate lists in {name} for {n} inputs: one list per input")
+    for e, cands in enumerate(value):
+        if isinstance(cands, str) or not isinstance(cands, (list, tuple)):
+            raise TypeError(f"{name}[{e}] is {type(cands).__name__} ({cands!r:.40}), not a list of candidate "
+                            f"texts: {name} holds one list per input, e.g. [[\"answer 1\", \"answer 2\"]]")
+        if not cands:
+            raise ValueError(f"{name}[{e}] is empty: every input needs at least one candidate")
+        for i, x in enumerate(cands):
+            if not isinstance(x, str):
+                raise TypeError(f"{name}[{e}][{i}] is {type(x).__name__} ({x!r:.40}), not a string")
+    return [list(c) for c in value]
 
 
 class Blender:
@@ -64,17 +104,31 @@ class Blender:
         self.fuser = load_fuser(str(path_or_spec), device=self.device, **kw)
         return self
 
+    @classmethod
+    def from_pretrained(cls, ranker, fuser=None, **kwargs) -> "Blender":
+        """A Blender with the ranker saved at `ranker` (a folder of `save_pretrained` or of
+        `llmblend train-ranker`, dir:<path> or hf:<org>/<name>); `fuser` likewise; kwargs as __init__."""
+        return cls(ranker=ranker, fuser=fuser, **kwargs)
+
+    def save_pretrained(self, save_directory) -> Path:
+        """Write the loaded ranker (weights, config, tokenizer) to `save_directory`, in the layout
+        `from_pretrained` and `llmblend rank-candidates --model` read; the folder is swapped in whole."""
+        from llmblend.ranker.stage import save_dir_atomic
+
+        save_dir_atomic(self._need_ranker(), self.tokenizer, save_directory)
+        return Path(save_directory)
+
     def _need_ranker(self):
         if self.ranker is None:
             raise LLMBlendError("no ranker loaded: call Blender.loadranker(path) first")
         return self.ranker
 
-    @staticmethod
-    def _sources(inputs, instructions):
-        if instructions is not None and len(instructions) != len(inputs):
-            raise ValueError(f"{len(instructions)} instructions for {len(inputs)} inputs")
-        instructions = instructions or [""] * len(inputs)
-        return [source_text({"instruction": ins, "input": inp}) for ins, inp in zip(instructions, inputs)]
+    def _sources(self, inputs, instructions):
+        """Instruction and input joined as the loaded ranker was trained to read them (its source_join)."""
+        inputs = _texts("inputs", inputs)
+        instructions = _texts("instructions", instructions, len(inputs), optional=True) or [""] * len(inputs)
+        join = self._need_ranker().config.source_join
+        return [source_text({"instruction": ins, "input": inp}, join) for ins, inp in zip(instructions, inputs)]
 
     # ---------------------------------------------------------------- ranking
 
@@ -83,21 +137,17 @@ class Blender:
         scores (higher = better) with return_scores. PairRanker modes: max_logits (the paper's main),
         max_wins, bubble (one seeded pass: only the top-1 is meaningful)."""
         model = self._need_ranker()
-        if len(inputs) != len(candidates):
-            raise ValueError(f"{len(candidates)} candidate lists for {len(inputs)} inputs")
-        if any(len(c) == 0 for c in candidates):
-            raise ValueError("every input needs at least one candidate")
+        candidates = _candidate_lists("candidates", candidates, len(_texts("inputs", inputs)))
         srcs = self._sources(inputs, instructions)
         kind = model.config.ranker_type
         if kind == "pairranker":
             if mode not in RANK_MODES:
                 raise ValueError(f"mode {mode!r}: one of {', '.join(RANK_MODES)}")
-            if mode == "bubble":
+            if RANK_MODES[mode].kind == "bubble":
                 scores, _ = infer.bubble(model, self.tokenizer, srcs, candidates, seed=self.seed, **self.infer_kw)
             else:
-                agg = infer.max_logits if mode == "max_logits" else infer.max_wins
                 mats = infer.full_matrices(model, self.tokenizer, srcs, candidates, **self.infer_kw)
-                scores = [agg(m).tolist() for m in mats]
+                scores = [RANK_MODES[mode].aggregate(m).tolist() for m in mats]
         elif kind == "summareranker":
             scores = infer.single_scores(model, self.tokenizer, srcs, candidates, **self.infer_kw)
         else:
@@ -111,6 +161,8 @@ class Blender:
         """Is A better than B, per input? With return_logits, a logit per input (> 0: A better) in
         every mode: "[A,B]" = logit(A first), "[B,A]" = -logit(B first), "[A,B]+[B,A]" = their sum."""
         model = self._need_ranker()
+        n = len(_texts("inputs", inputs))
+        candidates_A, candidates_B = _texts("candidates_A", candidates_A, n), _texts("candidates_B", candidates_B, n)
         if model.config.ranker_type != "pairranker":
             sa = self.rank(inputs, [[a, b] for a, b in zip(candidates_A, candidates_B)], instructions,
                            return_scores=True)
@@ -153,10 +205,7 @@ class Blender:
                 raise ValueError(f"schedule={schedule!r} needs a PairRanker, not a {model.config.ranker_type}")
             if schedule not in select.SCHEDULES:
                 raise ValueError(f"schedule {schedule!r}: one of {', '.join(select.SCHEDULES)}")
-            if len(inputs) != len(candidates):
-                raise ValueError(f"{len(candidates)} candidate lists for {len(inputs)} inputs")
-            if any(len(c) == 0 for c in candidates):
-                raise ValueError("every input needs at least one candidate")
+            candidates = _candidate_lists("candidates", candidates, len(_texts("inputs", inputs)))
             scores, _ = select.select(model, self.tokenizer, self._sources(inputs, instructions), candidates,
                                       schedule, self.seed, **schedule_kw, **self.infer_kw)
         return [c[int(np.argmax(s))] for c, s in zip(candidates, scores)]
@@ -166,13 +215,34 @@ class Blender:
     def fuse(self, inputs, topk_candidates, instructions=None, **generate_kwargs) -> list[str]:
         if self.fuser is None:
             raise LLMBlendError("no fuser loaded: call Blender.loadfuser(path) first")
-        instructions = instructions if instructions is not None else [""] * len(inputs)
+        inputs = _texts("inputs", inputs)
+        topk_candidates = _candidate_lists("topk_candidates", topk_candidates, len(inputs))
+        instructions = _texts("instructions", instructions, len(inputs), optional=True) or [""] * len(inputs)
         return self.fuser.fuse(instructions, inputs, topk_candidates, **generate_kwargs)
 
-    def rank_and_fuse(self, inputs, candidates, instructions=None, top_k=3, return_topk=False,
+    def rank_and_fuse(self, inputs, candidates, instructions=None, top_k=3, return_topk=False, verify=False,
                       **generate_kwargs):
-        """Rank with the PairRanker (MaxLogits), fuse each input's top_k candidates (best first)."""
+        """Rank with the PairRanker (MaxLogits), fuse each input's top_k candidates (best first).
+        verify=True: keep the fused answer only where the PairRanker prefers it to its own top-1
+        (`verify_fused`), so blending never returns what the ranker judges worse than its pick."""
         scores = self.rank(inputs, candidates, instructions, return_scores=True)
         topk = [[c[i] for i in np.argsort(-np.asarray(s), kind="stable")[:top_k]] for c, s in zip(candidates, scores)]
         fused = self.fuse(inputs, topk, instructions, **generate_kwargs)
+        if verify:
+            fused = self.verify_fused(inputs, fused, [t[0] for t in topk], instructions)["texts"]
         return (fused, topk) if return_topk else fused
+
+    def verify_fused(self, inputs, fused, top1, instructions=None) -> dict:
+        """The PairRanker compares each fused answer with the ranker's top-1, in both orders (two
+        forward passes: logit(fused first) - logit(top-1 first)), and keeps the fused answer only
+        when that sum is > 0; a tie keeps the top-1, the answer already chosen without fusing.
+        Returns {"texts", "kept_fused" (bools), "logits"}."""
+        model = self._need_ranker()
+        if model.config.ranker_type != "pairranker":
+            raise LLMBlendError(f"verify_fused needs a PairRanker, not a {model.config.ranker_type}")
+        if not len(inputs) == len(fused) == len(top1):
+            raise ValueError(f"{len(fused)} fused answers and {len(top1)} top-1 answers for {len(inputs)} inputs")
+        logits = self.compare(inputs, fused, top1, instructions, mode="[A,B]+[B,A]", return_logits=True)
+        kept = [bool(x > 0) for x in logits]
+        return {"texts": [f if k else t for f, t, k in zip(fused, top1, kept)], "kept_fused": kept,
+                "logits": [float(x) for x in logits]}

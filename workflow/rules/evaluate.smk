@@ -1,16 +1,19 @@
 # Evaluate: the paper's Table 2, Table 3, Figure 1, the GPT-Rank distribution, the correlation heatmap
 # and the aggregation trade-off from the artifacts (llmblend.analysis.evaluate), then report.html
 # (llmblend.analysis.report). Outputs are marked with report(...) so `snakemake --report` shows them.
-# The LLM-Blender row needs the fuser's scored answers and their judge labels: it is there when the
-# profile has a `fuser` section, a judge and metrics (score_fused, judge_fused). The best-of-N schedule
+# The LLM-Blender rows need each blended answer kind's scored answers and judge labels (score_fused,
+# judge_fused): the GenFuser's when the profile has a `fuser` section, the verified and aggregated
+# ones with fuser.verify and fuser.aggregator. The best-of-N schedule
 # curve (plots/select_curve.csv, figures/select_curve.*) is there when `pairranker` is a ranker method:
 # it replays the schedules on rank_test_full's comparison matrices, at no model cost.
 
 ECFG = config.get("evaluate")
 
 if ECFG is not None and config.get("ranker") and config.get("judge") and config.get("metrics"):
+    from llmblend.fuser.kinds import enabled_kinds as _blend_kinds
+
     EVAL_METHODS = config["ranker"]["methods"]
-    EVAL_FUSED = bool(config.get("fuser"))
+    EVAL_KINDS = _blend_kinds(config)  # fused, verified, aggregated (llmblend.fuser.kinds)
     _EVAL_FIGURES = ["figure1", "gpt_rank_distribution", "correlation_heatmap", "tradeoff"]
     _EVAL_PLOTS = ["first_place", "gpt_rank_distribution", "tradeoff"]
 
@@ -21,20 +24,18 @@ if ECFG is not None and config.get("ranker") and config.get("judge") and config.
         "metrics_report": f"{RESULTS}/metrics/candidate_scores.json",
         "rankings": [f"{DATA}/rankings/{m}/test.jsonl" for m in EVAL_METHODS],
     }
-    EVAL_ARGS = [f"--ranking {m}={p}" for m, p in zip(EVAL_METHODS, EVAL_INPUTS["rankings"])]
-    if EVAL_FUSED:
-        EVAL_INPUTS["fused"] = f"{RESULTS}/fuser/test_fused_scored.jsonl"
-        EVAL_INPUTS["fused_judge"] = f"{DATA}/judge/fused_test.jsonl"
-        EVAL_ARGS += [f"--fused {EVAL_INPUTS['fused']}", f"--fused-judge {EVAL_INPUTS['fused_judge']}"]
+    # one Table 2 row per blended answer kind: its scored answers and its judge labels
+    for _kind in EVAL_KINDS:
+        EVAL_INPUTS[_kind] = f"{RESULTS}/fuser/test_{_kind}_scored.jsonl"
+        EVAL_INPUTS[f"{_kind}_judge"] = f"{DATA}/judge/{_kind}_test.jsonl"
     # the best-of-N schedule curve: the schedules replayed on the full matrices that rule rank_test_full
     # keeps (no model call); only when full MaxLogits is one of the methods
     if "pairranker" in EVAL_METHODS:
         EVAL_INPUTS["matrices"] = f"{DATA}/rankings/pairranker/test.matrices.npz"
-        EVAL_ARGS += [f"--matrices {EVAL_INPUTS['matrices']}"]
         _EVAL_FIGURES.append("select_curve")
         _EVAL_PLOTS.append("select_curve")
-    # minutes: the bootstrap dominates, about 1 s per MB of inputs per 1000 resamples on one core
-    EVAL_RESAMPLES = ECFG.get("bootstrap", {}).get("samples", 1000)
+    # runtime and memory: the bootstrap dominates; sized from the plan (resources.stages.evaluate)
+    from llmblend.workflow.snake import job_resources, job_threads
 
     rule evaluate:
         input:
@@ -62,16 +63,20 @@ if ECFG is not None and config.get("ranker") and config.get("judge") and config.
         params:
             cfg=config_slice(config, "seed", "evaluate", "ranker.methods"),
             cfgargs=CONFIG_ARGS,
-            args=" ".join(EVAL_ARGS),
+            # from the job's input (storage copies on Kubernetes), not the plain paths of EVAL_INPUTS
+            args=lambda wc, input: " ".join([
+                input_args("--ranking", EVAL_METHODS, input.rankings),
+                *(f"{input_args('--fused', [k], [input[k]])} {input_args('--fused-judge', [k], [input[f'{k}_judge']])}"
+                  for k in EVAL_KINDS),
+                *([f"--matrices {q(input.matrices)}"] if "matrices" in EVAL_INPUTS else [])]),
             results=lambda wc, output: os.path.dirname(os.path.dirname(output.headline)),
         log:
             f"{LOGS}/evaluate.log",
         benchmark:
             f"{BENCH}/evaluate.tsv"
-        threads: 1
+        threads: job_threads(config, "evaluate")
         resources:
-            mem_mb=lambda wc, input: 1000 + int(input.size_mb * 10),
-            runtime=lambda wc, input, attempt: attempt * (5 + int(input.size_mb * EVAL_RESAMPLES / 30000)),
+            **job_resources(config, "evaluate"),
         conda:
             ENV
         shell:

@@ -1,6 +1,9 @@
 # GenFuser (llmblend.fuser, docs/fuser.md): build_fuser_data (top K of train/val by fuser.ranker)
 # -> train_fuser (best by val loss) -> fuse_candidates (test) -> results/<run>/fuser/test_fused.jsonl,
 # which score_fused (metrics) and judge_fused (judge) read like any candidate file.
+# Beside it, the other blended answers (llmblend.fuser.kinds), read the same way: verify_fused (fuser.verify:
+# the PairRanker keeps the fused answer or its top-1) -> test_verified.jsonl, and aggregate_candidates
+# (fuser.aggregator: a chat model synthesises the top K, no training) -> test_aggregated.jsonl.
 
 FCFG = config.get("fuser")
 
@@ -10,8 +13,9 @@ if FCFG:
 
     _FUSER_MODEL = FCFG["model"]
     FUSER_MODEL_INPUT = model_input(_FUSER_MODEL) if _FUSER_MODEL in MODELS else []
-    FUSER_MODEL_ARG = model_arg(_FUSER_MODEL) if _FUSER_MODEL in MODELS else _FUSER_MODEL
-    FUSER_CFG = ["seed", "fuser"] + ([f"models.{_FUSER_MODEL}"] if _FUSER_MODEL in MODELS else [])
+    FUSER_MODEL_ARG = q(model_arg(_FUSER_MODEL) if _FUSER_MODEL in MODELS else _FUSER_MODEL)
+    FUSER_CFG = _fs.genfuser_keys(config)
+    BLEND_KINDS = _fs.blend_kinds(config)
 
     # fuser.pretrained (e.g. the released hf:llm-blender/gen_fuser_3b) replaces building data and training
     _PRETRAINED = FCFG.get("pretrained")
@@ -35,10 +39,9 @@ if FCFG:
                 f"{LOGS}/build_fuser_data.log",
             benchmark:
                 f"{BENCH}/build_fuser_data.tsv"
-            threads: 1
+            threads: job_threads(config, "build_fuser_data")
             resources:
-                mem_mb=lambda wc, input: 1000 + int(_fs.mb(input.split_train) * 20),
-                runtime=lambda wc, input, attempt: attempt * (2 + int(_fs.mb(input.split_train))),
+                **job_resources(config, "build_fuser_data"),
             conda:
                 ENV
             shell:
@@ -84,8 +87,8 @@ if FCFG:
         params:
             cfg=config_slice(config, *FUSER_CFG),
             cfgargs=CONFIG_ARGS,
-            rankings=lambda wc, input: f"--rankings {input.rankings}" if "rankings" in input.keys() else "",
-            fuser=lambda wc, input: _PRETRAINED or input.fuser,
+            rankings=lambda wc, input: f"--rankings {q(input.rankings)}" if "rankings" in input.keys() else "",
+            fuser=lambda wc, input: q(_PRETRAINED or input.fuser),
         log:
             f"{LOGS}/fuse_candidates.log",
         benchmark:
@@ -99,4 +102,62 @@ if FCFG:
             "llmblend fuse-candidates {params.cfgargs} --fuser {params.fuser} --split {input.split} {params.rankings}"
             " --out {output.fused} --report {output.report} --threads {threads} --log {log}"
 
-    TARGETS += [f"{RESULTS}/fuser/test_fused.jsonl"] + ([] if _PRETRAINED else [f"{RESULTS}/plots/train_fuser.csv"])
+    if "verified" in BLEND_KINDS:
+
+        rule verify_fused:
+            input:
+                fused=f"{RESULTS}/fuser/test_fused.jsonl",
+                split=f"{DATA}/candidates/test.jsonl",
+                ranker=f"{DATA}/rankers/pairranker/model",
+            output:
+                verified=f"{RESULTS}/fuser/test_verified.jsonl",
+                report=f"{RESULTS}/fuser/test_verified.report.json",
+            params:
+                cfg=config_slice(config, "seed", "ranker.infer", "ranker.threads"),
+                cfgargs=CONFIG_ARGS,
+            log:
+                f"{LOGS}/verify_fused.log",
+            benchmark:
+                f"{BENCH}/verify_fused.tsv"
+            threads: job_threads(config, "rank_candidates")
+            resources:
+                **job_resources(config, "rank_candidates", target="verify"),
+            conda:
+                ENV
+            shell:
+                "llmblend verify-fused {params.cfgargs} --fused {input.fused} --split {input.split}"
+                " --ranker {input.ranker} --out {output.verified} --report {output.report} --log {log}"
+
+    if "aggregated" in BLEND_KINDS:
+
+        rule aggregate_candidates:
+            input:
+                unpack(lambda wc: _fs.split_inputs(config, DATA, "test")),
+                model=_fs.aggregator_model(config, DATA),
+            output:
+                aggregated=f"{RESULTS}/fuser/test_aggregated.jsonl",
+                report=f"{RESULTS}/fuser/test_aggregated.report.json",
+            params:
+                cfg=config_slice(config, *_fs.aggregator_keys(config)),
+                cfgargs=CONFIG_ARGS,
+                rankings=lambda wc, input: _fs.rankings_arg(input),
+                model=_fs.aggregator_model_arg(config, DATA),
+                # the answer cache is not an output: Snakemake deletes outputs before a rerun, and no
+                # answer may be paid twice (as the judge's label cache)
+                cache=f"{STATE}/fuser/aggregator_cache.sqlite",
+            log:
+                f"{LOGS}/aggregate_candidates.log",
+            benchmark:
+                f"{BENCH}/aggregate_candidates.tsv"
+            threads: job_threads(config, "fuse_candidates")
+            resources:
+                **job_resources(config, "fuse_candidates"),
+            conda:
+                ENV
+            shell:
+                "llmblend aggregate-candidates {params.cfgargs} --split {input.split} {params.rankings}"
+                " {params.model} --out {output.aggregated} --report {output.report} --cache {params.cache}"
+                " --log {log}"
+
+    TARGETS += [f"{RESULTS}/fuser/test_{k}.jsonl" for k in BLEND_KINDS]
+    TARGETS += [] if _PRETRAINED else [f"{RESULTS}/plots/train_fuser.csv"]

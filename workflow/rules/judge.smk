@@ -56,7 +56,9 @@ if JCFG:
         params:
             cfg=config_slice(config, *_JUDGE_CFG),
             cfgargs=CONFIG_ARGS,
-            persist=f"{STATE}/judge/cache/fused_test.sqlite",
+            # one cache per kind: DVC refuses two stages with the same output, and a rerun of one kind
+            # still makes no call for the pairs it judged before
+            persist=f"{STATE}/judge/cache/{{kind}}_test.sqlite",
         log:
             f"{LOGS}/judge_fused/{{kind}}.log",
         benchmark:

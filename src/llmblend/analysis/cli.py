@@ -12,8 +12,11 @@ def register(sub, add_common):
     p.add_argument("--judge", help="data/<run>/judge/test.jsonl (candidate-vs-candidate labels)")
     p.add_argument("--ranking", action="append", default=[], metavar="METHOD=PATH",
                    help="one ranking method's test rankings; repeat for each method")
-    p.add_argument("--fused", help="the fused answers with scores (LLM-Blender row)")
-    p.add_argument("--fused-judge", help="data/<run>/judge/fused_test.jsonl (fused answer vs each candidate)")
+    p.add_argument("--fused", action="append", default=[], metavar="[KIND=]PATH",
+                   help="blended answers with scores, one LLM-Blender row each; KIND fused (default: the "
+                        "GenFuser's), verified or aggregated; repeat for each kind")
+    p.add_argument("--fused-judge", action="append", default=[], metavar="[KIND=]PATH",
+                   help="data/<run>/judge/<kind>_test.jsonl (that kind's answer vs each candidate)")
     p.add_argument("--metrics-report", help="results/<run>/metrics/candidate_scores.json (which metrics were not "
                                             "computed, and why)")
     p.add_argument("--matrices", help="data/<run>/rankings/pairranker/test.matrices.npz (rule rank_test_full): "
@@ -41,11 +44,27 @@ def _rankings(pairs):
     return out
 
 
+def _kinds(values, option):
+    """[KIND=]PATH values -> {kind: path}; a bare path is the GenFuser's answers (kind fused)."""
+    from llmblend.fuser.kinds import KINDS
+
+    out = {}
+    for item in values:
+        kind, sep, path = item.partition("=")
+        if not sep or kind not in KINDS:
+            kind, path = "fused", item
+        if kind in out:
+            raise LLMBlendError(f"--{option}: kind {kind!r} given twice")
+        out[kind] = path
+    return out
+
+
 def run_evaluate(args):
     from llmblend.analysis.evaluate import evaluate
 
     evaluate(config_of(args), args.scored, args.out_dir, judge=args.judge, rankings=_rankings(args.ranking),
-             fused=args.fused, fused_judge=args.fused_judge, metrics_report=args.metrics_report,
+             fused=_kinds(args.fused, "fused"), fused_judge=_kinds(args.fused_judge, "fused-judge"),
+             metrics_report=args.metrics_report,
              matrices=args.matrices)
 
 

@@ -9,20 +9,26 @@ writes, under out_dir (results/<run>):
   metrics/headline.json (DVC metrics), plots/{first_place,gpt_rank_distribution,tradeoff}.csv (DVC plots);
 with `matrices` (rule rank_test_full's full comparison matrices of the test split) also the best-of-N
 schedule curve, plots/select_curve.csv and figures/select_curve.{png,svg} (select_curve(); no model call).
+
+compute() reads every input and computes every reading into one `Results` (a bad input fails before
+anything is written); write_tables / write_figures / write_plots / write_metrics / summary_of only
+format it.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from llmblend.analysis import figures, render, stats
+from llmblend.analysis import figures, render
 from llmblend.analysis.inputs import load_inputs
 from llmblend.analysis.tables import (GE_READINGS, TABLE2_COLUMNS, TABLE3_COLUMNS, Evaluation, add_cis,
-                                      first_place_shares, rank_correlation_matrix, settings_of, table3)
+                                      first_place_shares, fused_method, rank_correlation_matrix, settings_of,
+                                      table3)
 from llmblend.analysis.tables import select as select_in_pool
 from llmblend.errors import InputError
 from llmblend.io import read_json, write_json
@@ -57,6 +63,40 @@ def _why_not_comparable(st: dict) -> str | None:
     if st["gpt_rank_exclude"]:
         differs.append("evaluate.gpt_rank_exclude leaves candidates out; the paper's numbers fit all 12")
     return "; ".join(differs) or None
+
+
+def _paths(value):
+    if isinstance(value, dict):
+        return {k: str(v) for k, v in value.items()}
+    return str(value) if value else None
+
+
+def fusion_summary(inputs, st: dict) -> dict:
+    """Per blended answer kind: its row, how many answers were judged, for verified fusion how often
+    the fused answer was kept, and why labels are missing (the judge stage's note)."""
+    out = {}
+    for kind, f in inputs.fused.items():
+        d = {"method": fused_method(kind, st), "answers": int(np.isfinite(f.lengths).sum()),
+             "judged": int(f.judged.sum()) if f.judged is not None else 0, "notes": list(f.notes)}
+        if f.kept is not None:
+            n = int(np.isfinite(f.kept).sum())
+            d.update(fused_kept=int(np.nansum(f.kept)), verified=n,
+                     fused_kept_pct=round(100.0 * float(np.nansum(f.kept)) / n, 2) if n else None)
+        out[kind] = d
+    return out
+
+
+def fusion_note(inputs, st: dict) -> str:
+    """Table 2's note on the blended answer rows: the verified row's kept share, and why a row's GPT
+    columns are empty when its answers could not be judged."""
+    parts = []
+    for kind, d in fusion_summary(inputs, st).items():
+        if "fused_kept" in d:
+            parts.append(f"'{d['method']}': the fused answer was kept on {d['fused_kept']} of {d['verified']} "
+                         f"prompts ({d['fused_kept_pct']}%), the PairRanker's top-1 elsewhere.")
+        if not d["judged"] and d["notes"]:
+            parts.append(f"'{d['method']}' has empty GPT columns: {' '.join(d['notes'])}.")
+    return (" " + " ".join(parts)) if parts else ""
 
 
 def read_curve_matrices(path, inputs) -> tuple[list[int], list[np.ndarray]]:
@@ -98,15 +138,36 @@ def select_curve(rows_at: list[int], mats: list[np.ndarray], ev: Evaluation, see
     return out
 
 
-def evaluate(cfg: dict, scored, out_dir, judge=None, rankings: dict | None = None, fused=None,
-             fused_judge=None, metrics_report=None, matrices=None) -> dict:
+@dataclass
+class Results:
+    """Everything the stage computes, once (compute()); the writers below only format it."""
+    st: dict
+    seed: int
+    inputs: object
+    ev: Evaluation
+    rows: list            # Table 2, the configured reading
+    t3: list              # Table 3
+    readings2: list       # (label, rows) of every reading of Table 2, the configured one first
+    readings3: list
+    why_not: str | None   # why the tables are not comparable to the paper's (None: they are)
+    roles: dict           # vicuna, oa: the candidates that play them
+    shares: dict          # Figure 1: first-place share per model
+    dist: dict            # GPT-Rank values of each row's picks on the judged examples
+    max_rank: int
+    correlation: tuple    # (names, matrix) of the rank correlation heatmap
+    points: list          # the trade-off curve
+    curve: list | None    # the best-of-N schedule curve (with matrices)
+    metrics_stage_report: dict | None
+    paths: dict           # the input files, as the summary names them
+
+
+def compute(cfg: dict, scored, judge=None, rankings: dict | None = None, fused=None, fused_judge=None,
+            metrics_report=None, matrices=None) -> Results:
+    """Read every input (a bad one raises before anything is written) and compute every reading."""
     st = settings_of(cfg)
     seed = int(cfg.get("seed", 0))
-    out_dir = Path(out_dir)
-    tables_dir, fig_dir = out_dir / "tables", out_dir / "figures"
     inputs = load_inputs(scored, judge=judge, rankings=rankings, fused=fused, fused_judge=fused_judge,
                          fused_name=st["fused_model"])
-    # every input is read before the first output is written: a bad one leaves no partial tables
     metrics_stage_report = read_json(metrics_report) if metrics_report else None
     curve_input = read_curve_matrices(matrices, inputs) if matrices else None
     log.info("evaluate: %d test examples, %d judged, %d candidates, %d ranking methods%s", inputs.n,
@@ -134,92 +195,127 @@ def evaluate(cfg: dict, scored, out_dir, judge=None, rankings: dict | None = Non
         readings3.append((f"pool={_pool_label(alt)}; correlation={st['correlation']}",
                           table3(inputs, ev_alt, st, st["correlation"], seed, with_ci=False)))
 
-    why_not = _why_not_comparable(st)
-    vic, oa = inputs.models[ev.roles["vicuna"]], inputs.models[ev.roles["oa"]]
-    note2 = (f"GPT-based columns over the {int(inputs.judged.sum())} judged of {inputs.n} test examples; GPT-Rank "
-             f"pool: {_pool_label(st['gpt_rank_exclude'])} ({int(ev.pool.sum())} models); '>= Vic' is vs "
-             f"{vic}, '>= OA' vs {oa}, reading '{st['ge_reading']}'. BERTScore x{st['metric_scale'].get('bertscore', 1)}. "
-             "pick_len_words: mean length in words of the row's picks over all test examples (GPT-4 judges "
-             "favour long answers). An empty cell is a metric this profile does not compute. "
-             "Other readings: table2_readings.csv.")
-    note3 = (f"Pearson and Spearman x100, computed {st['correlation'].replace('_', ' ')} "
-             "(reference: per candidate column across examples, averaged); footrule = mean over examples of "
-             "sum |rank - GPT-Rank|. 95% CIs: bootstrap over examples. Other readings: table3_readings.csv.")
-    render.write_table2(rows, tables_dir, note2)
-    render.write_table3(t3, tables_dir, note3)
-    render.write_readings(readings2, ["gpt_rank", "ge_vic", "ge_oa", "top3"], tables_dir / "table2_readings.csv",
-                          ("category", "method"))
-    render.write_readings(readings3, list(TABLE3_COLUMNS), tables_dir / "table3_readings.csv", ("method",))
-    render.write_vs_paper("table2", rows, st, why_not is None, why_not or "", tables_dir / "table2_vs_paper.md")
-    render.write_vs_paper("table3", t3, st, why_not is None, why_not or "", tables_dir / "table3_vs_paper.md")
-
-    # figures and DVC plots
+    # what the figures and DVC plots show
     shares = first_place_shares(inputs, ev, st)
-    figures.figure1(shares, fig_dir)
     judged_pos = np.flatnonzero(inputs.judged)
     dist = {r["method"]: r["gpt"]["gpt_rank"][judged_pos][np.isfinite(r["gpt"]["gpt_rank"][judged_pos])]
             for r in rows}
-    max_rank = int(ev.pool.sum()) + (1 if fused else 0)
-    figures.gpt_rank_distribution(dist, max_rank, fig_dir)
-    names, mat = rank_correlation_matrix(inputs, ev, st)
-    figures.correlation_heatmap(names, mat, fig_dir)
     by_key = {r["key"]: r for r in rows}
     points = [{"method": by_key[m]["method"], "key": m, "n_forward": by_key[m]["n_forward"],
                "gpt_rank": by_key[m]["values"]["gpt_rank"], "gpt_rank_ci": by_key[m]["ci"]["gpt_rank"],
                "top3": by_key[m]["values"]["top3"], "bartscore": by_key[m]["values"]["bartscore"]}
               for m in st["tradeoff_methods"] if m in by_key]
-    figures.tradeoff(points, fig_dir)
+    return Results(
+        st=st, seed=seed, inputs=inputs, ev=ev, rows=rows, t3=t3, readings2=readings2, readings3=readings3,
+        why_not=_why_not_comparable(st),
+        roles={"vicuna": inputs.models[ev.roles["vicuna"]], "oa": inputs.models[ev.roles["oa"]]},
+        shares=shares, dist=dist, max_rank=int(ev.pool.sum()) + (1 if inputs.fused else 0),
+        correlation=rank_correlation_matrix(inputs, ev, st), points=points,
+        # the best-of-N schedules replayed on the full matrices: no model call
+        curve=select_curve(*curve_input, ev, seed) if curve_input is not None else None,
+        metrics_stage_report=metrics_stage_report,
+        paths={"scored": str(scored), "judge": str(judge) if judge else None,
+               "rankings": {k: str(v) for k, v in (rankings or {}).items()},
+               "fused": _paths(fused), "fused_judge": _paths(fused_judge),
+               "matrices": str(matrices) if matrices else None})
 
-    plots = out_dir / "plots"
-    curve = None
-    if curve_input is not None:  # the best-of-N schedules replayed on the full matrices: no model call
-        curve = select_curve(*curve_input, ev, seed)
-        figures.select_curve(curve, fig_dir, 100 * schedules.TARGET_AGREEMENT, schedules.TARGET_SHARE)
-        df = pd.DataFrame(curve, columns=SELECT_CURVE_COLUMNS)
+
+def write_tables(res: Results, tables_dir: Path) -> None:
+    """Tables 2 and 3 (csv, md, tex), their other readings and their comparison with the paper."""
+    st, inputs, ev = res.st, res.inputs, res.ev
+    note2 = (f"GPT-based columns over the {int(inputs.judged.sum())} judged of {inputs.n} test examples; GPT-Rank "
+             f"pool: {_pool_label(st['gpt_rank_exclude'])} ({int(ev.pool.sum())} models); '>= Vic' is vs "
+             f"{res.roles['vicuna']}, '>= OA' vs {res.roles['oa']}, reading '{st['ge_reading']}'. "
+             f"BERTScore x{st['metric_scale'].get('bertscore', 1)}. "
+             "pick_len_words: mean length in words of the row's picks over all test examples (GPT-4 judges "
+             "favour long answers). An empty cell is a metric this profile does not compute. "
+             "Other readings: table2_readings.csv." + fusion_note(inputs, st))
+    note3 = (f"Pearson and Spearman x100, computed {st['correlation'].replace('_', ' ')} "
+             "(reference: per candidate column across examples, averaged); footrule = mean over examples of "
+             "sum |rank - GPT-Rank|. 95% CIs: bootstrap over examples. Other readings: table3_readings.csv.")
+    render.write_table2(res.rows, tables_dir, note2)
+    render.write_table3(res.t3, tables_dir, note3)
+    render.write_readings(res.readings2, ["gpt_rank", "ge_vic", "ge_oa", "top3"], tables_dir / "table2_readings.csv",
+                          ("category", "method"))
+    render.write_readings(res.readings3, list(TABLE3_COLUMNS), tables_dir / "table3_readings.csv", ("method",))
+    comparable, why = res.why_not is None, res.why_not or ""
+    render.write_vs_paper("table2", res.rows, st, comparable, why, tables_dir / "table2_vs_paper.md")
+    render.write_vs_paper("table3", res.t3, st, comparable, why, tables_dir / "table3_vs_paper.md")
+
+
+def write_figures(res: Results, fig_dir: Path) -> None:
+    figures.figure1(res.shares, fig_dir)
+    figures.gpt_rank_distribution(res.dist, res.max_rank, fig_dir)
+    figures.correlation_heatmap(*res.correlation, fig_dir)
+    figures.tradeoff(res.points, fig_dir)
+    if res.curve is not None:
+        figures.select_curve(res.curve, fig_dir, 100 * schedules.TARGET_AGREEMENT, schedules.TARGET_SHARE)
+
+
+def write_plots(res: Results, plots: Path) -> None:
+    """The DVC plots: the data behind each figure."""
+    if res.curve is not None:
+        df = pd.DataFrame(res.curve, columns=SELECT_CURVE_COLUMNS)
         df[["opponents", "refine_top"]] = df[["opponents", "refine_top"]].astype("Int64")  # 2, not 2.0
         render.write_csv(df, plots / "select_curve.csv")
-    render.write_csv(pd.DataFrame([{"model": m, "share": _clean(s)} for m, s in shares.items()],
+    render.write_csv(pd.DataFrame([{"model": m, "share": _clean(s)} for m, s in res.shares.items()],
                                   columns=["model", "share"]), plots / "first_place.csv")
     render.write_csv(pd.DataFrame([{"method": n, "rank": k, "share": _clean(100 * float(np.mean(v == k)))}
-                                   for n, v in dist.items() if len(v) for k in range(1, max_rank + 1)],
+                                   for n, v in res.dist.items() if len(v) for k in range(1, res.max_rank + 1)],
                                   columns=["method", "rank", "share"]), plots / "gpt_rank_distribution.csv")
     render.write_csv(pd.DataFrame([{"method": p["key"], "n_forward": _clean(p["n_forward"]),
                                     "gpt_rank": _clean(p["gpt_rank"]), "gpt_rank_lo": _clean(p["gpt_rank_ci"][0]),
                                     "gpt_rank_hi": _clean(p["gpt_rank_ci"][1]), "top3": _clean(p["top3"]),
-                                    "bartscore": _clean(p["bartscore"])} for p in points],
+                                    "bartscore": _clean(p["bartscore"])} for p in res.points],
                                   columns=["method", "n_forward", "gpt_rank", "gpt_rank_lo", "gpt_rank_hi", "top3",
                                            "bartscore"]), plots / "tradeoff.csv")
 
-    # DVC metrics: every number of both tables, keyed by model / method id (absent = not computed)
-    headline = {"n_test": inputs.n, "n_judged": int(inputs.judged.sum()),
+
+def write_metrics(res: Results, path: Path) -> None:
+    """DVC metrics: every number of both tables, keyed by model / method id (absent = not computed)."""
+    headline = {"n_test": res.inputs.n, "n_judged": int(res.inputs.judged.sum()),
                 "table2": {r["key"]: {c: _clean(r["values"][c]) for c in TABLE2_COLUMNS
-                                      if _clean(r["values"][c]) is not None} for r in rows},
+                                      if _clean(r["values"][c]) is not None} for r in res.rows},
                 "table3": {r["key"]: {c: _clean(r["values"][c]) for c in TABLE3_COLUMNS
-                                      if _clean(r["values"][c]) is not None} for r in t3}}
-    for r in rows:
+                                      if _clean(r["values"][c]) is not None} for r in res.t3}}
+    for r in res.rows:
         lo, hi = r["ci"]["gpt_rank"]
         if _clean(lo) is not None:
             headline["table2"][r["key"]].update(gpt_rank_lo=_clean(lo), gpt_rank_hi=_clean(hi))
-    write_json(out_dir / "metrics" / "headline.json", headline)
+    write_json(path, headline)
 
-    left_out = [m for m in inputs.models if st["models"] and m not in st["models"]]
+
+def summary_of(res: Results) -> dict:
+    """tables/summary.json: settings, roles, counts of everything missing or left out, the inputs."""
+    st, inputs, curve = res.st, res.inputs, res.curve
     summary = {
-        "settings": st, "seed": seed, "roles": {"vicuna": vic, "oa": oa},
-        "gpt_rank_pool": [m for m, p in zip(inputs.models, ev.pool) if p],
-        "candidates_without_llm_row": left_out,
-        "comparable_to_paper": why_not is None, "why_not_comparable": why_not,
+        "settings": st, "seed": res.seed, "roles": res.roles,
+        "gpt_rank_pool": [m for m, p in zip(inputs.models, res.ev.pool) if p],
+        "candidates_without_llm_row": [m for m in inputs.models if st["models"] and m not in st["models"]],
+        "comparable_to_paper": res.why_not is None, "why_not_comparable": res.why_not,
         "counts": dict(sorted(inputs.counts.items())),
-        "rows_gpt_examples": {r["key"]: r["n_gpt"] for r in rows},
-        "table3_examples": {r["key"]: r["n"] for r in t3},
-        "select_curve": None if curve is None else {"seed": seed, "prompts": curve[0]["prompts"] if curve else 0,
+        "rows_gpt_examples": {r["key"]: r["n_gpt"] for r in res.rows},
+        "table3_examples": {r["key"]: r["n"] for r in res.t3},
+        "select_curve": None if curve is None else {"seed": res.seed, "prompts": curve[0]["prompts"] if curve else 0,
                                                     "cells": len(curve)},
-        "inputs": {"scored": str(scored), "judge": str(judge) if judge else None,
-                   "rankings": {k: str(v) for k, v in (rankings or {}).items()},
-                   "fused": str(fused) if fused else None, "fused_judge": str(fused_judge) if fused_judge else None,
-                   "matrices": str(matrices) if matrices else None},
+        "fusion": fusion_summary(inputs, st),
+        "inputs": res.paths,
     }
-    if metrics_stage_report is not None:
-        summary["metrics_stage_report"] = metrics_stage_report
+    if res.metrics_stage_report is not None:
+        summary["metrics_stage_report"] = res.metrics_stage_report
+    return summary
+
+
+def evaluate(cfg: dict, scored, out_dir, judge=None, rankings: dict | None = None, fused=None,
+             fused_judge=None, metrics_report=None, matrices=None) -> dict:
+    res = compute(cfg, scored, judge, rankings, fused, fused_judge, metrics_report, matrices)
+    out_dir = Path(out_dir)
+    tables_dir, fig_dir, plots = out_dir / "tables", out_dir / "figures", out_dir / "plots"
+    write_tables(res, tables_dir)
+    write_figures(res, fig_dir)
+    write_plots(res, plots)
+    write_metrics(res, out_dir / "metrics" / "headline.json")
+    summary = summary_of(res)
     write_json(tables_dir / "summary.json", summary)
     log.info("evaluate: wrote %s", ", ".join(str(p) for p in (tables_dir, fig_dir, out_dir / "metrics", plots)))
     return summary

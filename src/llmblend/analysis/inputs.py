@@ -21,18 +21,29 @@ from llmblend.ranker.baselines import word_count as words
 
 
 @dataclass
+class Fused:
+    """One kind of blended answer (llmblend.fuser.kinds): fused, verified or aggregated."""
+
+    name: str                      # its name in the judge's pair keys
+    col: int                       # its index in Inputs.outcomes (k, k+1, ...)
+    metrics: dict = field(default_factory=dict)    # metric -> (n,), NaN where absent
+    lengths: np.ndarray | None = None              # (n,) words of the answer, NaN where absent
+    judged: np.ndarray | None = None               # (n,) bool: the answer has labels against candidates
+    kept: np.ndarray | None = None                 # (n,) verified: 1 the fused answer kept, 0 the top-1, NaN absent
+    notes: list = field(default_factory=list)      # why examples have no label (the judge file says)
+
+
+@dataclass
 class Inputs:
     ids: list                      # test example ids, in the scored file's order
     models: list                   # candidate models, in candidate order
     metrics: dict                  # metric -> (n, k) float, NaN where absent
     judged: np.ndarray             # (n,) bool: the example has candidate-vs-candidate labels
-    outcomes: np.ndarray           # (n, k+1, k+1) int8 outcome codes; index k is the fused answer
+    outcomes: np.ndarray           # (n, k+F, k+F) int8 outcome codes; index k+f is blended answer kind f
     rankings: dict = field(default_factory=dict)   # method -> {"ranks": (n, k), "n_forward": (n,)}
-    fused_metrics: dict | None = None              # metric -> (n,), when the fused answers are given
-    fused_judged: np.ndarray | None = None         # (n,) bool: the fused answer has labels
+    fused: dict = field(default_factory=dict)      # kind -> Fused, for the blended answers given
     counts: dict = field(default_factory=dict)
     lengths: np.ndarray | None = None              # (n, k) words of each candidate's text, NaN where absent
-    fused_lengths: np.ndarray | None = None        # (n,) words of the fused answer, NaN where absent
 
     @property
     def n(self) -> int:
@@ -122,15 +133,17 @@ def _cmp_results(rec, path, line):
     return value
 
 
-def read_judge(path, inputs: Inputs, names: list, fused: bool) -> None:
-    """Fill `inputs.outcomes` from a judge file; `names` are the outcome columns (models, + fused)."""
+def read_judge(path, inputs: Inputs, names: list, fused: str | None = None) -> None:
+    """Fill `inputs.outcomes` from a judge file; `names` are the outcome columns (models, + blended
+    answers). `fused`: the blended answer kind whose labels against the candidates the file holds."""
     index = {m: i for i, m in enumerate(names)}
     row_of = {i: r for r, i in enumerate(inputs.ids)}
     counts = inputs.counts
-    tag = "fused_judge" if fused else "judge"
+    tag = ("fused_judge" if fused == "fused" else f"{fused}_judge") if fused else "judge"
     mask = np.zeros(inputs.n, dtype=bool)
     seen = set()
-    fused_col = inputs.k
+    k = inputs.k
+    fused_col = inputs.fused[fused].col if fused else None
     for line, rec in iter_jsonl(path, required={"id": str, "cmp_results": None}):
         if rec["id"] not in row_of:
             raise InputError(path, line, "id", f"{rec['id']!r} is not in the scored test split")
@@ -138,6 +151,8 @@ def read_judge(path, inputs: Inputs, names: list, fused: bool) -> None:
             raise InputError(path, line, "id", f"duplicate id {rec['id']!r}")
         seen.add(rec["id"])
         cmp = _cmp_results(rec, path, line)
+        if fused and isinstance(rec.get("note"), str) and rec["note"] not in inputs.fused[fused].notes:
+            inputs.fused[fused].notes.append(rec["note"])  # the judge stage's reason for no label
         if cmp is None:
             counts[f"{tag}.examples_unlabelled"] = counts.get(f"{tag}.examples_unlabelled", 0) + 1
             continue
@@ -151,17 +166,17 @@ def read_judge(path, inputs: Inputs, names: list, fused: bool) -> None:
         for key, v in local.items():
             counts[f"{tag}.{key}"] = counts.get(f"{tag}.{key}", 0) + v
         if fused:
-            # keep only the fused-vs-candidate pairs of this file
-            inputs.outcomes[r, fused_col, :] = block[fused_col, :]
-            inputs.outcomes[r, :, fused_col] = block[:, fused_col]
-            mask[r] = (block[fused_col, :fused_col] != MISSING).any()
+            # keep only this blended answer's pairs against the candidates
+            inputs.outcomes[r, fused_col, :k] = block[fused_col, :k]
+            inputs.outcomes[r, :k, fused_col] = block[:k, fused_col]
+            mask[r] = (block[fused_col, :k] != MISSING).any()
         else:
-            inputs.outcomes[r, :fused_col, :fused_col] = block[:fused_col, :fused_col]
+            inputs.outcomes[r, :k, :k] = block[:k, :k]
             mask[r] = (block != MISSING).any()
     counts[f"{tag}.examples_labelled"] = int(mask.sum())
     counts[f"{tag}.examples_without_labels"] = int(inputs.n - mask.sum())
     if fused:
-        inputs.fused_judged = mask
+        inputs.fused[fused].judged = mask
     else:
         inputs.judged = mask
 
@@ -191,12 +206,14 @@ def read_ranking(path, inputs: Inputs, method: str) -> None:
     inputs.rankings[method] = {"ranks": ranks, "n_forward": n_forward}
 
 
-def read_fused(path, inputs: Inputs) -> None:
-    """The fused answers with scores: the metrics stage's output for the fuser's file, i.e. records
-    {id, candidates: [one fused candidate with scores]} (a top-level `scores` object is read too)."""
+def read_fused(path, inputs: Inputs, kind: str = "fused") -> None:
+    """The blended answers with scores: the metrics stage's output for a fuser file, i.e. records
+    {id, candidates: [one fused candidate with scores]} (a top-level `scores` object is read too).
+    A verified answer's `kept` ("fused" | "top1") is read into Fused.kept."""
     row_of = {i: r for r, i in enumerate(inputs.ids)}
     rows = {}
     lengths = np.full(inputs.n, np.nan)
+    kept = np.full(inputs.n, np.nan)
     for line, rec in iter_jsonl(path, required={"id": str}):
         if rec["id"] not in row_of:
             raise InputError(path, line, "id", f"{rec['id']!r} is not in the scored test split")
@@ -208,6 +225,11 @@ def read_fused(path, inputs: Inputs) -> None:
                 raise InputError(path, line, "candidates", "expected exactly one fused candidate")
             scores, fld = cands[0].get("scores"), "candidates[0].scores"
             words = word_count(cands[0].get("text"), path, line, "candidates[0].text")
+            if "kept" in cands[0]:
+                if cands[0]["kept"] not in ("fused", "top1"):
+                    raise InputError(path, line, "candidates[0].kept", f"expected 'fused' or 'top1', got "
+                                     f"{cands[0]['kept']!r}")
+                kept[row_of[rec["id"]]] = cands[0]["kept"] == "fused"
         else:
             scores, fld = rec.get("scores"), "scores"
             words = word_count(rec.get("text"), path, line, "text")
@@ -224,28 +246,55 @@ def read_fused(path, inputs: Inputs) -> None:
         metrics[m] = arr
     missing = inputs.n - len(rows)
     if missing:
-        inputs.counts["fused.examples_missing"] = missing
+        inputs.counts[f"{kind}.examples_missing"] = missing
     if np.isnan(lengths).sum() > missing:
-        inputs.counts["fused.texts_missing"] = int(np.isnan(lengths).sum()) - missing
-    inputs.fused_metrics = metrics
-    inputs.fused_lengths = lengths
+        inputs.counts[f"{kind}.texts_missing"] = int(np.isnan(lengths).sum()) - missing
+    f = inputs.fused[kind]
+    f.metrics, f.lengths = metrics, lengths
+    if np.isfinite(kept).any():
+        f.kept = kept  # the evaluate summary's `fusion` section counts it
+
+
+def _by_kind(value, what) -> dict:
+    """A path (the GenFuser's answers, kind "fused") or {kind: path}."""
+    from llmblend.fuser.kinds import KINDS
+
+    out = value if isinstance(value, dict) else ({"fused": value} if value else {})
+    for kind in out:
+        if kind not in KINDS:
+            raise InputError(out[kind], problem=f"{what}: unknown blended answer kind {kind!r} (one of "
+                             f"{', '.join(KINDS)})")
+    return out
 
 
 def load_inputs(scored, judge=None, rankings: dict | None = None, fused=None, fused_judge=None,
                 fused_name: str = "llm-blender") -> Inputs:
+    """`fused` / `fused_judge`: the GenFuser's files (a path), or {kind: path} for several blended
+    answer kinds (llmblend.fuser.kinds); `fused_name` is the GenFuser answer's name in the labels."""
+    from llmblend.fuser.kinds import KINDS
+
+    fused, fused_judge = _by_kind(fused, "fused"), _by_kind(fused_judge, "fused_judge")
+    for kind in fused_judge:
+        if kind not in fused:
+            raise InputError(fused_judge[kind], problem=f"labels of the {kind} answers without their scored file")
     ids, models, metrics, counts, lengths = read_scored(scored)
-    if fused_name in models:
-        raise InputError(scored, problem=f"a candidate model is named {fused_name!r}, the fused answer's name")
+    kinds = [kind for kind in KINDS if kind in fused]
+    names = [fused_name if kind == "fused" else KINDS[kind]["model"] for kind in kinds]
+    for name in names:
+        if name in models:
+            raise InputError(scored, problem=f"a candidate model is named {name!r}, a blended answer's name")
     n, k = len(ids), len(models)
+    size = k + len(kinds)
     inputs = Inputs(ids=ids, models=models, metrics=metrics, judged=np.zeros(n, dtype=bool),
-                    outcomes=np.full((n, k + 1, k + 1), MISSING, dtype=np.int8), counts=counts, lengths=lengths)
+                    outcomes=np.full((n, size, size), MISSING, dtype=np.int8), counts=counts, lengths=lengths,
+                    fused={kind: Fused(name, k + f) for f, (kind, name) in enumerate(zip(kinds, names))})
     inputs.counts["test_examples"] = n
     if judge:
-        read_judge(judge, inputs, models + [fused_name], fused=False)
+        read_judge(judge, inputs, models + names)
     for method, path in (rankings or {}).items():
         read_ranking(Path(path), inputs, method)
-    if fused:
-        read_fused(fused, inputs)
-    if fused_judge:
-        read_judge(fused_judge, inputs, models + [fused_name], fused=True)
+    for kind in kinds:
+        read_fused(fused[kind], inputs, kind)
+        if kind in fused_judge:
+            read_judge(fused_judge[kind], inputs, models + names, fused=kind)
     return inputs

@@ -17,6 +17,7 @@ import numpy as np
 
 from llmblend.analysis import judged as J
 from llmblend.analysis import stats
+from llmblend.config import schema_defaults
 from llmblend.errors import ConfigError
 
 TABLE2_COLUMNS = ["bertscore", "bartscore", "bleurt", "gpt_rank", "ge_vic", "ge_oa", "top3", "pick_len_words"]
@@ -26,30 +27,14 @@ GPT_COLUMNS = ["gpt_rank", "ge_vic", "ge_oa", "top3"]
 # over all test examples: GPT-4 judges favour long answers, so a ranker that learned length shows here
 LENGTH_COLUMN = "pick_len_words"
 TABLE3_COLUMNS = ["pearson", "spearman", "footrule"]
+# which way each column is better (the report marks the best value of a column); the pick length is neither
+LOWER_IS_BETTER = {"gpt_rank", "footrule"}
+NOT_RANKED = {LENGTH_COLUMN}
 GE_READINGS = ("paper", "head_to_head", "issue6")
 CORRELATION_MODES = ("per_candidate", "per_example")
 
-DEFAULTS = {
-    "models": {},
-    "vicuna": None,
-    "oa": None,
-    "gpt_rank_exclude": [],
-    "gpt_rank_alt_exclude": None,
-    "ge_reading": "paper",
-    "correlation": "per_candidate",
-    "first_ties": "split",
-    "fused_rank": "pool",
-    "fused_model": "llm-blender",
-    "fused_method": "PR (K=3) + GF",
-    "metric_scale": {"bertscore": 100},
-    "table3_metrics": {"bleu": "BLEU", "rouge2": "Rouge2", "bertscore": "BERTScore", "bleurt": "BLEURT",
-                       "bartscore": "BARTScore"},
-    "method_names": {},
-    "tradeoff_methods": ["pairranker", "pairranker-maxwins", "pairranker-bubble", "pairranker-sampled",
-                         "pairranker-knockout"],
-    "bootstrap": {"samples": 1000, "confidence": 0.95},
-    "paper": {"compare": False, "reason": "this profile's models and data are not the paper's", "names": {}},
-}
+# the evaluate section's defaults live in its schema (src/llmblend/schemas/evaluate.schema.yaml)
+DEFAULTS = schema_defaults("evaluate")
 
 METHOD_NAMES = {
     "random": "Random", "mlm_scoring": "MLM-Scoring", "clm_scoring": "CLM-Scoring", "simcls": "SimCLS",
@@ -63,7 +48,7 @@ METHOD_NAMES = {
 
 
 def settings_of(cfg: dict) -> dict:
-    """The evaluate section over the built-in defaults (the schema documents each key)."""
+    """The evaluate section over its schema's defaults."""
     out = copy.deepcopy(DEFAULTS)
     for key, value in (cfg.get("evaluate") or {}).items():
         if isinstance(value, dict) and isinstance(out.get(key), dict) and key not in ("models", "method_names",
@@ -88,6 +73,15 @@ def method_name(method: str, st: dict) -> str:
         metric = method[len("oracle-"):]
         return f"Oracle ({st['table3_metrics'].get(metric, metric)})"
     return method
+
+
+def fused_method(kind: str, st: dict) -> str:
+    """A blended answer kind's Table 2 row name (the GenFuser's: evaluate.fused_method)."""
+    from llmblend.fuser.kinds import KINDS
+
+    if kind == "fused":
+        return st["fused_method"]
+    return st["method_names"].get(KINDS[kind]["model"], KINDS[kind]["method"])
 
 
 def category_of(method: str) -> str:
@@ -138,12 +132,15 @@ class Evaluation:
         # GPT-Rank over the pool, on the judged examples only
         self.ranks = J.gpt_ranks(inputs.outcomes[:, :k, :k], self.pool)
         self.ranks[~inputs.judged] = np.nan
-        # the fused answer joins the pool ("pool" mode), on examples where both label files cover it
+        # each blended answer joins the pool alone ("pool" mode), on examples where both label files
+        # cover it: kind -> (n, k+1) ranks, the answer's in the last column
         self.ext_pool = np.append(self.pool, True)
-        self.fused_ok = inputs.judged & (inputs.fused_judged if inputs.fused_judged is not None
-                                         else np.zeros(inputs.n, dtype=bool))
-        self.ext_ranks = J.gpt_ranks(inputs.outcomes, self.ext_pool)
-        self.ext_ranks[~self.fused_ok] = np.nan
+        self.fused_ok, self.ext_ranks = {}, {}
+        for kind, f in inputs.fused.items():
+            self.fused_ok[kind] = inputs.judged & (f.judged if f.judged is not None else np.zeros(inputs.n, bool))
+            cols = list(range(k)) + [f.col]
+            self.ext_ranks[kind] = J.gpt_ranks(inputs.outcomes[:, cols][:, :, cols], self.ext_pool)
+            self.ext_ranks[kind][~self.fused_ok[kind]] = np.nan
 
     # per-example GPT values of a selection -------------------------------------------------------
     def gpt_values(self, sel: np.ndarray) -> dict:
@@ -163,25 +160,26 @@ class Evaluation:
             out[col] = v
         return out
 
-    def fused_gpt_values(self) -> dict:
-        k = self.inputs.k
+    def fused_gpt_values(self, kind: str = "fused") -> dict:
+        k, c = self.inputs.k, self.inputs.fused[kind].col
         o = self.inputs.outcomes
+        ok = self.fused_ok[kind]
         if self.st["fused_rank"] == "direct":
-            # 1 + the pool candidates judged better than the fused answer head to head
-            lost = ((o[:, k, :k] == J.LOSS) & self.pool[None, :]).sum(1)
-            rank = np.where(self.fused_ok, 1.0 + lost, np.nan)
+            # 1 + the pool candidates judged better than the blended answer head to head
+            lost = ((o[:, c, :k] == J.LOSS) & self.pool[None, :]).sum(1)
+            rank = np.where(ok, 1.0 + lost, np.nan)
         else:
-            rank = self.ext_ranks[:, k]
+            rank = self.ext_ranks[kind][:, k]
         out = {"gpt_rank": rank, "top3": np.where(np.isnan(rank), np.nan, (rank <= 3) * 100.0)}
         for col, role in (("ge_vic", "vicuna"), ("ge_oa", "oa")):
             ref = self.roles[role]
             if self.ge_reading == "paper" and self.st["fused_rank"] != "direct":
-                ref_rank = self.ext_ranks[:, ref]
+                ref_rank = self.ext_ranks[kind][:, ref]
                 v = np.where(np.isnan(rank) | np.isnan(ref_rank), np.nan, (rank <= ref_rank) * 100.0)
             else:  # a head-to-head reading ("direct" has no ranks to compare: any tie counts)
                 reading = "head_to_head" if self.ge_reading == "paper" else self.ge_reading
-                v = J.head_to_head(o, np.full(self.inputs.n, k), ref, reading) * 100.0
-            out[col] = np.where(self.fused_ok, v, np.nan)
+                v = J.head_to_head(o, np.full(self.inputs.n, c), ref, reading) * 100.0
+            out[col] = np.where(ok, v, np.nan)
         return out
 
     # rows ----------------------------------------------------------------------------------------
@@ -205,17 +203,17 @@ class Evaluation:
                 sel = select(inputs.rankings[method]["ranks"], self.pool)
                 rows.append(self._row(cat, method, method_name(method, st), sel, self.gpt_values(sel),
                                       n_forward=inputs.rankings[method]["n_forward"]))
-        if inputs.fused_metrics is not None:
-            rows.append(self._row("LLM-Blender", st["fused_model"], st["fused_method"], None,
-                                  self.fused_gpt_values()))
+        for kind, f in inputs.fused.items():
+            rows.append(self._row("LLM-Blender", f.name, fused_method(kind, st), None, self.fused_gpt_values(kind),
+                                  kind=kind))
         return rows
 
-    def _row(self, category, key, name, sel, gpt, n_forward=None) -> dict:
+    def _row(self, category, key, name, sel, gpt, n_forward=None, kind=None) -> dict:
         inputs, st = self.inputs, self.st
         values = {}
         for col in METRIC_COLUMNS:
             if sel is None:
-                arr = (inputs.fused_metrics or {}).get(col)
+                arr = inputs.fused[kind].metrics.get(col)
             else:
                 arr = _pick(inputs.metrics[col], sel) if col in inputs.metrics else None
             if arr is None or not np.isfinite(arr).any():
@@ -226,7 +224,7 @@ class Evaluation:
             arr = gpt[col]
             values[col] = float(np.nanmean(arr)) if np.isfinite(arr).any() else None
         if sel is None:
-            arr = inputs.fused_lengths
+            arr = inputs.fused[kind].lengths
         else:
             arr = _pick(inputs.lengths, sel) if inputs.lengths is not None else None
         values[LENGTH_COLUMN] = float(np.nanmean(arr)) if arr is not None and np.isfinite(arr).any() else None

@@ -3,7 +3,10 @@
 `llmblend.Blender.fuse` / `rank_and_fuse` call this. A fuser folder written by `llmblend train-fuser`
 holds `llmblend_fuser.json` (its prompt layout and decoding defaults); any other seq2seq or causal
 model folder (e.g. the released llm-blender/gen_fuser_3b) is used with the paper's layout and
-decoding (K=3, 128-token candidates, 4 beams, 128 new tokens).
+decoding (K=3, 128-token candidates, 4 beams, 128 new tokens), read as `reference_input` says
+(fuser.reference_input): `project`, the layout tokenised without special tokens (the reference
+package's GenFuserDataset does the same); FUSE_INFER, as the paper-era script that produced the
+paper's fused answers fed it (4594f09:llm_blender/gen_fuser/fuse_infer.py + model_utils.py).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import json
 import logging
 import time
 
+from llmblend.errors import LLMBlendError
 from llmblend.fuser.model import FUSER_META, load_model
 from llmblend.fuser.prompt import PromptSpec, chat_prompt, format_prompt
 from llmblend.runlog import progress
@@ -19,6 +23,10 @@ from llmblend.runlog import progress
 log = logging.getLogger("llmblend.fuser")
 
 PAPER_GENERATE = {"num_beams": 4, "do_sample": False, "max_new_tokens": 128}
+# fuse_infer.py: every "\n" of the input becomes " </s> " (clean_newlines) and the tokenizer adds its
+# special tokens (a trailing </s>)
+FUSE_INFER = "fuse_infer-4594f09"
+INPUT_STYLES = ("project", FUSE_INFER)
 GENERATE_KEYS = {"num_beams", "do_sample", "temperature", "top_p", "top_k", "max_new_tokens", "repetition_penalty",
                  "length_penalty", "no_repeat_ngram_size"}
 
@@ -32,17 +40,30 @@ def decoding_name(kw: dict) -> str:
 
 
 class Fuser:
-    def __init__(self, model, tokenizer, family: str, spec: PromptSpec, generate: dict | None = None, seed: int = 0):
+    def __init__(self, model, tokenizer, family: str, spec: PromptSpec, generate: dict | None = None, seed: int = 0,
+                 input_style: str = "project"):
+        if input_style not in INPUT_STYLES:
+            raise ValueError(f"input style {input_style!r}: one of {', '.join(INPUT_STYLES)}")
+        if input_style == FUSE_INFER and family != "seq2seq":
+            raise ValueError(f"input style {FUSE_INFER} is the seq2seq gen_fuser's; this fuser is {family}")
         self.model, self.tokenizer, self.family, self.spec = model.eval(), tokenizer, family, spec
         self.generate_defaults = {**PAPER_GENERATE, **(generate or {})}
         self.seed = seed
+        self.input_style = input_style
 
     def prompts(self, instructions, inputs, topk_candidates) -> list[str]:
         out = []
         for instruction, input_text, cands in zip(instructions, inputs, topk_candidates, strict=True):
             text, _ = format_prompt(self.spec, instruction, input_text or "", list(cands)[: self.spec.top_k], self.tokenizer)
+            if self.input_style == FUSE_INFER:
+                text = text.replace("\n", " </s> ")
             out.append(chat_prompt(self.tokenizer, text) if self.family == "causal_lm" else text)
         return out
+
+    def encode(self, prompts: list[str]):
+        """The batch's input ids; special tokens only where the input style adds them."""
+        return self.tokenizer(prompts, add_special_tokens=self.input_style == FUSE_INFER, padding=True,
+                              return_tensors="pt")
 
     def fuse_detailed(self, instructions, inputs, topk_candidates, batch_size: int = 8, seed_offset: int = 0,
                       **generate_kwargs) -> list[dict]:
@@ -62,8 +83,7 @@ class Fuser:
         n_generated, t0 = 0, time.perf_counter()
         bar = progress(total=len(prompts), desc="fuse", unit="ex")
         for start in range(0, len(prompts), batch_size):
-            batch = self.tokenizer(prompts[start:start + batch_size], add_special_tokens=False, padding=True,
-                                   return_tensors="pt").to(self.model.device)
+            batch = self.encode(prompts[start:start + batch_size]).to(self.model.device)
             if kw.get("do_sample"):
                 torch.manual_seed(self.seed + seed_offset + start)  # the same example samples alike on every run
             with torch.no_grad():
@@ -95,8 +115,9 @@ class Fuser:
         return [r["text"] for r in self.fuse_detailed(instructions, inputs, topk_candidates, batch_size, **generate_kwargs)]
 
 
-def load_fuser(path_or_spec, device: str | None = None, dtype=None) -> Fuser:
-    """A Fuser from a model folder or spec (dir:, hf:, or a bare path)."""
+def load_fuser(path_or_spec, device: str | None = None, dtype=None, reference_input: str | None = None) -> Fuser:
+    """A Fuser from a model folder or spec (dir:, hf:, or a bare path). `reference_input`: how a
+    released fuser reads its input (INPUT_STYLES; None: project); a fuser trained here has its own."""
     from llmblend.models.resolve import resolve
 
     path = resolve(str(path_or_spec))
@@ -106,4 +127,8 @@ def load_fuser(path_or_spec, device: str | None = None, dtype=None) -> Fuser:
     meta_file = path / FUSER_META
     meta = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.is_file() else {}
     spec = PromptSpec(**meta["prompt"]) if "prompt" in meta else PromptSpec(family=family)
-    return Fuser(model, tokenizer, family, spec, meta.get("generate"), meta.get("seed", 0))
+    if meta and reference_input not in (None, "project"):
+        raise LLMBlendError(f"{path}: fuser.reference_input {reference_input} is for a released fuser; this one "
+                            f"was trained here and reads its input as {FUSER_META} says")
+    return Fuser(model, tokenizer, family, spec, meta.get("generate"), meta.get("seed", 0),
+                 input_style=reference_input or "project")

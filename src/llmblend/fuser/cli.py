@@ -34,6 +34,29 @@ def register(sub, add_common):
     p.add_argument("--threads", type=int)
     p.set_defaults(func=run_fuse)
 
+    p = sub.add_parser("verify-fused", help="keep each fused answer only where the PairRanker prefers it to "
+                                            "its top-1 (two forward passes); else the top-1")
+    add_common(p)
+    p.add_argument("--fused", required=True, help="results/<run>/fuser/test_fused.jsonl")
+    p.add_argument("--split", required=True, help="the test candidates (the top-1 texts)")
+    p.add_argument("--ranker", required=True, help="the PairRanker folder (data/<run>/rankers/pairranker/model)")
+    p.add_argument("--out", required=True, help="results/<run>/fuser/test_verified.jsonl")
+    p.add_argument("--report", help="how often the fused answer was kept (JSON)")
+    p.set_defaults(func=run_verify)
+
+    p = sub.add_parser("aggregate-candidates", help="a chat model synthesises the top-K candidates into one "
+                                                    "answer (fuser.aggregator; no training)")
+    add_common(p)
+    p.add_argument("--split", required=True, help="the test candidates")
+    p.add_argument("--rankings", help="their rankings by fuser.ranker (not for an oracle ranker)")
+    p.add_argument("--model", help="model spec overriding the models section (e.g. a converted dir:)")
+    p.add_argument("--out", required=True, help="results/<run>/fuser/test_aggregated.jsonl")
+    p.add_argument("--report")
+    p.add_argument("--cache", required=True, help="SQLite answer cache (kept across reruns: no answer paid twice)")
+    p.add_argument("--allow-over-budget", action="store_true",
+                   help="start even if the cost estimate is above fuser.aggregator.max_usd (the run still stops at the cap)")
+    p.set_defaults(func=run_aggregate)
+
 
 def _pairs(values, what):
     out = {}
@@ -74,17 +97,20 @@ def run_build(args):
 def run_train(args):
     from transformers import AutoConfig
 
-    from llmblend.config import section
+    from llmblend.config import section, setting
     from llmblend.fuser.model import family_of
+    from llmblend.fuser.snake import genfuser_keys
     from llmblend.fuser.train import train_fuser
     from llmblend.models.resolve import resolve
+    from llmblend.workflow.snake import config_slice
 
     cfg = config_of(args)
-    _relaunch(section(cfg, "fuser", "train").get("launcher", ""))
+    _relaunch(setting(cfg, "fuser.train.launcher"))
     path = resolve(args.model)
     spec = _spec(cfg, family_of(AutoConfig.from_pretrained(path)))
     report = train_fuser(path, args.train, args.val, args.out, spec, section(cfg, "fuser", "train"), cfg["seed"],
-                         plot_csv=args.plot, threads=args.threads, generate_cfg=section(cfg, "fuser", "generate"))
+                         plot_csv=args.plot, threads=args.threads, generate_cfg=section(cfg, "fuser", "generate"),
+                         config_slice=config_slice(cfg, *genfuser_keys(cfg)))
     print({k: report[k] for k in ("steps", "best_val_loss")})
 
 
@@ -101,11 +127,32 @@ def _relaunch(launcher: str):
 
 
 def run_fuse(args):
-    from llmblend.config import section
+    from llmblend.config import section, setting
     from llmblend.fuser.infer import fuse_split
 
     cfg = config_of(args)
+    style = setting(cfg, "fuser.reference_input")  # for a released fuser (the schema asks fuser.pretrained)
     report = fuse_split(args.fuser, args.split, section(cfg, "fuser", "ranker"), args.out, args.rankings,
                         generate=section(cfg, "fuser", "generate"), batch_size=section(cfg, "fuser", "batch_size"),
-                        report_path=args.report, threads=args.threads)
+                        report_path=args.report, threads=args.threads, reference_input=style)
     print({k: report[k] for k in ("records", "flags", "fused_tokens")})
+
+
+def run_verify(args):
+    from llmblend.fuser.verify import verify_split
+
+    report = verify_split(config_of(args), args.fused, args.split, args.ranker, args.out, args.report)
+    print({k: report[k] for k in ("records", "fused_kept", "fused_kept_pct")})
+
+
+def run_aggregate(args):
+    import torch
+
+    from llmblend.fuser.aggregate import aggregate_split
+
+    cfg = config_of(args)
+    if (cfg.get("generate") or {}).get("threads"):  # a local model runs on the generators' threads
+        torch.set_num_threads(cfg["generate"]["threads"])
+    report = aggregate_split(cfg, args.split, args.out, args.cache, args.rankings, args.model,
+                             args.report, args.allow_over_budget)
+    print({k: report[k] for k in ("records", "asked", "cached", "flags")})

@@ -2,9 +2,9 @@
 each record with the fused answer as its one candidate (`model: llm-blender`), so that the metrics
 and judge stages score and judge it like any candidate file.
 
-Fused answers are appended chunk by chunk to `<out>.partial.jsonl` (first line: a fingerprint of the
-fuser, the inputs and the decoding settings): a killed job rerun with the same fingerprint fuses only
-what is missing. The partial file is removed once the output is written.
+Fused answers are appended chunk by chunk to the answer log `<out>.partial.jsonl` (llmblend/answerlog.py;
+its key: a fingerprint of the fuser, the inputs and the decoding settings): a killed job rerun with the
+same fingerprint fuses only what is missing. The log is removed once the output is written.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from llmblend.answerlog import AnswerLog
 from llmblend.fuser.api import decoding_name, load_fuser
 from llmblend.fuser.data import iter_ranked
-from llmblend.io import dumps, sha256_file, write_json, write_jsonl
+from llmblend.io import sha256_file, write_json, write_jsonl
 
 log = logging.getLogger("llmblend.fuser")
 
@@ -27,41 +28,22 @@ KEEP = ("id", "instruction", "input", "output", "source", "rubric")
 CHUNK_BATCHES = 8  # batches fused between two appends to the partial file
 
 
-def _fingerprint(fuser_dir, split_path, rankings_path, ranker, kw) -> str:
+def _fingerprint(fuser_dir, split_path, rankings_path, ranker, kw, reference_input) -> str:
     parts = {"split": sha256_file(split_path), "rankings": sha256_file(rankings_path) if rankings_path else None,
-             "ranker": ranker, "generate": kw,
+             "ranker": ranker, "generate": kw, "reference_input": reference_input,
              "fuser": {f.name: sha256_file(f) for f in sorted(Path(fuser_dir).glob("*.json"))}}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
-def _read_partial(path: Path, fingerprint: str) -> dict:
-    """id -> result of a previous run with the same fingerprint (a torn last line is ignored)."""
-    if not path.exists():
-        return {}
-    done = {}
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().split("\n")
-    try:
-        if json.loads(lines[0]).get("fingerprint") != fingerprint:
-            return {}
-    except (json.JSONDecodeError, AttributeError):
-        return {}
-    for line in lines[1:]:
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            break  # the line a kill cut short, and anything after it
-        done[row["id"]] = row["result"]
-    return done
-
-
 def fuse_split(model_dir, split_path, ranker: str, out_path, rankings_path=None, generate: dict | None = None,
-               batch_size: int = 8, report_path=None, threads: int | None = None) -> dict:
+               batch_size: int = 8, report_path=None, threads: int | None = None,
+               reference_input: str | None = None) -> dict:
     import torch
 
     if threads:
         torch.set_num_threads(threads)
-    fuser = load_fuser(model_dir, device="cuda" if torch.cuda.is_available() else None)
+    fuser = load_fuser(model_dir, device="cuda" if torch.cuda.is_available() else None,
+                       reference_input=reference_input)
     records, topk, fused_from = [], [], []
     for _, rec, order in iter_ranked(split_path, ranker, rankings_path):
         top = order[: fuser.spec.top_k]
@@ -69,18 +51,17 @@ def fuse_split(model_dir, split_path, ranker: str, out_path, rankings_path=None,
         topk.append([rec["candidates"][j].get("text", "") for j in top])
         fused_from.append([rec["candidates"][j].get("model", f"#{j}") for j in top])
     kw = {**fuser.generate_defaults, **(generate or {})}
-    partial = Path(str(out_path) + ".partial.jsonl")
-    fingerprint = _fingerprint(model_dir, split_path, rankings_path, ranker, kw) if Path(model_dir).is_dir() else ""
-    done = _read_partial(partial, fingerprint) if fingerprint else {}
+    # a fuser given by spec (not a folder) has no files to fingerprint: never resumed (key None)
+    fingerprint = _fingerprint(model_dir, split_path, rankings_path, ranker, kw, reference_input) \
+        if Path(model_dir).is_dir() else None
+    partial = AnswerLog(str(out_path) + ".partial.jsonl", fingerprint, "result")
+    done = partial.read()
     if done:
-        log.info("resuming: %d of %d records already fused in %s", len(done), len(records), partial)
-    mode = "a" if done else "w"
+        log.info("resuming: %d of %d records already fused in %s", len(done), len(records), partial.path)
     t0 = time.perf_counter()
     n_new = 0
     chunk = batch_size * CHUNK_BATCHES
-    with open(partial, mode, encoding="utf-8") as f:
-        if not done:
-            f.write(dumps({"fingerprint": fingerprint}) + "\n")
+    with partial:
         for start in range(0, len(records), chunk):
             todo = [i for i in range(start, min(start + chunk, len(records))) if records[i]["id"] not in done]
             if not todo:
@@ -89,10 +70,9 @@ def fuse_split(model_dir, split_path, ranker: str, out_path, rankings_path=None,
             idx = list(range(start, min(start + chunk, len(records))))
             results = fuser.fuse_detailed([records[i]["instruction"] for i in idx], [records[i]["input"] for i in idx],
                                           [topk[i] for i in idx], batch_size=batch_size, seed_offset=start, **kw)
-            for i, res in zip(idx, results):
-                done[records[i]["id"]] = res
-                f.write(dumps({"id": records[i]["id"], "result": res}) + "\n")
-            f.flush()
+            fused = [(records[i]["id"], res) for i, res in zip(idx, results)]
+            partial.append(fused)
+            done.update(fused)
             n_new += len(idx)
     seconds = time.perf_counter() - t0
     method = decoding_name(kw)
@@ -106,7 +86,7 @@ def fuse_split(model_dir, split_path, ranker: str, out_path, rankings_path=None,
                               "flags": res["flags"], "fused_from": names}]
         rows.append(row)
     write_jsonl(out_path, rows)
-    partial.unlink()
+    partial.remove()
     flags = Counter(f for r in results for f in r["flags"])
     n_tokens = sum(r["n_tokens"] for r in results)
     report = {"records": len(rows), "fused_now": n_new, "ranker": ranker, "decoding_method": method, "generate": kw,

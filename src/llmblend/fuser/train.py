@@ -8,13 +8,13 @@ from the last checkpoint there, and a finished run removes it.
 from __future__ import annotations
 
 import csv
-import hashlib
-import json
 import logging
 import shutil
 import time
 from pathlib import Path
 
+from llmblend.checkpoint import checkpoint_key
+from llmblend.config import schema_defaults, schema_node
 from llmblend.errors import LLMBlendError
 from llmblend.fuser.model import FUSER_META, encode_example, freeze_below, load_model
 from llmblend.fuser.prompt import PromptSpec
@@ -24,17 +24,6 @@ log = logging.getLogger("llmblend.fuser")
 
 FUSER_DATA_FIELDS = {"id": str, "prompt": str, "target": str}
 
-TRAIN_DEFAULTS = {
-    "epochs": 2, "lr": 1e-4, "batch_size": 8, "grad_accum": 1, "train_layers": None, "weight_decay": 0.0,
-    "warmup_steps": 0, "eval_steps": None, "logging_steps": 5, "bf16": False, "fsdp": "", "deepspeed": None,
-    "max_steps": None, "launcher": "", "threads": 2,  # read by the CLI and the rule
-}
-
-
-def _fingerprint(model_dir, train_path, val_path, spec: PromptSpec, train_cfg: dict, seed: int) -> str:
-    parts = {"model": str(Path(model_dir).resolve()), "train": sha256_file(train_path), "val": sha256_file(val_path),
-             "spec": spec.to_dict(), "train_cfg": train_cfg, "seed": seed}
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
 def _encode_file(path, tokenizer, family, spec: PromptSpec) -> list[dict]:
@@ -63,13 +52,16 @@ def write_loss_csv(log_history: list[dict], path) -> list[dict]:
 
 
 def train_fuser(model_dir, train_path, val_path, out_dir, spec: PromptSpec, train_cfg: dict, seed: int,
-                plot_csv=None, work_dir=None, threads: int | None = None, generate_cfg: dict | None = None, callbacks=()) -> dict:
+                plot_csv=None, work_dir=None, threads: int | None = None, generate_cfg: dict | None = None, callbacks=(),
+                *, config_slice: dict) -> dict:
+    """config_slice: the config keys rule train_fuser declares (fuser.snake.genfuser_keys); with the
+    inputs it keys the resume checkpoints in work_dir."""
     import torch
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments, set_seed
 
-    cfg = {**TRAIN_DEFAULTS, **(train_cfg or {})}
+    cfg = {**schema_defaults("fuser.train"), **(train_cfg or {})}  # for callers of the Python API
     threads = threads or cfg["threads"]
-    unknown = set(cfg) - set(TRAIN_DEFAULTS)
+    unknown = set(cfg) - set(schema_node("fuser.train")["properties"])
     if unknown:
         raise LLMBlendError(f"fuser.train: unknown setting(s) {sorted(unknown)}")
     if threads:
@@ -77,7 +69,8 @@ def train_fuser(model_dir, train_path, val_path, out_dir, spec: PromptSpec, trai
     set_seed(seed)
     out_dir = Path(out_dir)
     work_dir = Path(work_dir or out_dir.with_name(out_dir.name + ".checkpoints"))
-    fingerprint = _fingerprint(model_dir, train_path, val_path, spec, cfg, seed)
+    fingerprint = checkpoint_key(config_slice, model=str(Path(model_dir).resolve()),
+                                 files=[sha256_file(train_path), sha256_file(val_path)])
     stamp = work_dir / "fingerprint.txt"
     if work_dir.exists() and (not stamp.exists() or stamp.read_text().strip() != fingerprint):
         log.info("checkpoints in %s are from other inputs or settings: starting afresh", work_dir)
@@ -109,6 +102,7 @@ def train_fuser(model_dir, train_path, val_path, out_dir, spec: PromptSpec, trai
         load_best_model_at_end=True, metric_for_best_model="eval_loss", greater_is_better=False,
         save_total_limit=2, bf16=cfg["bf16"], fsdp=cfg["fsdp"] or "", deepspeed=cfg["deepspeed"],
         dataloader_num_workers=0, dataloader_pin_memory=False, disable_tqdm=False, adam_epsilon=1e-6,
+        use_cpu=not torch.cuda.is_available(),  # without it transformers refuses bf16 mixed precision on a CPU
     )
 
     class LogToRunLog(TrainerCallback):

@@ -23,7 +23,7 @@ from llmblend.judge.cache import LabelCache, cache_key
 from llmblend.judge.labels import (A_BETTER, B_BETTER, ERROR, SAME_BAD, SAME_GOOD, UNPARSABLE, label_for,
                                    parse_reply)
 from llmblend.judge.prompt import NO_REFERENCE_VERSION, PROMPT_VERSION, build_messages
-from llmblend.openai_retry import backoff_delay, classify
+from llmblend.openai_retry import GaveUp, Retrier, Unusable
 
 log = logging.getLogger("llmblend.judge")
 
@@ -220,9 +220,11 @@ class OpenAIJudge:
                      "prompt_version": self.prompt_version}
         self.stats: Counter = Counter()
         self.spent_usd = 0.0
-        self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._key = None
+        # calls, retries and faults count into self.stats, under the judge's names (backend_stats)
+        self.retrier = Retrier(self.o["max_attempts"], self.o["backoff_s"], self.o["max_backoff_s"], self.stats,
+                               self.stats, _stat_name, self._stop, log)
+        self._lock = self.retrier.lock
         self._client = client
         self._reached = False      # any HTTP answer from the endpoint in this run
         self._unreachable = None   # the EndpointUnreachable message, once raised
@@ -250,68 +252,56 @@ class OpenAIJudge:
         if self._client is None:
             import openai
 
-            self._key = os.environ.get(self.o["api_key_env"])
-            if not self._key:
+            key = self.retrier.key = os.environ.get(self.o["api_key_env"])
+            if not key:
                 raise LLMBlendError(f"the openai judge needs an API key in the environment variable "
                                     f"{self.o['api_key_env']} (it is never read from config files)")
-            self._client = openai.OpenAI(api_key=self._key, base_url=self.o["base_url"] or None,
+            self._client = openai.OpenAI(api_key=key, base_url=self.o["base_url"] or None,
                                          timeout=self.o["timeout_s"], max_retries=0)
         return self._client
 
     def scrub(self, text: str) -> str:
-        """Error texts may echo request details; the key never leaves the process."""
-        text = str(text)
-        return text.replace(self._key, "***") if self._key else text
+        return self.retrier.scrub(text)
 
     # -- one pair --------------------------------------------------------------------------------
     def _call(self, body: dict, rng: random.Random) -> dict:
         """Ask once per attempt until a parsable reply, a final error, or the attempt limit."""
         client = self.client()
-        reason, reply, p_tok, c_tok, usd = "", None, 0, 0, 0.0
-        attempts = 0
-        for attempt in range(self.o["max_attempts"]):
-            if self._stop.is_set() and attempt > 0:
-                break
-            attempts += 1
-            retry_after = None
-            try:
-                with self._lock:
-                    self.stats["calls"] += 1
-                resp = client.chat.completions.create(**body)
-                self._reached = True
-                usage = resp.usage
-                pt, ct = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
-                cost = self.usd(pt, ct)
-                p_tok, c_tok, usd = p_tok + pt, c_tok + ct, usd + cost
-                self._spend(cost)
-                reply = resp.choices[0].message.content if resp.choices else None
-                label = parse_reply(reply)
-                if label != UNPARSABLE:
-                    return {"label": label, "reply": reply, "prompt_tokens": p_tok, "completion_tokens": c_tok,
-                            "usd": usd, "attempts": attempts}
-                self._count("unparsable_reply")
-                reason = "unparsable reply"
-            except Exception as e:  # which faults are retried: llmblend/openai_retry.py (shared with generate)
-                fault = classify(e)
-                if fault is None:
-                    raise
-                self._reached = self._reached or fault.kind not in ("connection", "timeout")
-                self._count(_STAT_OF_KIND.get(fault.kind) or f"http_{fault.status}")
-                if fault.status in (401, 403):
-                    self._stop.set()
-                    raise LLMBlendError(f"the judge endpoint refused the API key (HTTP {fault.status}); "
-                                        "nothing more is asked") from None
-                if not fault.retryable:
-                    return {"label": ERROR, "reason": self.scrub(fault.message),
-                            "prompt_tokens": p_tok, "completion_tokens": c_tok, "usd": usd, "attempts": attempts}
-                retry_after, reason = fault.retry_after, fault.message
-            if attempt + 1 < self.o["max_attempts"]:
-                delay = backoff_delay(attempt, rng, self.o["backoff_s"], self.o["max_backoff_s"], retry_after)
-                with self._lock:
-                    self.stats["retries"] += 1
-                if self._stop.wait(delay):
-                    break
-        if not self._reached and reason and reason != "unparsable reply" and not self._stop.is_set():
+        paid = {"prompt_tokens": 0, "completion_tokens": 0, "usd": 0.0}
+        reply = None
+
+        def attempt() -> str:
+            nonlocal reply
+            resp = client.chat.completions.create(**body)
+            self._reached = True
+            usage = resp.usage
+            pt, ct = (usage.prompt_tokens, usage.completion_tokens) if usage else (0, 0)
+            cost = self.usd(pt, ct)
+            paid["prompt_tokens"] += pt
+            paid["completion_tokens"] += ct
+            paid["usd"] += cost
+            self._spend(cost)
+            reply = resp.choices[0].message.content if resp.choices else None
+            label = parse_reply(reply)
+            if label == UNPARSABLE:
+                raise Unusable("unparsable", "unparsable reply")  # asked again, like a fault
+            return label
+
+        def on_fault(fault) -> None:
+            self._reached = self._reached or fault.kind not in ("connection", "timeout")
+            if fault.status in (401, 403):
+                self._stop.set()
+                raise LLMBlendError(f"the judge endpoint refused the API key (HTTP {fault.status}); "
+                                    "nothing more is asked")
+
+        try:  # which faults are retried: llmblend/openai_retry.py (shared with generate)
+            label, attempts = self.retrier.call(attempt, rng, "judge call", on_fault)
+            return {"label": label, "reply": reply, **paid, "attempts": attempts}
+        except GaveUp as e:
+            if not e.retried_out:
+                return {"label": ERROR, "reason": self.scrub(e.fault.message), **paid, "attempts": e.attempts}
+            reason, attempts = e.fault.message, e.attempts
+        if not self._reached and reason != "unparsable reply" and not self._stop.is_set():
             # not one answer from the endpoint: a wrong base_url or no network, not a judgment to cache
             self._unreachable = self.scrub(
                 f"the judge endpoint {self.o['base_url'] or 'of the OpenAI API'} cannot be reached: {reason} "
@@ -321,11 +311,7 @@ class OpenAIJudge:
             raise EndpointUnreachable(self._unreachable)
         final = UNPARSABLE if reason == "unparsable reply" else ERROR
         return {"label": final, "reason": self.scrub(f"{reason} (after {attempts} attempts)"), "reply": reply,
-                "prompt_tokens": p_tok, "completion_tokens": c_tok, "usd": usd, "attempts": attempts}
-
-    def _count(self, what):
-        with self._lock:
-            self.stats[what] += 1
+                **paid, "attempts": attempts}
 
     def _spend(self, usd):
         with self._lock:
@@ -403,4 +389,9 @@ class OpenAIJudge:
 
 
 # the judge's backend_stats names for the shared fault kinds (HTTP faults: http_<status>)
-_STAT_OF_KIND = {"timeout": "timeout", "connection": "connection_error", "malformed": "bad_response"}
+_STAT_OF_KIND = {"timeout": "timeout", "connection": "connection_error", "malformed": "bad_response",
+                 "unparsable": "unparsable_reply"}
+
+
+def _stat_name(fault) -> str:
+    return _STAT_OF_KIND.get(fault.kind) or f"http_{fault.status}"

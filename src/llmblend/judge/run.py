@@ -16,7 +16,7 @@ from collections import Counter
 from llmblend.errors import InputError, LLMBlendError
 from llmblend.io import iter_jsonl, write_json, write_jsonl
 from llmblend.judge.cache import LabelCache
-from llmblend.judge.labels import ALL_LABELS, FAILED, INCONSISTENT, flip, pair_key
+from llmblend.judge.labels import ALL_LABELS, ERROR, FAILED, INCONSISTENT, flip, pair_key
 from llmblend.judge.schedule import make_schedule, n_pairs
 
 log = logging.getLogger("llmblend.judge")
@@ -43,7 +43,7 @@ def read_examples(path) -> list[dict]:
 
 
 def make_backend(cfg: dict, name: str, split: str, records: list[dict], cache_path, allow_over_budget=False,
-                 client=None):
+                 client=None, with_reference: bool = True):
     jcfg = cfg["judge"]
     if name == "rubric":
         from llmblend.judge.backends import RubricJudge
@@ -57,7 +57,8 @@ def make_backend(cfg: dict, name: str, split: str, records: list[dict], cache_pa
         from llmblend.judge.backends import OpenAIJudge
 
         return OpenAIJudge(jcfg, LabelCache(cache_path), seed=cfg["seed"], max_usd=jcfg.get("max_usd"),
-                           retry_errors=jcfg.get("retry_errors", False), client=client)
+                           retry_errors=jcfg.get("retry_errors", False), client=client,
+                           with_reference=with_reference)
     raise LLMBlendError(f"unknown judge backend {name!r}")
 
 
@@ -161,6 +162,19 @@ def label_examples(examples, backend, schedule: str, seed: int, both_orders: boo
     return state, counts
 
 
+def _check_some_label(backend, state, counts) -> None:
+    """An LLM judge whose every pair ended in `error` judged nothing: stop with the reason instead of
+    writing a label file of errors (they stay cached; judge.retry_errors asks them again)."""
+    if backend.name != "openai" or not counts.get(ERROR):
+        return
+    if any(v not in FAILED for st in state for v in st["cmp"].values()):
+        return
+    reason = next((r for st in state for r in st["errors"].values()), "no reason recorded")
+    raise LLMBlendError(f"the openai judge gave no label: all {counts[ERROR]} judged pairs are `error` "
+                        f"(first: {reason}). Fix the endpoint (judge.openai.base_url, model, key), then rerun "
+                        "with judge.retry_errors: true to ask the cached errors again")
+
+
 def _close(backend) -> None:
     cache = getattr(backend, "cache", None)
     if cache is not None:
@@ -178,7 +192,7 @@ class _FixedPairs:
         self._done = True
 
 
-def _write(state, backend, jcfg, schedule, both_orders, out_path) -> None:
+def _write(state, backend, jcfg, schedule, both_orders, out_path, note=None) -> None:
     meta = {**backend.meta, "pairs": schedule, "both_orders": both_orders}
 
     def rows():
@@ -186,6 +200,10 @@ def _write(state, backend, jcfg, schedule, both_orders, out_path) -> None:
             row = {"id": st["rec"]["id"], "cmp_results": st["cmp"], "judge": meta}
             if st["errors"]:
                 row["errors"] = st["errors"]
+            if "vs_reference" in st:
+                row["vs_reference"] = st["vs_reference"]
+            if note and not st["cmp"]:
+                row["note"] = note  # why this example has no label (the evaluate stage repeats it)
             yield row
 
     write_jsonl(out_path, rows())
@@ -196,8 +214,11 @@ def _metrics(state, backend, counts, extra: dict, schedule, both_orders) -> dict
     stats = dict(backend.stats)
     m = {
         "backend": backend.meta, "pairs": schedule, "both_orders": both_orders,
-        "examples": len(state), "examples_with_labels": sum(1 for st in state if st["cmp"]),
-        "pairs_labelled": sum(len(st["cmp"]) for st in state),
+        # a failure label (error, unparsable, inconsistent) is no judgment: counted apart, never as a label
+        "examples": len(state),
+        "examples_with_labels": sum(1 for st in state if any(v not in FAILED for v in st["cmp"].values())),
+        "pairs_labelled": sum(1 for st in state for v in st["cmp"].values() if v not in FAILED),
+        "pairs_failed": sum(1 for st in state for v in st["cmp"].values() if v in FAILED),
         "labels": {lab: counts.get(lab, 0) for lab in ALL_LABELS},
         "dropped_pairs": counts.get("dropped_pairs", 0),
         "order_agreement": {"agree": agree, "disagree": disagree,
@@ -237,6 +258,7 @@ def judge_split(cfg: dict, candidates, out, metrics, cache, split: str = "test",
         state, counts = label_examples(examples, backend, schedule, cfg["seed"], both_orders)
     finally:
         _close(backend)
+    _check_some_label(backend, state, counts)
     _write(state, backend, jcfg, schedule, both_orders, out)
     m = _metrics(state, backend, counts, extra, schedule, both_orders)
     m["split"] = split
@@ -246,46 +268,164 @@ def judge_split(cfg: dict, candidates, out, metrics, cache, split: str = "test",
     return m
 
 
+def fused_settings(cfg: dict) -> dict:
+    """The judge section judge_fused runs with: judge.fused_openai over judge.openai (e.g. a GPT-4-class
+    judge for the fused answers of a profile whose candidate labels are replayed)."""
+    jcfg = cfg["judge"]
+    return {**jcfg, "openai": {**(jcfg.get("openai") or {}), **(jcfg.get("fused_openai") or {})}}
+
+
+def read_fused(path, examples) -> dict:
+    """id -> (name, text) of the blended answer file (one candidate per record, one name for all of them,
+    a name no candidate has); every test example needs one."""
+    models = {c["model"] for r in examples for c in r["candidates"]}
+    by_id, name = {}, None
+    for lineno, rec in iter_jsonl(path, {"id": str, "candidates": list}):
+        c = rec["candidates"]
+        if len(c) != 1 or not isinstance(c[0], dict) or not isinstance(c[0].get("text"), str):
+            raise InputError(path, lineno, "candidates", "expected exactly one fused candidate with a text")
+        m = c[0].get("model", FUSED_MODEL)
+        if not isinstance(m, str) or (name is not None and m != name):
+            raise InputError(path, lineno, "candidates[0].model", f"expected {name!r}, as on the first line")
+        if m in models:
+            raise InputError(path, lineno, "candidates[0].model", f"{m!r} is also a candidate's name")
+        name = m
+        by_id[rec["id"]] = (m, c[0]["text"])
+    missing = [r["id"] for r in examples if r["id"] not in by_id]
+    if missing:
+        raise InputError(path, None, "id", f"{len(missing)} test examples have no fused answer (first: {missing[0]})")
+    return by_id
+
+
+def vs_reference_mode(cfg: dict, name: str) -> bool:
+    """AlpacaEval with replayed candidate labels: a new answer is judged against the reference answer
+    (text-davinci-003), as GPT-4 judged every released one, so its pair labels follow the same rule."""
+    jcfg = cfg["judge"]
+    return name == "openai" and jcfg["backend"] == "replay" and any(
+        s["type"] == "alpaca_eval" for s in cfg["data"]["sources"])
+
+
+REFERENCE_NAME = "text_davinci_003"
+# the reference's AlpacaEval preference level of the answer judged against it (2 better, 1.5 tie, 1 worse)
+LEVEL = {"A is better": 2.0, "B is better": 1.0, "Same good": 1.5, "Same bad": 1.5}
+
+
+def _label_vs_reference(cfg, examples, by_id, backend, both_orders):
+    """Each blended answer against the reference by the OpenAI judge (one pair per example, or two with
+    both_orders); its label against each candidate is the replay rule on the two preference levels
+    (backends.alpaca_pair_label), the candidate's own being its released GPT-4 judgment."""
+    from llmblend.data.sources.alpaca_eval import norm_instruction
+    from llmblend.judge.backends import ReplayJudge, alpaca_pair_label
+    from llmblend.judge.schedule import shown_order
+
+    seed = cfg["seed"]
+    replay = ReplayJudge(cfg, "test", examples)
+    jobs, shown = [], []
+    for rec in examples:
+        name, text = by_id[rec["id"]]
+        a, b = shown_order(seed, rec["id"], name, REFERENCE_NAME)
+        shown.append((a, b))
+        jobs.extend(_jobs_for(rec, [(a, b)], {name: text, REFERENCE_NAME: rec.get("output", "")}, both_orders))
+    results = backend.judge(jobs)
+    step = 2 if both_orders else 1
+    counts: Counter = Counter()
+    state = []
+    for e, rec in enumerate(examples):
+        name = by_id[rec["id"]][0]
+        a, b = shown[e]
+        label, reason, agreed = _combine(results[e * step], results[e * step + 1] if both_orders else None)
+        if agreed is not None:
+            counts["orders_agree" if agreed else "orders_disagree"] += 1
+        level = None
+        if label is not None and label not in FAILED:
+            level = LEVEL[label] if a == name else LEVEL[flip(label)]
+        prefs = replay.prefs.get(norm_instruction(rec["instruction"]), {})
+        st = {"rec": rec, "cmp": {}, "errors": {},
+              "vs_reference": {"reference": REFERENCE_NAME, "shown": pair_key(a, b), "label": label,
+                               "preference": level}}
+        for c in rec["candidates"]:
+            x, y = shown_order(seed, rec["id"], name, c["model"])
+            if label in FAILED:  # the one judgment failed: every pair fails with it, never a tie
+                st["cmp"][pair_key(x, y)] = label
+                if reason:
+                    st["errors"][pair_key(x, y)] = reason
+                counts[label] += 1
+            elif level is None or prefs.get(c["model"]) is None:
+                counts["dropped_pairs"] += 1
+            else:
+                lv = {name: level, c["model"]: prefs[c["model"]]}
+                lab = alpaca_pair_label(lv[x], lv[y])
+                st["cmp"][pair_key(x, y)] = lab
+                counts[lab] += 1
+        state.append(st)
+    return state, counts
+
+
 def judge_fused(cfg: dict, fused, candidates, out, metrics, cache, allow_over_budget: bool = False,
                 client=None) -> dict:
-    """Judge each example's fused answer against every original candidate (rule judge_fused)."""
+    """Judge each example's blended answer (fused, verified or aggregated: the file's one candidate,
+    whatever its name) against every original candidate (rule judge_fused)."""
+    import os
+
+    cfg = {**cfg, "judge": fused_settings(cfg)}
     jcfg = cfg["judge"]
     both_orders = bool(jcfg.get("both_orders", False))
     name = jcfg.get("fused_backend") or jcfg["backend"]
+    examples = read_examples(candidates)
+    by_id = read_fused(fused, examples)
     note = None
     if name == "replay":
         # a new text has no released label: every pair is dropped and counted, never invented
         note = ("judge.fused_backend is replay: a fused answer has no released label, so no pair is labelled; "
                 "set judge.fused_backend to openai (or rubric on the demo data) to judge fused answers")
         log.warning("%s", note)
-    examples = read_examples(candidates)
-    by_id = {}
-    for lineno, rec in iter_jsonl(fused, {"id": str, "candidates": list}):
-        c = rec["candidates"]
-        if len(c) != 1 or not isinstance(c[0], dict) or not isinstance(c[0].get("text"), str):
-            raise InputError(fused, lineno, "candidates", "expected exactly one fused candidate with a text")
-        by_id[rec["id"]] = (FUSED_MODEL, c[0]["text"])
-    missing = [r["id"] for r in examples if r["id"] not in by_id]
-    if missing:
-        raise InputError(fused, None, "id", f"{len(missing)} test examples have no fused answer (first: {missing[0]})")
-    backend = make_backend(cfg, name, "test", examples, cache, allow_over_budget, client)
+    vs_reference = vs_reference_mode(cfg, name)
+    key_env = jcfg["openai"].get("api_key_env", "OPENAI_API_KEY")
+    if name == "openai" and jcfg["backend"] != "openai" and client is None and not os.environ.get(key_env):
+        # only the blended answers would be paid for here: without a key they stay unjudged, and the
+        # tables say why (the candidates' own labels need no key)
+        note = (f"judge.fused_backend is openai but the environment variable {key_env} holds no API key: "
+                "the blended answers are not judged; set it and rerun rule judge_fused (snakemake --forcerun "
+                "judge_fused)")
+        log.warning("%s", note)
+        from llmblend.judge.backends import OpenAIJudge
+
+        meta = {**OpenAIJudge(jcfg, cache=None, with_reference=not vs_reference).meta,
+                "pairs": "fused-vs-reference" if vs_reference else "fused-vs-each", "both_orders": both_orders}
+        write_jsonl(out, ({"id": r["id"], "cmp_results": {}, "judge": meta, "note": note} for r in examples))
+        m = {"backend": meta, "examples": len(examples), "examples_with_labels": 0, "pairs_labelled": 0,
+             "split": "fused_test", "note": note}
+        write_json(metrics, m)
+        return m
+    backend = make_backend(cfg, name, "test", examples, cache, allow_over_budget, client,
+                           with_reference=not vs_reference)
     extra = {}
     if backend.name == "openai":
         from llmblend.judge.schedule import shown_order
 
         upper = []
         for rec in examples:
-            texts = {c["model"]: c["text"] for c in rec["candidates"]}
-            texts[FUSED_MODEL] = by_id[rec["id"]][1]
-            pairs = [shown_order(cfg["seed"], rec["id"], FUSED_MODEL, m) for m in texts if m != FUSED_MODEL]
-            upper.extend(_jobs_for(rec, pairs, texts, both_orders))
+            fname, text = by_id[rec["id"]]
+            if vs_reference:
+                texts = {fname: text, REFERENCE_NAME: rec.get("output", "")}
+                others = [REFERENCE_NAME]
+            else:
+                texts = {c["model"]: c["text"] for c in rec["candidates"]} | {fname: text}
+                others = [m for m in texts if m != fname]
+            upper.extend(_jobs_for(rec, [shown_order(cfg["seed"], rec["id"], fname, m) for m in others], texts,
+                                   both_orders))
         extra = _check_budget(backend, upper, allow_over_budget)
     try:
-        state, counts = label_examples(examples, backend, "all", cfg["seed"], both_orders, extra=by_id)
+        if vs_reference:
+            state, counts = _label_vs_reference(cfg, examples, by_id, backend, both_orders)
+        else:
+            state, counts = label_examples(examples, backend, "all", cfg["seed"], both_orders, extra=by_id)
     finally:
         _close(backend)
-    _write(state, backend, jcfg, "fused-vs-each", both_orders, out)
-    m = _metrics(state, backend, counts, extra, "fused-vs-each", both_orders)
+    _check_some_label(backend, state, counts)
+    pairs = "fused-vs-reference" if vs_reference else "fused-vs-each"
+    _write(state, backend, jcfg, pairs, both_orders, out, note)
+    m = _metrics(state, backend, counts, extra, pairs, both_orders)
     m["split"] = "fused_test"
     if note:
         m["note"] = note

@@ -1,0 +1,82 @@
+"""Verified fusion (rule verify_fused): keep the fused answer only where the PairRanker prefers it
+to the top-1 candidate it was fused from; elsewhere keep that top-1. Fusion then never returns an
+answer the ranker judges worse than its own pick (docs/fuser.md, "Verified fusion").
+
+Reads the GenFuser's test file (each record's one candidate names what it was fused from,
+`fused_from`, best first) and the test candidates; writes the same layout with one candidate,
+`model: llm-blender-verified`, `kept` ("fused" | "top1") and the two-order logit, so that the
+metrics and judge stages score and judge it like the fused answers.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from llmblend.errors import InputError
+from llmblend.fuser.infer import KEEP
+from llmblend.fuser.kinds import KINDS
+from llmblend.io import iter_jsonl, write_json, write_jsonl
+
+log = logging.getLogger("llmblend.fuser")
+
+VERIFIED_MODEL = KINDS["verified"]["model"]
+
+
+def read_pairs(fused_path, split_path) -> list[tuple[dict, str, str, str]]:
+    """(record, fused text, top-1 model, top-1 text) per test record, in the split's order."""
+    fused = {}
+    for line, rec in iter_jsonl(fused_path, {"id": str, "candidates": list}):
+        c = rec["candidates"]
+        if len(c) != 1 or not isinstance(c[0], dict) or not isinstance(c[0].get("text"), str):
+            raise InputError(fused_path, line, "candidates", "expected exactly one fused candidate with a text")
+        src = c[0].get("fused_from")
+        if not isinstance(src, list) or not src or not isinstance(src[0], str):
+            raise InputError(fused_path, line, "candidates[0].fused_from",
+                             "missing or empty: the models fused, best first (rule fuse_candidates writes it)")
+        if rec["id"] in fused:
+            raise InputError(fused_path, line, "id", f"duplicate id {rec['id']!r}")
+        fused[rec["id"]] = (c[0]["text"], src[0])
+    out = []
+    for line, rec in iter_jsonl(split_path, {"id": str, "instruction": str, "candidates": list}):
+        if rec["id"] not in fused:
+            raise InputError(fused_path, None, "id", f"no fused answer for {rec['id']!r} ({split_path}:{line})")
+        text, top = fused.pop(rec["id"])
+        texts = {c.get("model"): c.get("text") for c in rec["candidates"] if isinstance(c, dict)}
+        if not isinstance(texts.get(top), str):
+            raise InputError(split_path, line, "candidates", f"no candidate of model {top!r} with a text "
+                             f"(the fused answer's top-1, {fused_path})")
+        out.append((rec, text, top, texts[top]))
+    if fused:
+        raise InputError(fused_path, None, "id", f"{len(fused)} fused answers for records not in {split_path} "
+                         f"(first: {next(iter(fused))!r})")
+    return out
+
+
+def verify_split(cfg: dict, fused_path, split_path, ranker_dir, out_path, report_path=None) -> dict:
+    import torch
+
+    from llmblend.blender import Blender
+
+    rc = cfg["ranker"]
+    torch.set_num_threads(max(1, int(rc.get("threads") or torch.get_num_threads())))
+    pairs = read_pairs(fused_path, split_path)
+    blender = Blender(ranker=ranker_dir, max_tokens=rc["infer"]["max_tokens"], max_batch=rc["infer"]["max_batch"],
+                      seed=int(cfg["seed"]), autocast=rc["infer"].get("autocast"))
+    res = blender.verify_fused([r.get("input", "") for r, *_ in pairs], [f for _, f, _, _ in pairs],
+                               [t for *_, t in pairs], [r["instruction"] for r, *_ in pairs])
+    rows = []
+    for (rec, _, top, _), text, kept, logit in zip(pairs, res["texts"], res["kept_fused"], res["logits"]):
+        row = {k: rec[k] for k in KEEP if k in rec}
+        row["candidates"] = [{"model": VERIFIED_MODEL, "text": text, "kept": "fused" if kept else "top1",
+                              "top1_model": top, "verify_logit": round(logit, 6)}]
+        rows.append(row)
+    n_kept = sum(res["kept_fused"])
+    report = {"records": len(rows), "fused_kept": n_kept, "top1_kept": len(rows) - n_kept,
+              "fused_kept_pct": round(100.0 * n_kept / len(rows), 2) if rows else None,
+              "forward_passes": 2 * len(rows), "ranker": str(ranker_dir)}
+    write_jsonl(out_path, rows)
+    if report_path:
+        write_json(report_path, report)
+    log.info("verified %d fused answers: kept %d (%s%%), top-1 elsewhere", len(rows), n_kept,
+             report["fused_kept_pct"])
+    return report
