@@ -19,6 +19,9 @@ A cell is named `len<C>-src<S>-pool<P>-e<E>[-p<K>][-fp32][-<backbone>]`:
   (the 37 less 8 held-out models, drawn with the seed from the 25 that the profile does not rank;
   the test then ranks those 8, which the ranker never saw: the generalisation check);
 - E: epochs; K: pairs per prompt and epoch (default 5); fp32: training in fp32 (default bf16 autocast);
+  headtail: each candidate longer than its budget keeps its first two thirds and its last third of
+  tokens instead of its first tokens only (head + tail truncation, Sun et al. 2019; a study-only variant,
+  patched into the product's encoder for the cell's training and test);
   backbone: `minilm` (default) or a models.<name> of the profile.
 Each finished cell is `<out>/<cell>/result.json` and is skipped on a rerun.
 
@@ -44,17 +47,36 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 CELL = re.compile(r"^len(?P<len>\d+)(?:-src(?P<src>\d+))?-pool(?P<pool>12|37|holdout)-e(?P<epochs>\d+)"
-                  r"(?:-p(?P<pairs>\d+))?(?P<fp32>-fp32)?(?:-(?P<backbone>[a-z0-9_]+))?$")
+                  r"(?:-p(?P<pairs>\d+))?(?P<fp32>-fp32)?(?P<headtail>-headtail)?(?:-(?P<backbone>[a-z0-9_]+))?$")
 HELD_OUT = 8
 
 
 def parse_cell(name: str) -> dict:
     m = CELL.match(name)
     if not m:
-        raise SystemExit(f"cell {name!r}: expected len<C>[-src<S>]-pool<12|37|holdout>-e<E>[-p<K>][-fp32][-<backbone>]")
+        raise SystemExit(f"cell {name!r}: expected len<C>[-src<S>]-pool<12|37|holdout>-e<E>[-p<K>][-fp32][-headtail]"
+                         "[-<backbone>]")
     return {"name": name, "candidate_max_len": int(m["len"]), "source_max_len": int(m["src"] or 128),
             "pool": m["pool"], "epochs": int(m["epochs"]), "pairs_per_input": int(m["pairs"] or 5),
-            "autocast": None if m["fp32"] else "bfloat16", "backbone": m["backbone"] or "minilm"}
+            "autocast": None if m["fp32"] else "bfloat16", "backbone": m["backbone"] or "minilm",
+            "headtail": bool(m["headtail"])}
+
+
+def head_tail_candidates(self, texts, src_len, share=2):
+    """PairEncoder.candidates with head + tail truncation: the budget as the product computes it, then
+    [CLS] + the first tokens + the last third of the budget + [SEP] for a candidate that does not fit."""
+    from llmblend.ranker.model import CAND
+
+    budget = self.cfg.candidate_max_len
+    if self.cfg.length_sharing == "per_example":
+        budget += max(self.cfg.source_max_len - src_len, 0) // share
+    out = []
+    for ids in self.tok([CAND + self._clean(t) for t in texts], truncation=False)["input_ids"]:
+        if len(ids) > budget:
+            tail, body = budget // 3, ids[1:-1]
+            ids = [ids[0]] + body[:budget - tail - 2] + body[len(body) - tail:] + [ids[-1]]
+        out.append(ids)
+    return out
 
 
 def cpu_flags() -> str:
@@ -313,6 +335,49 @@ def table(out: Path) -> str:
     return "\n".join(rows)
 
 
+def ensemble(names: list[str], args) -> str:
+    """Top-1 agreement between finished cells' MaxLogits picks (and the workflow's own PairRanker,
+    named `workflow`), and the pick of their average z-scored MaxLogits scores, on the 12 ranked models."""
+    from llmblend.config import load_config
+    from llmblend.ranker.aggregate import max_logits, read_matrices
+
+    cfg = load_config([ROOT / "params.yaml", ROOT / args.config])
+    data = ROOT / "data" / cfg["run"]
+    paths = {n: (data / "rankings" / "pairranker" / "test.matrices.npz" if n == "workflow"
+                 else Path(args.out) / n / "test.matrices.npz") for n in names}
+    mats = {n: dict(zip(*read_matrices(p))) for n, p in paths.items()}
+    examples, prefs = test_set(cfg, data, {"pool": "37"}, Path(args.out))
+    picks = {n: [int(np.argmax(max_logits(m[ex.id]))) for ex in examples] for n, m in mats.items()}
+    lines = []
+    for a_, b_ in itertools.combinations(names, 2):
+        same = np.mean([x == y for x, y in zip(picks[a_], picks[b_])])
+        lines.append(f"same top-1, {a_} vs {b_}: {100 * same:.1f}%")
+
+    def z(v):
+        return (v - v.mean()) / (v.std() + 1e-9)
+
+    avg = [int(np.argmax(sum(z(max_logits(mats[n][ex.id])) for n in names))) for ex in examples]
+    for n, pk in [*picks.items(), ("average of z-scored MaxLogits", avg)]:
+        r = evaluate_picks(pk, examples, prefs, cfg["seed"])
+        lines.append(f"{n}: GPT-Rank {r['gpt_rank']:.2f} [{r['gpt_rank_ci'][0]:.2f}, {r['gpt_rank_ci'][1]:.2f}], "
+                     f"win {r['win_rate']:.1f}%, pick words {r['pick_len_words']:.0f}")
+    return "\n".join(lines)
+
+
+def with_cut(cell: dict, fn, *a):
+    """Run fn with the cell's candidate truncation in the product's encoder (head + tail for
+    `-headtail` cells), restoring the product's own afterwards."""
+    from llmblend.ranker.model import PairEncoder
+
+    own = PairEncoder.candidates
+    if cell["headtail"]:
+        PairEncoder.candidates = head_tail_candidates
+    try:
+        return fn(*a)
+    finally:
+        PairEncoder.candidates = own
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cells", nargs="*", default=[])
@@ -323,6 +388,9 @@ def main(argv=None) -> int:
     ap.add_argument("--train-limit", type=int, default=None, help="only the first N train prompts (smoke runs)")
     ap.add_argument("--table", action="store_true", help="print the table of every finished cell")
     ap.add_argument("--rescore", nargs="*", default=[], help="cells to rank the test again with their saved model")
+    ap.add_argument("--ensemble", nargs="*", default=[],
+                    help="finished cells (or `workflow`, the profile's own PairRanker): top-1 agreement and the pick "
+                         "of their averaged z-scored MaxLogits")
     args = ap.parse_args(argv)
     os.chdir(ROOT)
     for name in args.cells:
@@ -330,12 +398,14 @@ def main(argv=None) -> int:
         if (Path(args.out) / name / "result.json").exists():
             print(f"{name}: done before, skipped", flush=True)
             continue
-        r = run_cell(cell, args)
+        r = with_cut(cell, run_cell, cell, args)
         print(json.dumps({"cell": name, "pairranker": r["pairranker"], "train_s": r["train"]["seconds"],
                           "test_s": r["test"]["seconds"]}), flush=True)
     for name in args.rescore:
-        rescore(name, args)
+        with_cut(parse_cell(name), rescore, name, args)
         print(f"{name}: rescored", flush=True)
+    if args.ensemble:
+        print(ensemble(args.ensemble, args))
     if args.table:
         print(table(Path(args.out)))
     return 0

@@ -8,7 +8,7 @@ weights are kept (`load_best_model_at_end`) and saved.
 
 Resumable: with a `checkpoint` path, the whole loop state (weights, optimizer, scheduler, the best
 epoch's weights, history, the epoch's order and position, every random generator) is saved there
-atomically every CHECKPOINT_SECONDS and after each epoch's validation, under a key of the inputs and
+atomically every `ranker.checkpoint_seconds` and after each epoch's validation, under a key of the inputs and
 settings. A rerun with the same key continues from it and ends with the very weights and history of
 an uninterrupted run (tested on CPU); a checkpoint with another key is ignored and replaced.
 
@@ -17,8 +17,13 @@ an uninterrupted run (tested on CPU); a checkpoint with another key is ignored a
   or `BCE` (left head vs "i better", right head vs "j better").
 - SummaReranker: every candidate scored alone; BCE with label 1 for the best candidate(s) of the
   input and 0 for the rest (best-vs-rest).
-- SimCLS: candidates sorted by signal; margin ranking loss
-  sum_{a<b} max(0, cos_b - cos_a + margin * (b - a)) over the sorted list.
+- SimCLS (`train.simcls_loss`): `project`, candidates sorted by signal; margin ranking loss
+  mean_{a<b} max(0, cos_b - cos_a + margin * (b - a)) over the sorted list, tied pairs left out;
+  `reference-4594f09`, the reference's: every third candidate by signal, sum_{i<j} max(0, cos_j - cos_i
+  + (j - i)/n) over the n kept, plus mean_k max(0, cos_k - cos(source, reference answer)).
+
+`ranker.select_by` picks the PairRanker's best epoch by the top-1 of MaxLogits (the full matrix) or
+of one seeded bubble pass (the reference's train_ranker.sh validates with inference_mode=bubble).
 
 `train.autocast: bfloat16` runs every forward pass (training steps and the validation scoring) under
 torch.autocast: matrix products in bf16, weights, gradients and the optimizer state in fp32 (mixed
@@ -41,14 +46,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from llmblend.config import schema_default
 from llmblend.ranker import infer
 from llmblend.ranker.model import PairEncoder, collate, token_batches
 from llmblend.runlog import progress
 
 log = logging.getLogger("llmblend.ranker")
 
-# Seconds of training between two checkpoints inside an epoch (a kill loses at most this much).
-CHECKPOINT_SECONDS = 300
+# SimCLS reference-4594f09: train_ranker.sh runs it with --sub_sampling_mode uniform --sub_sampling_ratio 0.3
+SIMCLS_RATIO = 0.3
 
 
 def set_seed(seed: int) -> None:
@@ -88,6 +94,24 @@ def simcls_loss(scores, signal, margin: float):
         return s.sum() * 0.0
     a, b = a[keep], b[keep]
     return F.relu(s[b] - s[a] + margin * (b - a).to(s.dtype)).mean()
+
+
+def uniform_subsample(signal, ratio: float = SIMCLS_RATIO) -> list[int]:
+    """The reference's sub_sampling("uniform"): candidates by signal, best first, then every step-th,
+    step = int(n / (n * ratio)) (3 for 0.3: 12 candidates keep 4). Ties keep the candidates' order."""
+    n = len(signal)
+    order = sorted(range(n), key=lambda i: -signal[i])
+    return order[:: max(1, int(n / (n * ratio)))]
+
+
+def simcls_reference_loss(cos, gold_cos, signal):
+    """4594f09 pair_ranker/loss.py simcls_loss for one input (the reference averages each term over the
+    batch, then sums the terms): sum_{i<j} max(0, cos_j - cos_i + (j - i)/n), i, j positions in the
+    order of `signal` (best first), plus mean_k max(0, cos_k - gold_cos)."""
+    s = cos[torch.argsort(signal, descending=True, stable=True)]
+    n = s.shape[0]
+    a, b = torch.triu_indices(n, n, offset=1)
+    return F.relu(s[b] - s[a] + (b - a).to(s.dtype) / n).sum() + F.relu(cos - gold_cos).mean()
 
 
 class Batcher:
@@ -141,12 +165,14 @@ class Batcher:
                     s, p = self.enc.pair(src, cands[i], cands[j])
                     seqs.append(s), poss.append(p), targets.append((ex.signal[i], ex.signal[j]))
             elif kind == "summareranker":
-                if len(set(ex.signal)) < 2:
+                keep = self.drawn_candidates(ex)
+                signal = [ex.signal[k] for k in keep]
+                if len(set(signal)) < 2:
                     continue  # all equal: no best to learn
                 src, cands = self.encoded(ex, share=1)
-                best = max(ex.signal)
-                for c, y in zip(cands, ex.signal):
-                    s, p = self.enc.single(src, c)
+                best = max(signal)
+                for k, y in zip(keep, signal):
+                    s, p = self.enc.single(src, cands[k])
                     seqs.append(s), poss.append(p), targets.append(1.0 if y == best else 0.0)
             else:
                 raise ValueError(kind)
@@ -171,18 +197,32 @@ class Batcher:
             total += float(loss.detach())
         return total
 
+    def drawn_candidates(self, ex) -> list[int]:
+        """The candidates a single-candidate ranker (SummaReranker, SimCLS) reads for one input this
+        epoch: all of them, or `train.candidates_per_input` drawn with the seeded generator, so that on a
+        large training pool these baselines can be given about the PairRanker's compute (which reads
+        `pairs_per_input` pairs) instead of every answer every epoch."""
+        k, n = self.cfg.get("candidates_per_input"), len(ex.texts)
+        return list(range(n)) if k is None or k >= n else sorted(self.rng.sample(range(n), k))
+
     def simcls_loss(self, model, examples, device):
         """SimCLS: every source and candidate of the step in one forward pass (one small pass per
-        input ran ~5x slower on CPU), then one margin loss per input."""
+        input ran ~5x slower on CPU), then one margin loss per input (train.simcls_loss)."""
+        reference = (self.cfg.get("simcls_loss") or schema_default("ranker.train.simcls_loss")) == "reference-4594f09"
         seqs, spans = [], []
         for ex in examples:
-            if len(set(ex.signal)) < 2:
-                continue
+            keep = uniform_subsample(ex.signal) if reference else self.drawn_candidates(ex)
+            if not reference and len({ex.signal[k] for k in keep}) < 2:
+                continue  # the reference trains on these too (its loss still has the gold term)
+            if reference and ex.reference is None:
+                raise ValueError(f"example {ex.id}: SimCLS loss reference-4594f09 needs the record's reference "
+                                 "answer (`output`)")
             src = self.tok(self.enc._clean(ex.source), truncation=True,
                            max_length=self.rcfg.source_max_len)["input_ids"]
-            cands = self.tok([self.enc._clean(t) for t in ex.texts], truncation=True,
+            texts = [ex.texts[k] for k in keep] + ([ex.reference] if reference else [])
+            cands = self.tok([self.enc._clean(t) for t in texts], truncation=True,
                              max_length=self.rcfg.candidate_max_len)["input_ids"]
-            spans.append((ex, len(seqs), len(cands)))
+            spans.append((ex, keep, len(seqs)))
             seqs += [src] + cands
         if not seqs:
             return None
@@ -190,10 +230,14 @@ class Batcher:
         with self.autocast(device):
             vec = model(ids, mask).float()
         losses = []
-        for ex, start, n_cands in spans:
-            cos = F.cosine_similarity(vec[start: start + 1], vec[start + 1: start + 1 + n_cands], dim=-1)
-            losses.append(simcls_loss(cos, torch.tensor(ex.signal, device=device, dtype=cos.dtype),
-                                      self.cfg["simcls_margin"]))
+        for ex, keep, start in spans:
+            cos = F.cosine_similarity(vec[start: start + 1], vec[start + 1: start + 1 + len(keep)], dim=-1)
+            signal = torch.tensor([ex.signal[k] for k in keep], device=device, dtype=cos.dtype)
+            if reference:
+                gold = F.cosine_similarity(vec[start: start + 1], vec[start + 1 + len(keep)], dim=-1)
+                losses.append(simcls_reference_loss(cos, gold, signal))
+            else:
+                losses.append(simcls_loss(cos, signal, self.cfg["simcls_margin"]))
         return torch.stack(losses).mean()
 
 
@@ -232,7 +276,10 @@ def val_score(examples, scores) -> float:
 
 
 def _rng_states(order_rng, batcher) -> dict:
-    states = {"random": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+    # numpy's state as plain values: the checkpoint then loads with torch.load(weights_only=True)
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    states = {"random": random.getstate(), "numpy": (name, keys.tolist(), pos, has_gauss, gauss),
+              "torch": torch.get_rng_state(),
               "order": order_rng.getstate(), "batcher": batcher.rng.getstate()}
     if torch.cuda.is_available():
         states["cuda"] = torch.cuda.get_rng_state_all()
@@ -241,7 +288,8 @@ def _rng_states(order_rng, batcher) -> dict:
 
 def _set_rng_states(states: dict, order_rng, batcher) -> None:
     random.setstate(states["random"])
-    np.random.set_state(states["numpy"])
+    name, keys, pos, has_gauss, gauss = states["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(states["torch"])
     order_rng.setstate(states["order"])
     batcher.rng.setstate(states["batcher"])
@@ -252,8 +300,8 @@ def _set_rng_states(states: dict, order_rng, batcher) -> None:
 def _load_checkpoint(path: Path | None, key: str | None):
     if path is None or not path.exists():
         return None
-    try:  # our own file: numpy/random states need the full unpickler
-        state = torch.load(path, map_location="cpu", weights_only=False)
+    try:  # tensors and plain values only: a file put in its place cannot run code when read
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a damaged file (killed mid-write cannot happen: it is renamed in)
         log.warning("%s: unreadable (%s); training from the start", path, e)
         return None
@@ -304,6 +352,12 @@ def train(model, tokenizer, train_ex, val_ex, cfg: dict, seed: int, checkpoint=N
     batcher = Batcher(raw.config, tokenizer, cfg, seed)
     order_rng = random.Random(seed + 1)
     history, best, best_state = [], -math.inf, None
+    select_by = cfg.get("select_by") or schema_default("ranker.select_by")
+    if select_by not in ("max_logits", "bubble"):
+        raise ValueError(f"select_by={select_by!r}: expected max_logits or bubble")
+    if select_by != "max_logits" and cfg.get("val_pairs"):
+        raise ValueError(f"ranker.select_by {select_by} and ranker.train.val_pairs both choose the best epoch: "
+                         "set one of them")
     if cfg.get("val_examples"):
         val_ex = val_ex[: cfg["val_examples"]]
     checkpoint = Path(checkpoint) if checkpoint else None
@@ -328,6 +382,9 @@ def train(model, tokenizer, train_ex, val_ex, cfg: dict, seed: int, checkpoint=N
                 "model": raw.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "rng": _rng_states(order_rng, batcher)})
 
+    # seconds of training between two checkpoints inside an epoch (0: after every step)
+    every = cfg.get("checkpoint_seconds")
+    every = schema_default("ranker.checkpoint_seconds") if every is None else every
     last_save = time.monotonic()
     for epoch in range(first_epoch, cfg["epochs"] + 1):
         t0 = time.time()
@@ -354,12 +411,18 @@ def train(model, tokenizer, train_ex, val_ex, cfg: dict, seed: int, checkpoint=N
                 scheduler.step()
                 optimizer.zero_grad()
                 losses.append(loss)
-            if time.monotonic() - last_save > CHECKPOINT_SECONDS and start + bs < len(order):
+            if time.monotonic() - last_save >= every and start + bs < len(order):
                 save(epoch, order, start + bs, losses, validated=False)
                 last_save = time.monotonic()
         bar.close()
         if raw.config.ranker_type == "pairranker" and cfg.get("val_pairs"):
             vs = val_pair_accuracy(raw, tokenizer, val_ex, cfg, device, seed + 2)
+        elif raw.config.ranker_type == "pairranker" and select_by == "bubble":
+            # the same seeded bubble orders every epoch, so epochs are compared on the same draws
+            picks, _ = infer.bubble(raw, tokenizer, [ex.source for ex in val_ex], [ex.texts for ex in val_ex],
+                                    seed=seed + 2, max_tokens=cfg["max_tokens"], max_batch=cfg["max_batch"],
+                                    device=device, autocast=cfg.get("autocast"))
+            vs = val_score(val_ex, picks)
         else:
             vs = val_score(val_ex, rank_scores(raw, tokenizer, val_ex, cfg, device))
         # wall time goes to the log only: artifacts must not change from one run to the next
