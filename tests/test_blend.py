@@ -321,6 +321,17 @@ def test_without_a_key_blended_answers_stay_unjudged_and_the_table_says_why(tmp_
     assert fake_openai.count() == 0 and m["pairs_labelled"] == 0 and "OPENAI_API_KEY" in m["note"]
     recs = [json.loads(x) for x in open(tmp_path / "j.jsonl")]
     assert all(r["cmp_results"] == {} and "OPENAI_API_KEY" in r["note"] for r in recs)
+    # the rule's command (llmblend judge-fused) finishes too and prints the note (it crashed on the
+    # missing label counts in the 2026-12-01 alpaca_eval run)
+    import argparse
+
+    from llmblend.judge import cli as judge_cli
+
+    monkeypatch.setattr(judge_cli, "config_of", lambda args: cfg)
+    judge_cli.run_fused(argparse.Namespace(fused=tmp_path / "v.jsonl", candidates=tmp_path / "c.jsonl",
+                                           out=tmp_path / "j3.jsonl", metrics=tmp_path / "m3.json",
+                                           cache=tmp_path / "cache.sqlite", allow_over_budget=False))
+    assert (tmp_path / "j3.jsonl").read_bytes() == (tmp_path / "j.jsonl").read_bytes()
     # the profile's own judge needs the key: there a missing key is an error, as before
     cfg["judge"]["backend"] = "openai"
     with pytest.raises(LLMBlendError, match="OPENAI_API_KEY"):

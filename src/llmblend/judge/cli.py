@@ -48,7 +48,9 @@ def run_fused(args):
 
     m = judge_fused(config_of(args), args.fused, args.candidates, args.out, args.metrics, args.cache,
                     allow_over_budget=args.allow_over_budget)
-    print({"examples": m["examples"], "pairs": m["pairs_labelled"], "labels": {k: v for k, v in m["labels"].items() if v}})
+    # without a key the blended answers are written unjudged: no labels, only the note
+    print({"examples": m.get("examples"), "pairs": m.get("pairs_labelled", 0),
+           "labels": {k: v for k, v in (m.get("labels") or {}).items() if v}, "note": m.get("note")})
 
 
 def run_batch(args):
