@@ -107,7 +107,8 @@ def test_a_ranker_setting_reaches_the_ranker_and_what_follows_only(pipeline):
     with_ranker = {n for n, st in stages.items() if any(k == "ranker" or k.startswith("ranker.") for k in _param_keys(st))}
     assert any(n.startswith("train_ranker") for n in with_ranker)
     for name in with_ranker:
-        assert name.startswith(("train_ranker", "import_ranker", "rank_", "evaluate")), name
+        # verify_fused compares the fused answer with the PairRanker's top-1 by running the PairRanker
+        assert name.startswith(("train_ranker", "import_ranker", "rank_", "evaluate", "verify_fused")), name
     for name, st in stages.items():
         if name.startswith(UPSTREAM_OF_RANKER):
             assert name not in with_ranker
