@@ -339,6 +339,18 @@ def test_the_label_cache_keeps_no_per_host_state(tmp_path):
     cache.close()
 
 
+def test_the_aggregator_cache_keeps_no_per_host_state(tmp_path):
+    """The aggregator's answer cache lives under shared_dir too: the same journal mode as the labels."""
+    from llmblend.fuser.aggregate import AnswerCache
+
+    cache = AnswerCache(tmp_path / "a.sqlite")
+    cache.put("k1", {"model": "agg", "text": "x"}, 0.0)
+    assert cache.conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    assert not (tmp_path / "a.sqlite-wal").exists() and not (tmp_path / "a.sqlite-shm").exists()
+    assert cache.get_many(["k1"]) == {"k1": {"model": "agg", "text": "x"}}
+    cache.close()
+
+
 def test_prefetch_downloads_every_hf_model_of_the_profile(monkeypatch, tmp_path, capsys, paper):
     import huggingface_hub
 

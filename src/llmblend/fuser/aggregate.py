@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import time
 from collections import Counter
-from pathlib import Path
 
 from llmblend.errors import ConfigError, LLMBlendError
 from llmblend.fuser.data import iter_ranked
@@ -69,12 +67,13 @@ def aggregate_prompt(instruction: str, input_text: str, answers: list[str], acfg
 
 
 class AnswerCache:
-    """One SQLite file; a row per answer, committed as it arrives (WAL: a killed run keeps them)."""
+    """One SQLite file; a row per answer, committed as it arrives (a killed run keeps them), opened as
+    the judge's label cache is, since both live under `shared_dir` on a cluster."""
 
     def __init__(self, path):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(path, timeout=60.0, isolation_level=None)
-        self.conn.execute("PRAGMA journal_mode=WAL")
+        from llmblend.judge.cache import open_shared_sqlite
+
+        self.conn = open_shared_sqlite(path)
         self.conn.execute("CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, candidate TEXT NOT NULL,"
                           " usd REAL, created REAL)")
 

@@ -37,17 +37,25 @@ def cache_key(*parts) -> str:
     return hashlib.sha256(json.dumps(list(parts), ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
+def open_shared_sqlite(path) -> sqlite3.Connection:
+    """A cache file that processes on several hosts may write (docs/scale-out.md): autocommit,
+    a long busy wait, and the rollback journal, not WAL (WAL's shared-memory index is single-host).
+    Also turns a file written in WAL mode by an earlier version back into one self-contained file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=BUSY_S, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout={int(BUSY_S * 1000)}")
+    mode = conn.execute("PRAGMA journal_mode=DELETE").fetchone()[0]
+    if mode.lower() != "delete":
+        raise OSError(f"{path}: SQLite kept journal mode {mode!r} (another process has it open in WAL mode)")
+    return conn
+
+
 class LabelCache:
     def __init__(self, path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(self.path, timeout=BUSY_S, isolation_level=None, check_same_thread=False)
+        self.conn = open_shared_sqlite(self.path)
         self._write = threading.Lock()  # one transaction at a time on this connection (it is shared by threads)
-        self.conn.execute(f"PRAGMA busy_timeout={int(BUSY_S * 1000)}")
-        # also turns a cache written in WAL mode by an earlier version back into one self-contained file
-        mode = self.conn.execute("PRAGMA journal_mode=DELETE").fetchone()[0]
-        if mode.lower() != "delete":
-            raise OSError(f"{self.path}: SQLite kept journal mode {mode!r} (another process has it open in WAL mode)")
         self.conn.execute(
             "CREATE TABLE IF NOT EXISTS labels (key TEXT PRIMARY KEY, label TEXT NOT NULL, reason TEXT, reply TEXT,"
             " prompt_tokens INTEGER, completion_tokens INTEGER, usd REAL, attempts INTEGER, backend TEXT,"
