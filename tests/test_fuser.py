@@ -338,6 +338,41 @@ def test_fusion_gets_the_top_k_best_first_and_a_rerun_fuses_only_what_is_missing
     assert texts == ["3 + 5 = 8. | eight", "Paris is the capital. | Lyon", "red, blue | red", ""]
 
 
+def test_fusion_dtype_reaches_the_model_and_keys_the_resume(tmp_path, files, monkeypatch):
+    """fuser.dtype: the weights are loaded in that type, the report says it, and answers fused in
+    float32 by a killed run are not taken over by a bfloat16 rerun (they may differ)."""
+    import torch
+
+    from llmblend.fuser import infer
+
+    loaded = []
+
+    class StandIn:
+        spec = PromptSpec(family="causal_lm", top_k=2)
+        generate_defaults = {"num_beams": 1}
+        die = False
+
+        def fuse_detailed(self, instructions, inputs, topk, batch_size, seed_offset, **kw):
+            if self.die and seed_offset:
+                raise KeyboardInterrupt
+            return [{"text": t[0] if t else "", "n_tokens": 1, "n_prompt_tokens": 1, "flags": []} for t in topk]
+
+    fuser = StandIn()
+    monkeypatch.setattr(infer, "load_fuser", lambda model_dir, **kw: loaded.append(kw["dtype"]) or fuser)
+    monkeypatch.setattr(infer, "CHUNK_BATCHES", 1)
+    (tmp_path / "fuser").mkdir()
+    (tmp_path / "fuser" / "config.json").write_text("{}")
+    split, ranks = files
+    fuser.die = True
+    with pytest.raises(KeyboardInterrupt):
+        fuse_split(tmp_path / "fuser", split, "pairranker", tmp_path / "fused.jsonl", ranks, batch_size=2)
+    fuser.die = False
+    report = fuse_split(tmp_path / "fuser", split, "pairranker", tmp_path / "fused.jsonl", ranks, batch_size=2,
+                        dtype="bfloat16")
+    assert loaded == [torch.float32, torch.bfloat16]
+    assert report["dtype"] == "bfloat16" and report["fused_now"] == 4
+
+
 def test_killed_training_resumes_from_the_last_checkpoint(tmp_path, files, caplog, monkeypatch):
     from transformers import TrainerCallback
 

@@ -539,6 +539,30 @@ def test_longest_picks_the_longest_answer_in_words(tmp_path):
     assert [r["n_forward"] for r in rows] == [0, 0] and reps["longest"]["left_out"] == 0
 
 
+def test_clm_scoring_runs_under_the_rankers_autocast(tmp_path):
+    """CLM-Scoring reads ranker.infer.autocast: the forward runs in bf16 (scores not bit-equal to fp32,
+    only rounded), the mean log-probability is that of the candidate's tokens, and the method's keys name
+    the setting so that a change reruns it."""
+    from gen_tiny import make_tiny_model
+
+    from llmblend.ranker import baselines
+    from llmblend.ranker.data import Example
+    from llmblend.ranker.methods import method
+
+    make_tiny_model(tmp_path / "lm")
+    examples = [Example(id=f"e{i}", source=src, texts=texts, models=[], metric_scores=[])
+                for i, (src, texts) in enumerate([("the capital of the water", ["one two three four", "a", "the time"]),
+                                                  ("how many people", ["5", "the number of people is 7", ""])])]
+    fp32 = np.array(baselines.clm_scores(tmp_path / "lm", examples, 32))
+    bf16 = np.array(baselines.clm_scores(tmp_path / "lm", examples, 32, autocast="bfloat16"))
+    assert fp32[1, 2] == bf16[1, 2] == -1e9  # an empty answer has no token to score: last
+    live = fp32 > -1e9
+    diff = np.abs(fp32 - bf16)[live]
+    assert 0 < diff.max() < 0.05 * np.abs(fp32[live]).max()
+    assert (fp32[live] < 0).all()  # mean log-probabilities
+    assert "ranker.infer.autocast" in method("clm_scoring").keys
+
+
 # ------------------------------------------------------------------ mixed precision, pair validation
 
 

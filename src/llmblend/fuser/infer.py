@@ -28,22 +28,23 @@ KEEP = ("id", "instruction", "input", "output", "source", "rubric")
 CHUNK_BATCHES = 8  # batches fused between two appends to the partial file
 
 
-def _fingerprint(fuser_dir, split_path, rankings_path, ranker, kw, reference_input) -> str:
+def _fingerprint(fuser_dir, split_path, rankings_path, ranker, kw, reference_input, dtype) -> str:
     parts = {"split": sha256_file(split_path), "rankings": sha256_file(rankings_path) if rankings_path else None,
-             "ranker": ranker, "generate": kw, "reference_input": reference_input,
+             "ranker": ranker, "generate": kw, "reference_input": reference_input, "dtype": dtype,
              "fuser": {f.name: sha256_file(f) for f in sorted(Path(fuser_dir).glob("*.json"))}}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
 def fuse_split(model_dir, split_path, ranker: str, out_path, rankings_path=None, generate: dict | None = None,
                batch_size: int = 8, report_path=None, threads: int | None = None,
-               reference_input: str | None = None) -> dict:
+               reference_input: str | None = None, dtype: str = "float32") -> dict:
+    """`dtype`: the weights' type while fusing (fuser.dtype: float32 or bfloat16)."""
     import torch
 
     if threads:
         torch.set_num_threads(threads)
     fuser = load_fuser(model_dir, device="cuda" if torch.cuda.is_available() else None,
-                       reference_input=reference_input)
+                       reference_input=reference_input, dtype=getattr(torch, dtype))
     records, topk, fused_from = [], [], []
     for _, rec, order in iter_ranked(split_path, ranker, rankings_path):
         top = order[: fuser.spec.top_k]
@@ -52,7 +53,7 @@ def fuse_split(model_dir, split_path, ranker: str, out_path, rankings_path=None,
         fused_from.append([rec["candidates"][j].get("model", f"#{j}") for j in top])
     kw = {**fuser.generate_defaults, **(generate or {})}
     # a fuser given by spec (not a folder) has no files to fingerprint: never resumed (key None)
-    fingerprint = _fingerprint(model_dir, split_path, rankings_path, ranker, kw, reference_input) \
+    fingerprint = _fingerprint(model_dir, split_path, rankings_path, ranker, kw, reference_input, dtype) \
         if Path(model_dir).is_dir() else None
     partial = AnswerLog(str(out_path) + ".partial.jsonl", fingerprint, "result")
     done = partial.read()
@@ -90,6 +91,7 @@ def fuse_split(model_dir, split_path, ranker: str, out_path, rankings_path=None,
     flags = Counter(f for r in results for f in r["flags"])
     n_tokens = sum(r["n_tokens"] for r in results)
     report = {"records": len(rows), "fused_now": n_new, "ranker": ranker, "decoding_method": method, "generate": kw,
+              "dtype": dtype,
               "flags": dict(flags), "fused_tokens": n_tokens}
     if report_path:
         write_json(report_path, report)

@@ -30,10 +30,14 @@ def longest_scores(examples):
     return [[float(word_count(t)) for t in ex.texts] for ex in examples]
 
 
-def clm_scores(model_dir, examples, max_len: int = 256, batch_size: int = 8, device="cpu"):
-    """Mean log-probability of each candidate's tokens given `source + "\\n\\n"` (one forward per candidate)."""
+def clm_scores(model_dir, examples, max_len: int = 256, batch_size: int = 8, device="cpu", autocast=None):
+    """Mean log-probability of each candidate's tokens given `source + "\\n\\n"` (one forward per candidate).
+    `autocast` (ranker.infer.autocast, as the PairRanker's passes): the forward under torch.autocast in that
+    type; the log-softmax stays in float32."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from llmblend.ranker.infer import AUTOCAST_DTYPES
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device).eval()
@@ -47,6 +51,7 @@ def clm_scores(model_dir, examples, max_len: int = 256, batch_size: int = 8, dev
     out = [[0.0] * len(ex.texts) for ex in examples]
     order = sorted(range(len(items)), key=lambda k: -(len(items[k][2]) + len(items[k][3])))
     bar = progress(total=len(items), desc="clm scoring", unit="cand")
+    amp = torch.autocast(torch.device(device).type, dtype=AUTOCAST_DTYPES.get(autocast), enabled=autocast is not None)
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             chunk = [items[k] for k in order[start: start + batch_size]]
@@ -59,8 +64,9 @@ def clm_scores(model_dir, examples, max_len: int = 256, batch_size: int = 8, dev
                 ids[r, : len(seq)] = torch.tensor(seq)
                 mask[r, : len(seq)] = 1
                 tgt[r, len(p): len(seq)] = True
-            logp = torch.log_softmax(model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float(),
-                                     dim=-1)
+            with amp:
+                logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+            logp = torch.log_softmax(logits.float(), dim=-1)
             # token t is predicted at position t-1
             tok_lp = logp[:, :-1].gather(-1, ids[:, 1:].to(device).unsqueeze(-1)).squeeze(-1).cpu()
             is_tgt = tgt[:, 1:]

@@ -77,7 +77,7 @@ METHODS = {
     "random": Method("random", keys=("seed",)),
     "longest": Method("longest"),  # the candidate texts alone decide
     "clm_scoring": Method("clm_scoring", reads="clm", passes=lambda n, r: n,
-                          keys=("ranker.clm_scorer", "ranker.clm_max_len", "ranker.source_join")),
+                          keys=("ranker.clm_scorer", "ranker.clm_max_len", "ranker.source_join", "ranker.infer.autocast")),
     # oracles: the judge labels or the metric scores decide, no ranker setting does
     "oracle-gpt_rank": Method("oracle_judge", reads="judge"),
 }

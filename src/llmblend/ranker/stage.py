@@ -164,7 +164,8 @@ def rank_split(cfg: dict, methods: list[str], input_path, out_dir, split: str, m
         elif kind == "clm_scoring":
             if clm_model_dir is None:
                 raise ConfigError("method clm_scoring needs the causal LM (ranker.clm_scorer)")
-            scores = baselines.clm_scores(clm_model_dir, examples, rc["clm_max_len"], device=kw["device"])
+            scores = baselines.clm_scores(clm_model_dir, examples, rc["clm_max_len"], device=kw["device"],
+                                           autocast=kw["autocast"])
         elif kind == "oracle_metric":
             metric = name[len(ORACLE):]
             scores = [[float(s[metric]) for s in ex.metric_scores] for ex in examples]
