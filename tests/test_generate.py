@@ -262,3 +262,24 @@ def test_every_backend_is_written_to_the_one_interface():
 
     with pytest.raises(TypeError, match="run_batch"):
         NoRun()
+
+
+def test_decoding_defaults_come_from_the_schema_for_every_reader(monkeypatch):
+    """One place for the decoding defaults (generate.schema.yaml): a generator that leaves a key out
+    gets the schema's value in the openai backend's request, the cost plan and decoding_of alike."""
+    from llmblend.config import schema_node
+    from llmblend.generate.backend import decoding_of
+    from llmblend.generate.openai_backend import OpenAIBackend
+    from llmblend.workflow.cost import _gen_max_new
+
+    node = schema_node("generate.generators.items.decoding")["properties"]
+    monkeypatch.setitem(node["temperature"], "default", 0.3)
+    monkeypatch.setitem(node["max_new_tokens"], "default", 77)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    gen = {"name": "g", "backend": "openai", "decoding": {"method": "top_p_sampling"}, "openai": {"model": "m"}}
+    assert decoding_of(gen) == {"method": "top_p_sampling", "temperature": 0.3, "top_p": 1.0, "max_new_tokens": 77}
+    backend = OpenAIBackend(gen, seed=0, client=object())
+    assert backend.params == {"max_tokens": 77, "temperature": 0.3, "top_p": 1.0}
+    assert _gen_max_new(gen) == 77
+    greedy = OpenAIBackend({**gen, "decoding": {"method": "greedy", "max_new_tokens": 5}}, seed=0, client=object())
+    assert greedy.params == {"max_tokens": 5, "temperature": 0.0}

@@ -249,11 +249,12 @@ def _schema_doc(top: str) -> dict:
 
 
 def schema_node(dotted: str) -> dict:
-    """The schema of a config key, e.g. "fuser.train" (a local $ref followed)."""
+    """The schema of a config key, e.g. "fuser.train" (a local $ref followed); `items` steps into the
+    entries of a list, e.g. "generate.generators.items.decoding"."""
     top, *keys = dotted.split(".")
     doc = node = _schema_doc(top)
     for k in keys:
-        node = (node.get("properties") or {}).get(k)
+        node = node.get("items") if k == "items" else (node.get("properties") or {}).get(k)
         if node is None:
             raise KeyError(f"{dotted}: not a key of {top}.schema.yaml")
         if str(node.get("$ref", "")).startswith("#/"):  # a shared definition of the same file

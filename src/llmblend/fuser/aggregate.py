@@ -24,6 +24,7 @@ from llmblend.errors import ConfigError, LLMBlendError
 from llmblend.fuser.data import iter_ranked
 from llmblend.fuser.infer import KEEP
 from llmblend.fuser.kinds import KINDS
+from llmblend.generate.backend import decoding_of
 from llmblend.io import write_json, write_jsonl
 from llmblend.judge.cache import cache_key
 
@@ -138,7 +139,7 @@ def aggregate_split(cfg: dict, split_path, out_path, cache_path, rankings_path=N
         spent, stats = 0.0, Counter(cached=len(records) - len(todo))
         if todo and gen["backend"] == "openai":
             est = usd(acfg, sum(len(records[i]["_prompt"]) / 4 + 8 for i in todo),
-                      len(todo) * gen["decoding"].get("max_new_tokens", 256))
+                      len(todo) * decoding_of(gen)["max_new_tokens"])
             msg = (f"aggregator cost estimate: {len(todo)} calls to make ({stats['cached']} cached), about "
                    f"{est:.4f} USD (model {gen['openai']['model']}; cap fuser.aggregator.max_usd = {acfg['max_usd']})")
             print(msg, flush=True)

@@ -39,3 +39,12 @@ class GenerationBackend(Protocol):
     def report(self, records: list[dict]) -> dict:
         """Added to the shard report (the import join, the openai accounting); default: nothing."""
         return {}
+
+
+def decoding_of(gen: dict) -> dict:
+    """A generator's decoding settings, the schema's defaults (generate.schema.yaml) filled in where the
+    profile leaves a key out: every backend, the cost plan and the aggregator read them here."""
+    from llmblend.config import schema_defaults
+
+    return {**schema_defaults("generate.generators.items.decoding"),
+            **{k: v for k, v in (gen.get("decoding") or {}).items() if v is not None}}

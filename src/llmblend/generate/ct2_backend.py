@@ -23,7 +23,7 @@ import hashlib
 import logging
 import time
 
-from llmblend.generate.backend import GenerationBackend
+from llmblend.generate.backend import GenerationBackend, decoding_of
 from llmblend.generate.hf import HFBackend, finish_row
 from llmblend.generate.prompts import default_stops
 from llmblend.models.ct2_convert import read_meta
@@ -58,10 +58,10 @@ class CT2Backend(GenerationBackend):
         self.tok = AutoTokenizer.from_pretrained(self.path)
         if self.tok.pad_token is None:
             self.tok.pad_token = self.tok.eos_token
-        dec = gen["decoding"]
-        self.max_new = dec.get("max_new_tokens", 256)
-        self.greedy = dec.get("method", "top_p_sampling") == "greedy"
-        self.temperature, self.top_p = dec.get("temperature", 0.7), dec.get("top_p", 1.0)
+        dec = decoding_of(gen)
+        self.max_new = dec["max_new_tokens"]
+        self.greedy = dec["method"] == "greedy"
+        self.temperature, self.top_p = dec["temperature"], dec["top_p"]
         self.stops = gen.get("stop", default_stops(gen["prompt"]))
         self.max_prompt = gen.get("max_prompt_tokens") or max(16, self.meta["max_position_embeddings"] - self.max_new)
         self.add_special = gen["prompt"] != "chat"

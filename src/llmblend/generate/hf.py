@@ -21,7 +21,7 @@ import time
 import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
-from llmblend.generate.backend import GenerationBackend
+from llmblend.generate.backend import GenerationBackend, decoding_of
 from llmblend.generate.prompts import cut_at_stop, default_stops, render, user_text
 from llmblend.models.resolve import resolve
 
@@ -119,10 +119,10 @@ class HFBackend(GenerationBackend):
         self.tok, self.model = load_model(spec, self.kind, hf.get("dtype", "float32"), hf.get("quantize", "none"),
                                           self.device, hf.get("trust_remote_code", False))
         log.info("%s: loaded %s in %.1f s", gen["name"], spec, time.time() - t0)
-        dec = gen["decoding"]
-        self.max_new = dec.get("max_new_tokens", 256)
-        self.greedy = dec.get("method", "top_p_sampling") == "greedy"
-        self.temperature, self.top_p = dec.get("temperature", 0.7), dec.get("top_p", 1.0)
+        dec = decoding_of(gen)
+        self.max_new = dec["max_new_tokens"]
+        self.greedy = dec["method"] == "greedy"
+        self.temperature, self.top_p = dec["temperature"], dec["top_p"]
         self.stops = gen.get("stop", default_stops(gen["prompt"]))
         ctx = getattr(self.model.config, "max_position_embeddings", None) or 2048
         self.max_prompt = gen.get("max_prompt_tokens") or max(16, ctx - self.max_new)

@@ -22,7 +22,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from llmblend.errors import ConfigError, LLMBlendError
-from llmblend.generate.backend import GenerationBackend
+from llmblend.generate.backend import GenerationBackend, decoding_of
 from llmblend.generate.hf import row_seed
 from llmblend.generate.prompts import user_text
 from llmblend.openai_retry import Fault, GaveUp, MalformedReply, Retrier
@@ -62,12 +62,11 @@ class OpenAIBackend(GenerationBackend):
             raise ConfigError(f"generator {gen['name']}: set the environment variable {env} to the endpoint's API key")
         self.client = client or openai.OpenAI(base_url=oa.get("base_url"), api_key=key, max_retries=0,
                                               timeout=oa.get("timeout", 60.0))
-        dec = gen["decoding"]
-        self.greedy = dec.get("method", "top_p_sampling") == "greedy"
-        self.params = {"max_tokens": dec.get("max_new_tokens", 256),
-                       "temperature": 0.0 if self.greedy else dec.get("temperature", 0.7)}
+        dec = decoding_of(gen)
+        self.greedy = dec["method"] == "greedy"
+        self.params = {"max_tokens": dec["max_new_tokens"], "temperature": 0.0 if self.greedy else dec["temperature"]}
         if not self.greedy:
-            self.params["top_p"] = dec.get("top_p", 1.0)
+            self.params["top_p"] = dec["top_p"]
         if gen.get("stop"):
             self.params["stop"] = gen["stop"]
         self.want_logprobs = oa.get("logprobs", False)

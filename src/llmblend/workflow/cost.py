@@ -167,7 +167,9 @@ def params_b(cfg: dict, ref: str) -> float:
 
 
 def _gen_max_new(gen: dict) -> int:
-    return int((gen.get("decoding") or {}).get("max_new_tokens", 256))
+    from llmblend.generate.backend import decoding_of
+
+    return int(decoding_of(gen)["max_new_tokens"])
 
 
 def _shards(cfg: dict, section: str) -> int:
