@@ -332,6 +332,13 @@ def test_without_a_key_blended_answers_stay_unjudged_and_the_table_says_why(tmp_
                                            out=tmp_path / "j3.jsonl", metrics=tmp_path / "m3.json",
                                            cache=tmp_path / "cache.sqlite", allow_over_budget=False))
     assert (tmp_path / "j3.jsonl").read_bytes() == (tmp_path / "j.jsonl").read_bytes()
+    # the label cache is a declared output of the DVC stage: it exists though nothing was judged (dvc
+    # repro failed on the missing file), and so it does after judge-pairs with an offline judge
+    assert (tmp_path / "cache.sqlite").is_file()
+    judge_cli.run_pairs(argparse.Namespace(candidates=tmp_path / "c.jsonl", out=tmp_path / "p.jsonl",
+                                           metrics=tmp_path / "pm.json", cache=tmp_path / "pairs.sqlite",
+                                           split="test", allow_over_budget=False))
+    assert (tmp_path / "pairs.sqlite").is_file()
     # the profile's own judge needs the key: there a missing key is an error, as before
     cfg["judge"]["backend"] = "openai"
     with pytest.raises(LLMBlendError, match="OPENAI_API_KEY"):

@@ -35,11 +35,20 @@ def register(sub, add_common):
     p.set_defaults(func=run_batch)
 
 
+def _declared_cache(path) -> None:
+    """The label cache is a declared (persist) output of the DVC judge stages whatever the backend: an
+    offline judge (rubric, replay) or an unjudged run leaves it empty, but it exists."""
+    from llmblend.judge.cache import LabelCache
+
+    LabelCache(path).close()
+
+
 def run_pairs(args):
     from llmblend.judge.run import judge_split
 
     m = judge_split(config_of(args), args.candidates, args.out, args.metrics, args.cache, split=args.split,
                     allow_over_budget=args.allow_over_budget)
+    _declared_cache(args.cache)
     print({"examples": m["examples"], "pairs": m["pairs_labelled"], "labels": {k: v for k, v in m["labels"].items() if v}})
 
 
@@ -48,6 +57,7 @@ def run_fused(args):
 
     m = judge_fused(config_of(args), args.fused, args.candidates, args.out, args.metrics, args.cache,
                     allow_over_budget=args.allow_over_budget)
+    _declared_cache(args.cache)
     # without a key the blended answers are written unjudged: no labels, only the note
     print({"examples": m.get("examples"), "pairs": m.get("pairs_labelled", 0),
            "labels": {k: v for k, v in (m.get("labels") or {}).items() if v}, "note": m.get("note")})
