@@ -98,7 +98,7 @@ TIMING = lambda k: k == "seconds" or k.endswith("_per_s")  # noqa: E731
 # resumed run's share, by design; the labels and data files themselves are compared byte for byte
 RESUME_KEYS = {"resumed", "generated", "calls", "cache_hits", "spent_usd", "backend_stats", "calls_planned",
                "estimate_usd", "new_tokens", "retries", "prompt_tokens", "completion_tokens", "usd", "attempts",
-               "tokens", "faults", "stats", "cached_at_start"}
+               "tokens", "faults", "stats", "cached_at_start", "fused_now", "asked", "cached"}
 
 
 def normalized(path: Path, resumed: bool = False) -> bytes:
