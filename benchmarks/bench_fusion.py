@@ -16,7 +16,7 @@ import tempfile
 import time
 
 
-def prompts_of(fuser, split, rankings, ranker, n):
+def prompts_of(split, rankings, ranker, n):
     from llmblend.fuser.data import iter_ranked
 
     rows = []
@@ -73,9 +73,7 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from llmblend.fuser.api import load_fuser
-
-    rows = prompts_of(load_fuser(args.fuser), args.split, args.rankings, args.ranker, args.n)
+    rows = prompts_of(args.split, args.rankings, args.ranker, args.n)
     base = None
     print(f"{len(rows)} prompts, greedy, up to {args.max_new_tokens} new tokens, {args.threads} threads")
     print("| engine | weights | batch | s | fused tokens | tokens/s | answers equal to float32 |")
