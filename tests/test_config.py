@@ -1,5 +1,6 @@
 """The config schema: every profile validates; a bad key is named with the file that set it."""
 
+import json
 import re
 from pathlib import Path
 
@@ -159,3 +160,51 @@ def test_snakemake_dry_run_names_the_file_and_what_to_add(tmp_path, overlay_text
     r = subprocess.run(["snakemake", "-n", "--cores", "1", "--configfile", str(p)], cwd=ROOT, env=env(),
                        capture_output=True, text=True, timeout=300)
     assert r.returncode != 0 and re.search(expected, r.stdout + r.stderr), (r.stdout + r.stderr)[-2000:]
+
+
+def test_a_stage_reads_only_the_keys_its_rule_declares():
+    """llmblend.config.restrict (the CLI's --keys, which every rule passes with its declared keys):
+    a declared key reads as before, a declared but absent key gives its default, and any other key
+    raises naming it, however it is read ([], get, in, setdefault); copies and dumps keep the slice."""
+    import copy
+    import json
+
+    from llmblend.config import UndeclaredKeyError, restrict
+
+    full = {"run": "r", "seed": 3, "ranker": {"train": {"lr": 0.1}, "infer": {"autocast": None}, "threads": 2},
+            "models": {"a": {"spec": "x"}, "b": {"spec": "y"}}, "fuser": {"dtype": "float32"}}
+    cfg = restrict(full, ["seed", "ranker.train", "ranker.select", "models.a"])
+    assert cfg["seed"] == 3 and cfg["ranker"]["train"]["lr"] == 0.1 and cfg["models"]["a"] == {"spec": "x"}
+    assert cfg["run"] == "r" and cfg["ranker"]["threads"] == 2  # ambient: paths and speed, not results
+    assert cfg["ranker"].get("select", "default") == "default"  # declared, left out of the profile
+    for read, key in [(lambda: cfg["fuser"], "'fuser'"), (lambda: cfg.get("mirror"), "'mirror'"),
+                      (lambda: "fuser" in cfg, "'fuser'"), (lambda: cfg["ranker"]["infer"], "'ranker.infer'"),
+                      (lambda: cfg["ranker"].get("loss", "x"), "'ranker.loss'"),
+                      (lambda: cfg["models"]["b"], "'models.b'"), (lambda: cfg.setdefault("data", {}), "'data'"),
+                      (lambda: copy.deepcopy(cfg)["ranker"]["infer"], "'ranker.infer'")]:
+        with pytest.raises(UndeclaredKeyError, match=re.escape(key)):
+            read()
+    assert json.loads(json.dumps(cfg)) == {"seed": 3, "ranker": {"train": {"lr": 0.1}, "threads": 2},
+                                           "models": {"a": {"spec": "x"}}, "run": "r"}
+    assert yaml.safe_load(yaml.safe_dump(cfg)) == json.loads(json.dumps(cfg))
+    assert isinstance(cfg, dict) and dict(restrict(full, ["fuser"]))["fuser"] == {"dtype": "float32"}
+
+
+def test_the_cli_refuses_an_undeclared_read_naming_the_key(tmp_path, monkeypatch):
+    """`--keys` reaches the stage: `random` reads the seed, so with no declared key it fails (exit 2,
+    naming 'seed', no output); with the seed declared it runs; without --keys the whole config is read."""
+    from llmblend.cli import main
+
+    monkeypatch.chdir(ROOT)
+    split = tmp_path / "test.jsonl"
+    split.write_text(json.dumps({"id": "e0", "instruction": "q", "input": "",
+                                 "candidates": [{"model": "m0", "text": "a"}, {"model": "m1", "text": "b c"}]}) + "\n")
+
+    def rank(out, *keys):
+        return main(["rank-candidates", "--config", "params.yaml", *keys, "--methods", "random", "--input", str(split),
+                     "--split", "test", "--out-dir", str(tmp_path / out)])
+
+    assert rank("a", "--keys", "") == 2 and not (tmp_path / "a").exists()
+    assert rank("b", "--keys", "seed") == 0 and (tmp_path / "b" / "random" / "test.jsonl").exists()
+    assert rank("c") == 0
+    assert (tmp_path / "b" / "random" / "test.jsonl").read_bytes() == (tmp_path / "c" / "random" / "test.jsonl").read_bytes()

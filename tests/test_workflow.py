@@ -28,13 +28,15 @@ def test_dry_run_of_every_profile(profile):
 
 
 def test_every_rule_declares_config_keys_and_logs():
-    """Each rule that runs a command reads its config through `cfg=config_slice(...)` and logs."""
+    """Each rule that runs a command declares the config keys it reads (`**rule_config(...)`: the `cfg`
+    param and the command's --keys, so the command can read no other key) and logs."""
     text = "\n".join(p.read_text() for p in sorted((ROOT / "workflow" / "rules").glob("*.smk")))
     rules = re.split(r"^\s*rule (\w+):", text, flags=re.M)[1:]
     for name, body in zip(rules[::2], rules[1::2]):
         if "shell:" not in body:
             continue
-        assert "cfg=" in body, f"rule {name} declares no config keys (params: cfg=config_slice(...))"
+        assert "**rule_config(" in body, f"rule {name} declares no config keys (params: **rule_config(...))"
+        assert "{params.cfgargs}" in body, f"rule {name} does not pass its declared keys to its command"
         assert "log:" in body, f"rule {name} has no log:"
         assert "llmblend " in body, f"rule {name} does not call the llmblend CLI"
 
@@ -92,6 +94,15 @@ def _param_keys(stage: dict) -> set[str]:
     return keys
 
 
+def _stages_reading_results(pipeline) -> dict:
+    """The stages of a dvc.yaml but build_report, which shows the whole configuration and so declares
+    (and reruns on) every key of it, and asserts that it does."""
+    stages = yaml.safe_load((ROOT / pipeline).read_text())["stages"]
+    cfg = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert {k for k in cfg if not k.startswith("_")} <= _param_keys(stages.pop("build_report"))
+    return stages
+
+
 UPSTREAM_OF_RANKER = ("prepare_data", "convert_model", "generate_candidates", "gather_candidates",
                       "score_candidates", "gather_scores", "summarize_scores", "judge_pairs")
 
@@ -103,7 +114,7 @@ def test_a_ranker_setting_reaches_the_ranker_and_what_follows_only(pipeline):
     through its files. So changing e.g. ranker.train.lr must reach only ranker stages (and the
     evaluation, which reads ranker.methods), never a stage upstream of the ranker; and the fuser and
     the evaluation must depend on the ranker's outputs."""
-    stages = yaml.safe_load((ROOT / pipeline).read_text())["stages"]
+    stages = _stages_reading_results(pipeline)
     with_ranker = {n for n, st in stages.items() if any(k == "ranker" or k.startswith("ranker.") for k in _param_keys(st))}
     assert any(n.startswith("train_ranker") for n in with_ranker)
     for name in with_ranker:
@@ -124,7 +135,7 @@ def test_each_ranker_setting_reaches_only_the_stages_that_read_it(pipeline):
     """Per-setting slicing: a training setting reaches only train_ranker (and, through the model files,
     what ranks with it), a new method in ranker.methods reruns the evaluation only (plus its own new
     stage), the CLM-Scoring length only CLM-Scoring, and the oracles read no ranker setting at all."""
-    stages = yaml.safe_load((ROOT / pipeline).read_text())["stages"]
+    stages = _stages_reading_results(pipeline)
 
     def with_key(key):
         return {n for n, st in stages.items() if any(k == key or key.startswith(k + ".") for k in _param_keys(st))}

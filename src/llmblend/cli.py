@@ -34,6 +34,9 @@ log = logging.getLogger("llmblend")
 def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", action="append", metavar="YAML",
                    help="config file; repeat to overlay a profile on params.yaml (default: params.yaml)")
+    p.add_argument("--keys", metavar="KEY[,KEY...]",
+                   help="the config keys this stage may read (dotted, comma-separated; its rule's declared "
+                        "keys): reading any other fails, naming it. Default: the whole config")
     p.add_argument("--log", metavar="FILE", help="also write the log to FILE (the rule's log:)")
 
 
@@ -86,9 +89,12 @@ def main(argv=None) -> int:
 
 
 def config_of(args) -> dict:
-    from llmblend.config import load_config
+    """The merged, validated config; with --keys only the keys the stage's rule declares (restrict)."""
+    from llmblend.config import load_config, restrict
 
-    return load_config(args.config)
+    cfg = load_config(args.config)
+    keys = getattr(args, "keys", None)
+    return restrict(cfg, [k for k in keys.split(",") if k]) if keys is not None else cfg
 
 
 if __name__ == "__main__":

@@ -295,3 +295,88 @@ def setting(cfg: dict, dotted: str):
             return schema_default(dotted)
         node = node[k]
     return node
+
+
+# keys every stage may read without declaring them: the run's name (its roots data/<run>, results/<run>
+# are in every path a rule names), the config files themselves, torch's thread count (like Snakemake's
+# resources it changes speed, not results: ranker/rules.py) and how often a training saves its resume
+# state (when a killed job can resume from, not what it computes)
+AMBIENT_KEYS = ("run", "_files", "ranker.threads", "ranker.checkpoint_seconds")
+
+
+class UndeclaredKeyError(ConfigError):
+    """A stage read a config key that its rule does not declare."""
+
+
+class DeclaredConfig(dict):
+    """The config as one stage may read it: only the keys its rule declares (`--keys`, the same list
+    as the rule's `cfg` param, which Snakemake compares to rerun the rule and `export-dvc` lists as
+    the DVC stage's params). Reading any other key, present or not, raises UndeclaredKeyError naming
+    it: a setting the stage reads but the rule does not declare would change the stage's output
+    without rerunning it. A fully declared section is a plain dict; a partly declared one is a
+    DeclaredConfig of its own. Iterating gives the declared keys that are present."""
+
+    def __init__(self, visible: dict, allowed: dict, path: str, declared: tuple[str, ...]):
+        super().__init__(visible)
+        self._allowed, self._path, self._declared = allowed, path, declared
+
+    def _check(self, key) -> None:
+        if key not in self._allowed:
+            raise UndeclaredKeyError(
+                f"config key '{self._path}{key}' is read by this stage, but its rule does not declare it "
+                f"(declared: {', '.join(self._declared) or 'none'}); add it to the rule's config keys "
+                "in workflow/rules/ so that changing it reruns the stage")
+
+    def __getitem__(self, key):
+        self._check(key)
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        self._check(key)
+        return super().get(key, default)
+
+    def __contains__(self, key) -> bool:
+        self._check(key)
+        return super().__contains__(key)
+
+    def setdefault(self, key, default=None):
+        self._check(key)
+        return super().setdefault(key, default)
+
+    def pop(self, key, *default):
+        self._check(key)
+        return super().pop(key, *default)
+
+
+# yaml.safe_dump writes a restricted config as the mapping it is (a report may show it)
+yaml.SafeDumper.add_representer(DeclaredConfig, yaml.representer.SafeRepresenter.represent_dict)
+
+
+def _key_tree(keys) -> dict:
+    """"a.b" and "a.c.d" -> {"a": {"b": True, "c": {"d": True}}}; a key covers every key below it."""
+    tree: dict = {}
+    for dotted in keys:
+        node, parts = tree, dotted.split(".")
+        for part in parts[:-1]:
+            if node.get(part) is True:
+                break
+            node = node.setdefault(part, {})
+        else:
+            node[parts[-1]] = True
+    return tree
+
+
+def _restricted(node: dict, allowed: dict, path: str, declared: tuple[str, ...]) -> DeclaredConfig:
+    visible = {}
+    for key, sub in allowed.items():
+        if key in node:
+            value = node[key]
+            visible[key] = (_restricted(value, sub, f"{path}{key}.", declared)
+                            if sub is not True and isinstance(value, dict) else value)
+    return DeclaredConfig(visible, allowed, path, declared)
+
+
+def restrict(cfg: dict, keys) -> DeclaredConfig:
+    """`cfg` as a stage whose rule declares `keys` (dotted) may read it (see DeclaredConfig)."""
+    declared = tuple(keys)
+    return _restricted(cfg, _key_tree([*declared, *AMBIENT_KEYS]), "", declared)

@@ -47,6 +47,12 @@ class Mutant:
 
 M = Mutant
 MUTANTS = [
+    M("config-undeclared-get-allowed", "src/llmblend/config.py",
+      "    def get(self, key, default=None):\n        self._check(key)\n", "    def get(self, key, default=None):\n",
+      ("tests/test_config.py::test_a_stage_reads_only_the_keys_its_rule_declares",)),
+    M("cli-keys-ignored", "src/llmblend/cli.py",
+      'return restrict(cfg, [k for k in keys.split(",") if k]) if keys is not None else cfg', "return cfg",
+      ("tests/test_config.py::test_the_cli_refuses_an_undeclared_read_naming_the_key",)),
     M("loss-sign", "src/llmblend/ranker/train.py",
       "return -F.logsigmoid(sign * (s1 - s2)).mean()", "return -F.logsigmoid(-sign * (s1 - s2)).mean()",
       ("tests/test_ranker.py::test_trained_ranker_prefers_the_better_candidate_on_held_out_inputs",)),

@@ -5,7 +5,7 @@ import os
 import sys
 from functools import partial
 
-from llmblend.workflow.snake import config_args, config_slice, gguf_models, missing_api_keys, q
+from llmblend.workflow.snake import config_args, config_slice, declare, gguf_models, missing_api_keys, q
 from llmblend.workflow.snake import validate_workflow_config
 from llmblend.workflow.snake import IMAGE, input_args, prepare_environment, state_dir
 from llmblend.workflow.snake import model_arg as _model_arg
@@ -34,6 +34,9 @@ BENCH = f"{RESULTS}/benchmarks"
 STATE = state_dir(config, DATA)
 # the config files Snakemake was given, in order, passed on to every command (the CLI re-reads them)
 CONFIG_ARGS = config_args(workflow)
+# a rule's config params from the slice of the config it reads: `cfg` (reruns, DVC params) and `cfgargs`
+# (the config files and --keys: the command may read those keys only). params: **rule_config(config_slice(...))
+rule_config = partial(declare, CONFIG_ARGS)
 
 # the environment every rule runs in (pins of requirements.lock)
 ENV = "../envs/llmblend.yaml"

@@ -8,8 +8,7 @@ rule prepare_data:
         test=f"{DATA}/splits/test.jsonl",
         manifest=f"{DATA}/splits/manifest.json",
     params:
-        cfg=config_slice(config, "seed", "mirror", "data"),
-        cfgargs=CONFIG_ARGS,
+        **rule_config(config_slice(config, "seed", "mirror", "data")),
         out_dir=lambda wc, output: os.path.dirname(output.manifest),
     log:
         f"{LOGS}/prepare_data.log",

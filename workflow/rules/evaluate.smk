@@ -61,8 +61,7 @@ if ECFG is not None and config.get("ranker") and config.get("judge") and config.
             figures_svg=[f"{RESULTS}/figures/{f}.svg" for f in _EVAL_FIGURES],
             plots=[f"{RESULTS}/plots/{p}.csv" for p in _EVAL_PLOTS],
         params:
-            cfg=config_slice(config, "seed", "evaluate", "ranker.methods"),
-            cfgargs=CONFIG_ARGS,
+            **rule_config(config_slice(config, "seed", "evaluate", "ranker.methods")),
             # from the job's input (storage copies on Kubernetes), not the plain paths of EVAL_INPUTS
             args=lambda wc, input: " ".join([
                 input_args("--ranking", EVAL_METHODS, input.rankings),
@@ -90,8 +89,8 @@ if ECFG is not None and config.get("ranker") and config.get("judge") and config.
         output:
             report(f"{RESULTS}/report.html", caption="../report/report_html.rst", category="Report"),
         params:
-            cfg=config_slice(config, "run"),
-            cfgargs=CONFIG_ARGS,
+            # the report shows the whole configuration: every key of it
+            **rule_config(config_slice(config, *[k for k in config if not k.startswith("_")])),
             results=lambda wc, output: os.path.dirname(output[0]),
         log:
             f"{LOGS}/build_report.log",

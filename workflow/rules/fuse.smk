@@ -30,8 +30,7 @@ if FCFG:
                 val=f"{DATA}/fuser/val.jsonl",
                 report=f"{DATA}/fuser/build_report.json",
             params:
-                cfg=config_slice(config, *FUSER_CFG),
-                cfgargs=CONFIG_ARGS,
+                **rule_config(config_slice(config, *FUSER_CFG)),
                 model=FUSER_MODEL_ARG,
                 splits=lambda wc, input: _fs.data_args(config, input),
                 out_dir=lambda wc, output: os.path.dirname(output.train),
@@ -57,8 +56,7 @@ if FCFG:
                 model=directory(f"{DATA}/fuser/model"),
                 plot=f"{RESULTS}/plots/train_fuser.csv",
             params:
-                cfg=config_slice(config, *FUSER_CFG),
-                cfgargs=CONFIG_ARGS,
+                **rule_config(config_slice(config, *FUSER_CFG)),
                 model=FUSER_MODEL_ARG,
             log:
                 f"{LOGS}/train_fuser.log",
@@ -85,8 +83,7 @@ if FCFG:
             fused=f"{RESULTS}/fuser/test_fused.jsonl",
             report=f"{RESULTS}/fuser/test_fused.report.json",
         params:
-            cfg=config_slice(config, *FUSER_CFG),
-            cfgargs=CONFIG_ARGS,
+            **rule_config(config_slice(config, *FUSER_CFG)),
             rankings=lambda wc, input: f"--rankings {q(input.rankings)}" if "rankings" in input.keys() else "",
             fuser=lambda wc, input: q(_PRETRAINED or input.fuser),
         log:
@@ -113,8 +110,7 @@ if FCFG:
                 verified=f"{RESULTS}/fuser/test_verified.jsonl",
                 report=f"{RESULTS}/fuser/test_verified.report.json",
             params:
-                cfg=config_slice(config, "seed", "ranker.infer", "ranker.threads"),
-                cfgargs=CONFIG_ARGS,
+                **rule_config(config_slice(config, "seed", "ranker.infer", "ranker.threads")),
             log:
                 f"{LOGS}/verify_fused.log",
             benchmark:
@@ -138,8 +134,7 @@ if FCFG:
                 aggregated=f"{RESULTS}/fuser/test_aggregated.jsonl",
                 report=f"{RESULTS}/fuser/test_aggregated.report.json",
             params:
-                cfg=config_slice(config, *_fs.aggregator_keys(config)),
-                cfgargs=CONFIG_ARGS,
+                **rule_config(config_slice(config, *_fs.aggregator_keys(config))),
                 rankings=lambda wc, input: _fs.rankings_arg(input),
                 model=_fs.aggregator_model_arg(config, DATA),
                 # the answer cache is not an output: Snakemake deletes outputs before a rerun, and no

@@ -27,8 +27,7 @@ if GCFG:
             split="train|val|test",
             shard=r"\d+",
         params:
-            cfg=lambda wc: _gr.gen_cfg(config, wc),
-            cfgargs=CONFIG_ARGS,
+            **rule_config(lambda wc: _gr.gen_cfg(config, wc)),
             model=lambda wc: _gr.gen_model_arg(config, DATA, wc),
         log:
             f"{LOGS}/generate_candidates/{{generator}}/{{split}}/shard-{{shard}}.log",
@@ -57,8 +56,7 @@ if GCFG:
             manifest=f"{DATA}/candidates/manifest.json",
             join_report=[f"{DATA}/candidates/join_report.json"] if _IMPORTS else [],
         params:
-            cfg=config_slice(config, "generate"),
-            cfgargs=CONFIG_ARGS,
+            **rule_config(config_slice(config, "generate")),
             splits_dir=lambda wc, input: os.path.dirname(input.splits[0]),
             gen_dir=lambda wc, input: os.path.dirname(os.path.dirname(os.path.dirname(input.shards[0]))),
             out_dir=lambda wc, output: os.path.dirname(output.manifest),

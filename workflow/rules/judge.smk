@@ -26,8 +26,7 @@ if JCFG:
         wildcard_constraints:
             split="train|val|test",
         params:
-            cfg=config_slice(config, *_JUDGE_PAIRS_CFG),
-            cfgargs=CONFIG_ARGS,
+            **rule_config(config_slice(config, *_JUDGE_PAIRS_CFG)),
             persist=lambda wc: f"{STATE}/judge/cache/{wc.split}.sqlite",
         log:
             f"{LOGS}/judge_pairs/{{split}}.log",
@@ -54,8 +53,7 @@ if JCFG:
         wildcard_constraints:
             kind=BLEND_KIND_NAMES,
         params:
-            cfg=config_slice(config, *_JUDGE_CFG),
-            cfgargs=CONFIG_ARGS,
+            **rule_config(config_slice(config, *_JUDGE_CFG)),
             # one cache per kind: DVC refuses two stages with the same output, and a rerun of one kind
             # still makes no call for the pairs it judged before
             persist=f"{STATE}/judge/cache/{{kind}}_test.sqlite",

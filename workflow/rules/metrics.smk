@@ -29,8 +29,7 @@ if MCFG:
             split="|".join(SCORE_SPLITS),
             shard=r"\d+",
         params:
-            cfg=config_slice(config, *METRIC_CFG),
-            cfgargs=CONFIG_ARGS,
+            **rule_config(config_slice(config, *METRIC_CFG)),
             models=METRIC_MODEL_ARGS,
             n_shards=len(SCORE_SHARDS),
         log:
@@ -57,8 +56,7 @@ if MCFG:
         wildcard_constraints:
             split="|".join(SCORE_SPLITS),
         params:
-            cfg=config_slice(config, "metrics"),
-            cfgargs=CONFIG_ARGS,
+            **rule_config(config_slice(config, "metrics")),
         log:
             f"{LOGS}/gather_scores/{{split}}.log",
         conda:
@@ -76,8 +74,7 @@ if MCFG:
             table=f"{RESULTS}/tables/candidate_scores.csv",
             report=f"{RESULTS}/reports/score_candidates.json",
         params:
-            cfg=config_slice(config, "metrics"),
-            cfgargs=CONFIG_ARGS,
+            **rule_config(config_slice(config, "metrics")),
             # from the job's input (storage copies on Kubernetes), in the order of SCORE_SPLITS
             scored=lambda wc, input: " ".join(q(f"{s}={p}") for s, p in zip(SCORE_SPLITS, input.scored)),
             reports=lambda wc, input: " ".join(q(f"{s}={p}") for s, p in zip(SCORE_SPLITS, input.reports)),
@@ -100,8 +97,7 @@ if MCFG:
         wildcard_constraints:
             kind=BLEND_KIND_NAMES,
         params:
-            cfg=config_slice(config, *METRIC_CFG),
-            cfgargs=CONFIG_ARGS,
+            **rule_config(config_slice(config, *METRIC_CFG)),
             models=METRIC_MODEL_ARGS,
         log:
             f"{LOGS}/score_fused/{{kind}}.log",

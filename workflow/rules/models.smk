@@ -9,9 +9,8 @@ if GGUF_MODELS:
         wildcard_constraints:
             model="|".join(GGUF_MODELS),
         params:
-            cfg=lambda wc: config_slice(config, f"models.{wc.model}"),
+            **rule_config(lambda wc: config_slice(config, f"models.{wc.model}")),
             spec=lambda wc: q(MODELS[wc.model]["spec"]),
-            cfgargs=CONFIG_ARGS,
         log:
             f"{LOGS}/convert_model/{{model}}.log",
         benchmark:
@@ -40,9 +39,8 @@ if CT2_MODELS:
             model="|".join(sorted({m for m, _ in CT2_MODELS})),
             quant="|".join(sorted({q for _, q in CT2_MODELS})),
         params:
-            cfg=lambda wc: config_slice(config, f"models.{wc.model}"),
+            **rule_config(lambda wc: config_slice(config, f"models.{wc.model}")),
             model=lambda wc: q(model_arg(wc.model)),
-            cfgargs=CONFIG_ARGS,
         log:
             f"{LOGS}/convert_ct2_model/{{quant}}/{{model}}.log",
         benchmark:

@@ -43,8 +43,7 @@ if RCFG:
             wildcard_constraints:
                 split="train|val",
             params:
-                cfg=config_slice(config, "mirror", "data.sources", "ranker.train_generators"),
-                cfgargs=CONFIG_ARGS,
+                **rule_config(config_slice(config, "mirror", "data.sources", "ranker.train_generators")),
             log:
                 f"{LOGS}/import_ranker_pool/{{split}}.log",
             conda:
@@ -63,8 +62,7 @@ if RCFG:
             wildcard_constraints:
                 split="train|val",
             params:
-                cfg=config_slice(config, *_JUDGE_PAIRS_CFG),
-                cfgargs=CONFIG_ARGS,
+                **rule_config(config_slice(config, *_JUDGE_PAIRS_CFG)),
                 persist=lambda wc: f"{STATE}/ranker_pool/judge/cache/{wc.split}.sqlite",
             log:
                 f"{LOGS}/judge_ranker_pool/{{split}}.log",
@@ -90,8 +88,7 @@ if RCFG:
         wildcard_constraints:
             ranker="|".join(TRAINED_RANKERS),
         params:
-            cfg=lambda wc: config_slice(config, *train_keys(RCFG, wc.ranker, BACKBONE_KEYS)),
-            cfgargs=CONFIG_ARGS,
+            **rule_config(lambda wc: config_slice(config, *train_keys(RCFG, wc.ranker, BACKBONE_KEYS))),
             backbone=q(BACKBONE_ARG),
             judge=lambda wc, input: (f"--train-judge {q(input.train_judge)} --val-judge {q(input.val_judge)}"
                                      if JUDGE_SIGNAL else ""),
@@ -117,8 +114,7 @@ if RCFG:
             output:
                 model=directory(f"{DATA}/rankers/pairranker/model"),
             params:
-                cfg=config_slice(config, *import_keys(BACKBONE_KEYS)),
-                cfgargs=CONFIG_ARGS,
+                **rule_config(config_slice(config, *import_keys(BACKBONE_KEYS))),
                 checkpoint=q(PRETRAINED_RANKER),
                 backbone=q(BACKBONE_ARG),
             log:
@@ -139,8 +135,7 @@ if RCFG:
         wildcard_constraints:
             split="|".join(RANK_SPLITS) or "train|val",
         params:
-            cfg=config_slice(config, *infer_keys(RCFG)),
-            cfgargs=CONFIG_ARGS,
+            **rule_config(config_slice(config, *infer_keys(RCFG))),
             out_dir=lambda wc, output: os.path.dirname(os.path.dirname(output.ranks)),
         log:
             f"{LOGS}/rank_with_pairranker/{{split}}.log",
@@ -167,8 +162,7 @@ if RCFG:
                 # the matrices themselves: the evaluate stage replays the best-of-N schedules on them
                 matrices=f"{DATA}/rankings/pairranker/test.matrices.npz",
             params:
-                cfg=config_slice(config, *infer_keys(RCFG)),
-                cfgargs=CONFIG_ARGS,
+                **rule_config(config_slice(config, *infer_keys(RCFG))),
                 methods=q(",".join(FULL_METHODS)),
                 out_dir=lambda wc, output: os.path.dirname(os.path.dirname(output.ranks[0])),
             log:
@@ -197,8 +191,7 @@ if RCFG:
             wildcard_constraints:
                 method="|".join(OTHER_METHODS),
             params:
-                cfg=lambda wc: config_slice(config, *method_keys(wc.method, RCFG, CLM_KEYS)),
-                cfgargs=CONFIG_ARGS,
+                **rule_config(lambda wc: config_slice(config, *method_keys(wc.method, RCFG, CLM_KEYS))),
                 args=lambda wc, input: _method_args(wc.method, input, CLM_ARG),
                 out_dir=lambda wc, output: os.path.dirname(os.path.dirname(output.ranks)),
             log:
@@ -224,8 +217,7 @@ if RCFG:
         wildcard_constraints:
             split="train|val",
         params:
-            cfg=config_slice(config, *method_keys("oracle-gpt_rank", RCFG, CLM_KEYS)),
-            cfgargs=CONFIG_ARGS,
+            **rule_config(config_slice(config, *method_keys("oracle-gpt_rank", RCFG, CLM_KEYS))),
             out_dir=lambda wc, output: os.path.dirname(os.path.dirname(output.ranks)),
         log:
             f"{LOGS}/rank_by_judge/{{split}}.log",

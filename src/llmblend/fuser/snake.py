@@ -44,7 +44,7 @@ def blend_kinds(config: dict) -> list[str]:
 # what the GenFuser rules (build_fuser_data, train_fuser, fuse_candidates) read of the fuser section:
 # the verifier and the aggregator settings rerun only their own rules
 GENFUSER_KEYS = ["fuser.model", "fuser.pretrained", "fuser.ranker", "fuser.data_ranker", "fuser.prompt",
-                 "fuser.train", "fuser.generate", "fuser.batch_size", "fuser.dtype"]
+                 "fuser.train", "fuser.generate", "fuser.batch_size", "fuser.dtype", "fuser.reference_input"]
 
 
 def genfuser_keys(config: dict) -> list[str]:

@@ -66,7 +66,9 @@ def answer_log_path(out_path) -> Path:
 
 def answers_key(cfg: dict, gen: dict, model_arg: str | None, shard: int, records: list[dict]) -> str:
     """What a shard's answers depend on: a changed setting or record gives another key."""
-    what = {"generator": gen, "model": cfg.get("models", {}).get(gen.get("model")), "model_arg": model_arg,
+    # a generator without a model (an import) reads no `models` entry (its rule declares none)
+    model = cfg.get("models", {}).get(gen["model"]) if gen.get("model") else None
+    what = {"generator": gen, "model": model, "model_arg": model_arg,
             "seed": cfg["seed"], "shard": shard, "shards": cfg["generate"]["shards"], "records": records}
     return hashlib.sha256(dumps(what).encode()).hexdigest()
 

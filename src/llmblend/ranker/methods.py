@@ -3,7 +3,7 @@
 One row per method: how `ranker.stage.rank_split` computes it (`kind`), the trained ranker it needs
 (`model`), what else it reads (`reads`: "judge", the split's judge labels; "clm", the causal LM
 `ranker.clm_scorer`), the config keys of its ranking job (`keys`: the rule reruns it when one of them
-changes; a `ranker.*` key counts only where the profile sets it), its forward passes per prompt of N
+changes, and its command can read no other ranker key: llmblend.config.restrict), its forward passes per prompt of N
 candidates (`passes`: the ones the stage writes as `n_forward`, and the cost plan's; for bubble and
 the select schedules the most they spend), the comparison-matrix aggregation (`aggregate`, pair_full),
 the best-of-N schedule (`schedule`, select) and `Blender.rank`'s name for it (`mode`).

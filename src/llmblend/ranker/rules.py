@@ -51,23 +51,20 @@ def method_args(name: str, inputs, clm_arg: str) -> str:
 # Per rule and per method, so that a setting reruns only the stages that read it: a new method in
 # `ranker.methods` adds jobs without rerunning the others, `ranker.train.lr` retrains (and reranks)
 # but leaves Random and the metric oracles alone, `ranker.clm_max_len` touches CLM-Scoring only.
-# threads, device and mem_mb are left out: like Snakemake's resources they change speed, not results.
-
-
-def _present(rcfg: dict, keys: list[str]) -> list[str]:
-    return [k for k in keys if k.split(".", 1)[1].split(".")[0] in rcfg]
+# A key the profile leaves out is still declared: the stage reads its schema default, and setting it
+# reruns the stage. threads, device and mem_mb are left out: like Snakemake's resources they change
+# speed, not results (llmblend.config.AMBIENT_KEYS lets every stage read ranker.threads).
 
 
 def train_keys(rcfg: dict, ranker: str, backbone_keys: list[str]) -> list[str]:
     """train_ranker for one trained type (pairranker / simcls / summareranker)."""
-    keys = ["seed"] + _present(rcfg, [
-        "ranker.backbone", "ranker.signal", "ranker.source_max_len", "ranker.candidate_max_len",
-        "ranker.dropout", "ranker.train", "ranker.infer.max_tokens", "ranker.infer.max_batch",
-        "ranker.train_generators", "ranker.length_sharing", "ranker.source_join"])
+    keys = ["seed", "ranker.backbone", "ranker.signal", "ranker.source_max_len", "ranker.candidate_max_len",
+            "ranker.dropout", "ranker.train", "ranker.infer.max_tokens", "ranker.infer.max_batch",
+            "ranker.train_generators", "ranker.length_sharing", "ranker.source_join"]
     # validation scoring reads the batch sizes; infer.autocast is for the ranking jobs only
     if ranker == "pairranker":  # the pairwise loss and its pair sampling
-        keys += ["ranker.loss", "ranker.pairs_per_input"] + _present(rcfg, ["ranker.select_by"])
-    elif ranker in (rcfg.get("baseline_train") or {}):
+        keys += ["ranker.loss", "ranker.pairs_per_input", "ranker.select_by"]
+    else:
         keys.append(f"ranker.baseline_train.{ranker}")
     return keys + backbone_keys
 
@@ -84,5 +81,4 @@ def infer_keys(rcfg: dict) -> list[str]:
 def method_keys(name: str, rcfg: dict, clm_keys: list[str]) -> list[str]:
     """The ranking job of one method: its keys in the method table, plus the causal LM's model entry."""
     m = _method(name)
-    keys = [k for k in m.keys if not k.startswith("ranker.") or _present(rcfg, [k])]
-    return keys + (clm_keys if m.reads == "clm" else [])
+    return list(m.keys) + (clm_keys if m.reads == "clm" else [])

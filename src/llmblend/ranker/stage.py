@@ -56,19 +56,24 @@ def train_ranker(cfg: dict, kind: str, train_path, val_path, backbone_dir, out_d
         raise LLMBlendError(f"no {'training' if not train_ex else 'validation'} examples with a signal "
                             f"(dropped: {counts})")
     tcfg = dict(rc["train"])
-    tcfg.update(pairs_per_input=rc["pairs_per_input"], max_tokens=rc["infer"]["max_tokens"],
-                max_batch=rc["infer"]["max_batch"], select_by=setting(cfg, "ranker.select_by"))
-    tcfg["checkpoint_seconds"] = setting(cfg, "ranker.checkpoint_seconds")
-    if kind != "pairranker" and kind in rc.get("baseline_train", {}):
-        tcfg.update(rc["baseline_train"][kind])
+    tcfg.update(max_tokens=rc["infer"]["max_tokens"], max_batch=rc["infer"]["max_batch"],
+                checkpoint_seconds=setting(cfg, "ranker.checkpoint_seconds"))
+    # the pairwise loss, its pair sampling and the epoch choice are the PairRanker's settings alone: the
+    # baselines' rules do not declare them (ranker/rules.py train_keys), so they are not read for them
+    pairwise = {}
+    if kind == "pairranker":
+        pairwise = {"loss": rc["loss"]}
+        tcfg.update(pairs_per_input=rc["pairs_per_input"], select_by=setting(cfg, "ranker.select_by"))
+    if kind != "pairranker":
+        tcfg.update((rc.get("baseline_train") or {}).get(kind) or {})
     seed = int(cfg["seed"]) + TRAINED.index(kind)
     from llmblend.ranker.train import set_seed, train
 
     set_seed(seed)  # the head's initialisation
     model, tokenizer = build_ranker(kind, backbone_dir, backbone_spec, source_max_len=rc["source_max_len"],
                                     candidate_max_len=rc["candidate_max_len"], dropout=rc["dropout"],
-                                    loss=rc["loss"], length_sharing=setting(cfg, "ranker.length_sharing"),
-                                    source_join=join)
+                                    length_sharing=setting(cfg, "ranker.length_sharing"), source_join=join,
+                                    **pairwise)
     # a killed training resumes from here (kept beside the model, not a workflow output)
     checkpoint = Path(out_dir).with_name(Path(out_dir).name + ".checkpoint.pt")
     # the keys rule train_ranker declares: another ranking method or checkpoint_seconds keeps the key
@@ -112,17 +117,25 @@ def rank_split(cfg: dict, methods: list[str], input_path, out_dir, split: str, m
                judge_path=None, clm_model_dir=None, matrices_path=None) -> dict:
     """Rank every example of a split with each method; `models` maps a trained type to its directory.
     matrices_path: also write the full comparison matrices there (needs a `pair_full` method)."""
-    rc = cfg["ranker"]
+    rows = [method(m) for m in methods]
+    # read only the keys of these methods (methods.METHODS `keys`): its rule declares no other
+    rc = cfg["ranker"] if any(k.startswith("ranker.") for r in rows for k in r.keys) else {}
     if matrices_path is not None and not any(method(m).kind == "pair_full" for m in methods):
         full = [m for m, row in METHODS.items() if row.kind == "pair_full"]
         raise ConfigError(f"--matrices: the full comparison matrices are computed only for "
                           f"{' / '.join(full)}, not for {', '.join(methods)}")
-    torch.set_num_threads(max(1, int(rc.get("threads") or torch.get_num_threads())))
+    if any(r.model or r.reads == "clm" for r in rows):
+        torch.set_num_threads(max(1, int(rc.get("threads") or torch.get_num_threads())))
     metrics = sorted({m[len(ORACLE):] for m in methods if method(m).kind == "oracle_metric"})
-    examples = load_examples(input_path, metrics, setting(cfg, "ranker.source_join"))
+    # the source text matters to CLM-Scoring only (a trained ranker joins the sources its own way, srcs)
+    join = setting(cfg, "ranker.source_join") if any(r.reads == "clm" for r in rows) else "newline"
+    examples = load_examples(input_path, metrics, join)
     cands = [ex.texts for ex in examples]
-    kw = dict(max_tokens=rc["infer"]["max_tokens"], max_batch=rc["infer"]["max_batch"], device=_device(),
-              autocast=rc["infer"].get("autocast"))
+    kw = {"device": _device()}
+    if any(r.model for r in rows):
+        kw.update(max_tokens=rc["infer"]["max_tokens"], max_batch=rc["infer"]["max_batch"])
+    if any(r.model or r.reads == "clm" for r in rows):
+        kw["autocast"] = rc["infer"].get("autocast")
     loaded: dict = {}
 
     def get(kind):

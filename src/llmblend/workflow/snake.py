@@ -93,6 +93,21 @@ def config_slice(config: dict, *keys: str) -> dict:
     return {k: lookup(config, k) for k in keys}
 
 
+def declare(config_args: str, cfg) -> dict:
+    """A rule's two config params from the slice it reads (config_slice; a function of the wildcards
+    when the slice depends on them): `cfg`, which Snakemake compares to rerun the rule and `export-dvc`
+    lists as the DVC stage's params, and `cfgargs`, the config files plus `--keys` with the same keys,
+    so that the command may read those keys only (llmblend.config.restrict). One list, two uses:
+    a key the stage reads is a key that reruns it. Rules splat it: `params: **declare(...)`."""
+    if callable(cfg):
+        return {"cfg": cfg, "cfgargs": lambda wc: _keys_args(config_args, cfg(wc))}
+    return {"cfg": cfg, "cfgargs": _keys_args(config_args, cfg)}
+
+
+def _keys_args(config_args: str, cfg: dict) -> str:
+    return f"{config_args} --keys {q(','.join(cfg))}"
+
+
 def model_keys(config: dict, name: str) -> list[str]:
     """The config key of model `name` when it is an entry of the `models` section (its spec), else none."""
     return [f"models.{name}"] if name in (config.get("models") or {}) else []
