@@ -190,7 +190,7 @@ def test_a_stage_reads_only_the_keys_its_rule_declares():
     assert isinstance(cfg, dict) and dict(restrict(full, ["fuser"]))["fuser"] == {"dtype": "float32"}
 
 
-def test_the_cli_refuses_an_undeclared_read_naming_the_key(tmp_path, monkeypatch):
+def test_the_cli_refuses_an_undeclared_read_naming_the_key(tmp_path, monkeypatch, capsys):
     """`--keys` reaches the stage: `random` reads the seed, so with no declared key it fails (exit 2,
     naming 'seed', no output); with the seed declared it runs; without --keys the whole config is read."""
     from llmblend.cli import main
@@ -205,6 +205,7 @@ def test_the_cli_refuses_an_undeclared_read_naming_the_key(tmp_path, monkeypatch
                      "--split", "test", "--out-dir", str(tmp_path / out)])
 
     assert rank("a", "--keys", "") == 2 and not (tmp_path / "a").exists()
+    assert "config key 'seed' is read by this stage" in capsys.readouterr().err
     assert rank("b", "--keys", "seed") == 0 and (tmp_path / "b" / "random" / "test.jsonl").exists()
     assert rank("c") == 0
     assert (tmp_path / "b" / "random" / "test.jsonl").read_bytes() == (tmp_path / "c" / "random" / "test.jsonl").read_bytes()
