@@ -88,7 +88,7 @@ if RCFG:
         wildcard_constraints:
             ranker="|".join(TRAINED_RANKERS),
         params:
-            **rule_config(lambda wc: config_slice(config, *train_keys(RCFG, wc.ranker, BACKBONE_KEYS))),
+            **rule_config(lambda wc: config_slice(config, *train_keys(wc.ranker, BACKBONE_KEYS))),
             backbone=q(BACKBONE_ARG),
             judge=lambda wc, input: (f"--train-judge {q(input.train_judge)} --val-judge {q(input.val_judge)}"
                                      if JUDGE_SIGNAL else ""),
@@ -135,7 +135,7 @@ if RCFG:
         wildcard_constraints:
             split="|".join(RANK_SPLITS) or "train|val",
         params:
-            **rule_config(config_slice(config, *infer_keys(RCFG))),
+            **rule_config(config_slice(config, *infer_keys())),
             out_dir=lambda wc, output: os.path.dirname(os.path.dirname(output.ranks)),
         log:
             f"{LOGS}/rank_with_pairranker/{{split}}.log",
@@ -162,7 +162,7 @@ if RCFG:
                 # the matrices themselves: the evaluate stage replays the best-of-N schedules on them
                 matrices=f"{DATA}/rankings/pairranker/test.matrices.npz",
             params:
-                **rule_config(config_slice(config, *infer_keys(RCFG))),
+                **rule_config(config_slice(config, *infer_keys())),
                 methods=q(",".join(FULL_METHODS)),
                 out_dir=lambda wc, output: os.path.dirname(os.path.dirname(output.ranks[0])),
             log:
@@ -191,7 +191,7 @@ if RCFG:
             wildcard_constraints:
                 method="|".join(OTHER_METHODS),
             params:
-                **rule_config(lambda wc: config_slice(config, *method_keys(wc.method, RCFG, CLM_KEYS))),
+                **rule_config(lambda wc: config_slice(config, *method_keys(wc.method, CLM_KEYS))),
                 args=lambda wc, input: _method_args(wc.method, input, CLM_ARG),
                 out_dir=lambda wc, output: os.path.dirname(os.path.dirname(output.ranks)),
             log:
@@ -217,7 +217,7 @@ if RCFG:
         wildcard_constraints:
             split="train|val",
         params:
-            **rule_config(config_slice(config, *method_keys("oracle-gpt_rank", RCFG, CLM_KEYS))),
+            **rule_config(config_slice(config, *method_keys("oracle-gpt_rank", CLM_KEYS))),
             out_dir=lambda wc, output: os.path.dirname(os.path.dirname(output.ranks)),
         log:
             f"{LOGS}/rank_by_judge/{{split}}.log",

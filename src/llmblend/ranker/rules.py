@@ -56,7 +56,7 @@ def method_args(name: str, inputs, clm_arg: str) -> str:
 # speed, not results (llmblend.config.AMBIENT_KEYS lets every stage read ranker.threads).
 
 
-def train_keys(rcfg: dict, ranker: str, backbone_keys: list[str]) -> list[str]:
+def train_keys(ranker: str, backbone_keys: list[str]) -> list[str]:
     """train_ranker for one trained type (pairranker / simcls / summareranker)."""
     keys = ["seed", "ranker.backbone", "ranker.signal", "ranker.source_max_len", "ranker.candidate_max_len",
             "ranker.dropout", "ranker.train", "ranker.infer.max_tokens", "ranker.infer.max_batch",
@@ -73,12 +73,12 @@ def import_keys(backbone_keys: list[str]) -> list[str]:
     return ["ranker.pretrained", "ranker.backbone"] + backbone_keys
 
 
-def infer_keys(rcfg: dict) -> list[str]:
+def infer_keys() -> list[str]:
     """Inference with a trained ranker (full matrix, bubble's seeded order)."""
-    return method_keys("pairranker", rcfg, [])
+    return method_keys("pairranker", [])
 
 
-def method_keys(name: str, rcfg: dict, clm_keys: list[str]) -> list[str]:
+def method_keys(name: str, clm_keys: list[str]) -> list[str]:
     """The ranking job of one method: its keys in the method table, plus the causal LM's model entry."""
     m = _method(name)
     return list(m.keys) + (clm_keys if m.reads == "clm" else [])

@@ -64,7 +64,7 @@ def train_ranker(cfg: dict, kind: str, train_path, val_path, backbone_dir, out_d
     if kind == "pairranker":
         pairwise = {"loss": rc["loss"]}
         tcfg.update(pairs_per_input=rc["pairs_per_input"], select_by=setting(cfg, "ranker.select_by"))
-    if kind != "pairranker":
+    else:
         tcfg.update((rc.get("baseline_train") or {}).get(kind) or {})
     seed = int(cfg["seed"]) + TRAINED.index(kind)
     from llmblend.ranker.train import set_seed, train
@@ -77,7 +77,7 @@ def train_ranker(cfg: dict, kind: str, train_path, val_path, backbone_dir, out_d
     # a killed training resumes from here (kept beside the model, not a workflow output)
     checkpoint = Path(out_dir).with_name(Path(out_dir).name + ".checkpoint.pt")
     # the keys rule train_ranker declares: another ranking method or checkpoint_seconds keeps the key
-    declared = config_slice(cfg, *train_keys(rc, kind, model_keys(cfg, rc.get("backbone"))))
+    declared = config_slice(cfg, *train_keys(kind, model_keys(cfg, rc.get("backbone"))))
     key = checkpoint_key(declared, kind=kind, backbone=[backbone_spec, str(Path(backbone_dir).resolve())],
                          files=[sha256_file(p) if p else None for p in (train_path, val_path, train_judge, val_judge)])
     model, history = train(model, tokenizer, train_ex, val_ex, tcfg, seed, checkpoint=checkpoint, key=key)

@@ -98,7 +98,8 @@ def declare(config_args: str, cfg) -> dict:
     when the slice depends on them): `cfg`, which Snakemake compares to rerun the rule and `export-dvc`
     lists as the DVC stage's params, and `cfgargs`, the config files plus `--keys` with the same keys,
     so that the command may read those keys only (llmblend.config.restrict). One list, two uses:
-    a key the stage reads is a key that reruns it. Rules splat it: `params: **declare(...)`."""
+    a key the stage reads is a key that reruns it. Rules splat it through common.smk's
+    `rule_config` (this with the run's config files): `params: **rule_config(config_slice(...))`."""
     if callable(cfg):
         return {"cfg": cfg, "cfgargs": lambda wc: _keys_args(config_args, cfg(wc))}
     return {"cfg": cfg, "cfgargs": _keys_args(config_args, cfg)}
