@@ -51,6 +51,17 @@ def test_alpaca_eval_join_by_normalised_instruction_and_missing_answers(tmp_path
         for k in range(2):
             generate_shard(cfg, m, tmp_path / "splits" / "test.jsonl", k, tmp_path / "gen" / m / "test" / f"shard-{k}.jsonl")
     gather_candidates(cfg, tmp_path / "splits", tmp_path / "gen", tmp_path / "cand")
+    # as the workflow runs it: the config restricted to the keys rule generate_candidates declares
+    # (an import generator reads no `models` entry), with the same shard
+    from types import SimpleNamespace
+
+    from llmblend.config import restrict
+    from llmblend.generate.rules import gen_cfg
+
+    declared = restrict(cfg, list(gen_cfg(cfg, SimpleNamespace(generator="m2"))))
+    generate_shard(declared, "m2", tmp_path / "splits" / "test.jsonl", 0, tmp_path / "declared" / "shard-0.jsonl")
+    assert ((tmp_path / "declared" / "shard-0.jsonl").read_bytes()
+            == (tmp_path / "gen" / "m2" / "test" / "shard-0.jsonl").read_bytes())
     rows = read_jsonl(tmp_path / "cand" / "test.jsonl")
     assert [[c["text"] for c in r["candidates"]] for r in rows] == [["Blue.", "Red."], ["4", ""], ["Hi!", ""]]
     assert rows[1]["candidates"][1]["flags"] == ["missing"]  # kept in place, flagged

@@ -314,7 +314,8 @@ class DeclaredConfig(dict):
     the DVC stage's params). Reading any other key, present or not, raises UndeclaredKeyError naming
     it: a setting the stage reads but the rule does not declare would change the stage's output
     without rerunning it. A fully declared section is a plain dict; a partly declared one is a
-    DeclaredConfig of its own. Iterating gives the declared keys that are present."""
+    DeclaredConfig of its own. Iterating gives the declared keys that are present. A plain copy of a
+    partly declared section (`dict(view)`) holds those keys only and checks nothing: read the view."""
 
     def __init__(self, visible: dict, allowed: dict, path: str, declared: tuple[str, ...]):
         super().__init__(visible)

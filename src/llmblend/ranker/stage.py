@@ -120,21 +120,21 @@ def rank_split(cfg: dict, methods: list[str], input_path, out_dir, split: str, m
     rows = [method(m) for m in methods]
     # read only the keys of these methods (methods.METHODS `keys`): its rule declares no other
     rc = cfg["ranker"] if any(k.startswith("ranker.") for r in rows for k in r.keys) else {}
-    if matrices_path is not None and not any(method(m).kind == "pair_full" for m in methods):
+    if matrices_path is not None and not any(r.kind == "pair_full" for r in rows):
         full = [m for m, row in METHODS.items() if row.kind == "pair_full"]
         raise ConfigError(f"--matrices: the full comparison matrices are computed only for "
                           f"{' / '.join(full)}, not for {', '.join(methods)}")
-    if any(r.model or r.reads == "clm" for r in rows):
+    ranker_model, clm = any(r.model for r in rows), any(r.reads == "clm" for r in rows)
+    if ranker_model or clm:
         torch.set_num_threads(max(1, int(rc.get("threads") or torch.get_num_threads())))
-    metrics = sorted({m[len(ORACLE):] for m in methods if method(m).kind == "oracle_metric"})
+    metrics = sorted({m[len(ORACLE):] for m, r in zip(methods, rows) if r.kind == "oracle_metric"})
     # the source text matters to CLM-Scoring only (a trained ranker joins the sources its own way, srcs)
-    join = setting(cfg, "ranker.source_join") if any(r.reads == "clm" for r in rows) else "newline"
-    examples = load_examples(input_path, metrics, join)
+    examples = load_examples(input_path, metrics, setting(cfg, "ranker.source_join") if clm else "newline")
     cands = [ex.texts for ex in examples]
     kw = {"device": _device()}
-    if any(r.model for r in rows):
+    if ranker_model:
         kw.update(max_tokens=rc["infer"]["max_tokens"], max_batch=rc["infer"]["max_batch"])
-    if any(r.model or r.reads == "clm" for r in rows):
+    if ranker_model or clm:
         kw["autocast"] = rc["infer"].get("autocast")
     loaded: dict = {}
 
