@@ -416,9 +416,13 @@ def test_training_is_byte_deterministic_on_cpu(tmp_path, files):
     from llmblend.io import sha256_file
 
     digests = []
-    for run in ("a", "b"):
+    # the same settings twice, then length-grouped batches (fuser.train.sampling): another example order,
+    # so other weights, and as deterministic
+    for run, sampling in (("a", "random"), ("b", "random"), ("c", "group_by_length"), ("d", "group_by_length")):
         (tmp_path / run).mkdir()
-        train_tiny(tmp_path / run, "causal_lm", files, train={"epochs": 4, "eval_steps": 2})
+        train_tiny(tmp_path / run, "causal_lm", files, train={"epochs": 4, "eval_steps": 2, "batch_size": 2,
+                                                             "sampling": sampling})
         digests.append((sha256_file(tmp_path / run / "fuser" / "model.safetensors"),
                         (tmp_path / run / "plot.csv").read_bytes()))
-    assert digests[0] == digests[1]
+    assert digests[0] == digests[1] and digests[2] == digests[3]
+    assert digests[2][0] != digests[0][0], "fuser.train.sampling did not reach the training"

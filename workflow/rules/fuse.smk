@@ -144,7 +144,8 @@ if FCFG:
                 f"{LOGS}/aggregate_candidates.log",
             benchmark:
                 f"{BENCH}/aggregate_candidates.tsv"
-            threads: job_threads(config, "fuse_candidates")
+            # a generator answers: it runs on generate.threads, so it asks for the generators' cores
+            threads: job_threads(config, "generate_candidates")
             resources:
                 **job_resources(config, "fuse_candidates"),
             conda:

@@ -13,7 +13,6 @@ if GCFG:
     GENERATORS = {g["name"]: g for g in GCFG["generators"]}
     GEN_SPLITS = GCFG["splits"]
     GEN_SHARDS = list(range(GCFG["shards"]))
-    GEN_THREADS = GCFG.get("threads", 2)
 
     rule generate_candidates:
         input:
