@@ -22,6 +22,9 @@ A cell is named `len<C>-src<S>-pool<P>-e<E>[-p<K>][-fp32][-<backbone>]`:
   headtail: each candidate longer than its budget keeps its first two thirds and its last third of
   tokens instead of its first tokens only (head + tail truncation, Sun et al. 2019; a study-only variant,
   patched into the product's encoder for the cell's training and test);
+  seed<N>: the training's seed (initialisation, pair draws, dropout) instead of the profile's, to see
+  how far two trainings of the same cell differ; the held-out models, the test and its bootstrap keep
+  the profile's seed;
   backbone: `minilm` (default) or a models.<name> of the profile.
 Each finished cell is `<out>/<cell>/result.json` and is skipped on a rerun.
 
@@ -47,7 +50,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 CELL = re.compile(r"^len(?P<len>\d+)(?:-src(?P<src>\d+))?-pool(?P<pool>12|37|holdout)-e(?P<epochs>\d+)"
-                  r"(?:-p(?P<pairs>\d+))?(?P<fp32>-fp32)?(?P<headtail>-headtail)?(?:-(?P<backbone>[a-z0-9_]+))?$")
+                  r"(?:-p(?P<pairs>\d+))?(?P<fp32>-fp32)?(?P<headtail>-headtail)?(?:-seed(?P<seed>\d+))?"
+                  r"(?:-(?P<backbone>[a-z0-9_]+))?$")
 HELD_OUT = 8
 
 
@@ -55,11 +59,11 @@ def parse_cell(name: str) -> dict:
     m = CELL.match(name)
     if not m:
         raise SystemExit(f"cell {name!r}: expected len<C>[-src<S>]-pool<12|37|holdout>-e<E>[-p<K>][-fp32][-headtail]"
-                         "[-<backbone>]")
+                         "[-seed<N>][-<backbone>]")
     return {"name": name, "candidate_max_len": int(m["len"]), "source_max_len": int(m["src"] or 128),
             "pool": m["pool"], "epochs": int(m["epochs"]), "pairs_per_input": int(m["pairs"] or 5),
             "autocast": None if m["fp32"] else "bfloat16", "backbone": m["backbone"] or "minilm",
-            "headtail": bool(m["headtail"])}
+            "headtail": bool(m["headtail"]), "seed": None if m["seed"] is None else int(m["seed"])}
 
 
 def head_tail_candidates(self, texts, src_len, share=2):
@@ -230,7 +234,8 @@ def run_cell(cell: dict, args) -> dict:
     stage_mod.build_ranker = counted_build
     t0 = time.time()
     try:
-        report = train_ranker(cfg, "pairranker", work / "train.jsonl", work / "val.jsonl", resolve(backbone_spec),
+        train_cfg = cfg if cell.get("seed") is None else {**cfg, "seed": cell["seed"]}
+        report = train_ranker(train_cfg, "pairranker", work / "train.jsonl", work / "val.jsonl", resolve(backbone_spec),
                               work / "model", work / "curve.csv",
                               train_judge=data / "ranker_pool" / "judge" / "train.jsonl",
                               val_judge=data / "ranker_pool" / "judge" / "val.jsonl", backbone_spec=backbone_spec)
