@@ -51,15 +51,21 @@ def test_alpaca_eval_join_by_normalised_instruction_and_missing_answers(tmp_path
         for k in range(2):
             generate_shard(cfg, m, tmp_path / "splits" / "test.jsonl", k, tmp_path / "gen" / m / "test" / f"shard-{k}.jsonl")
     gather_candidates(cfg, tmp_path / "splits", tmp_path / "gen", tmp_path / "cand")
-    # as the workflow runs it: the config restricted to the keys rule generate_candidates declares
-    # (an import generator reads no `models` entry), with the same shard
+    # as the workflow runs it: the command line, with only the keys rule generate_candidates declares
+    # (an import generator reads no `models` entry and no generate.threads), the same shard
     from types import SimpleNamespace
 
-    from llmblend.config import restrict
+    import yaml
+
+    from llmblend.cli import main
     from llmblend.generate.rules import gen_cfg
 
-    declared = restrict(cfg, list(gen_cfg(cfg, SimpleNamespace(generator="m2"))))
-    generate_shard(declared, "m2", tmp_path / "splits" / "test.jsonl", 0, tmp_path / "declared" / "shard-0.jsonl")
+    (tmp_path / "profile.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    keys = ",".join(gen_cfg(cfg, SimpleNamespace(generator="m2")))
+    rc = main(["generate-candidates", "--config", str(ROOT / "params.yaml"), "--config", str(tmp_path / "profile.yaml"),
+               "--keys", keys, "--generator", "m2", "--split-file", str(tmp_path / "splits" / "test.jsonl"),
+               "--shard", "0", "--out", str(tmp_path / "declared" / "shard-0.jsonl")])
+    assert rc == 0
     assert ((tmp_path / "declared" / "shard-0.jsonl").read_bytes()
             == (tmp_path / "gen" / "m2" / "test" / "shard-0.jsonl").read_bytes())
     rows = read_jsonl(tmp_path / "cand" / "test.jsonl")

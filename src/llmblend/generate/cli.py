@@ -26,10 +26,13 @@ def run_generate(args):
 
     from llmblend.generate.shards import generate_shard
 
+    from llmblend.workflow.cost import LOCAL_BACKENDS
+
     cfg = config_of(args)
-    threads = cfg["generate"].get("threads")
-    if threads:
-        torch.set_num_threads(threads)
+    gen = next((g for g in cfg["generate"]["generators"] if g["name"] == args.generator), {})
+    # threads are a local model's: an import or an API generator neither runs one nor declares the key
+    if gen.get("backend") in LOCAL_BACKENDS and cfg["generate"].get("threads"):
+        torch.set_num_threads(cfg["generate"]["threads"])
     torch.manual_seed(cfg["seed"])
     generate_shard(cfg, args.generator, args.split_file, args.shard, args.out, args.model)
 

@@ -4,6 +4,7 @@ file: Snakemake's linter wants rule files free of function definitions)."""
 from __future__ import annotations
 
 from llmblend.models.ct2_convert import ct2_dir, ct2_quantization
+from llmblend.workflow.cost import LOCAL_BACKENDS
 from llmblend.workflow.snake import config_slice, model_arg, model_input, q
 
 
@@ -35,8 +36,8 @@ def model_option(config: dict, data: str, g: dict) -> str:
 
 def gen_cfg(config: dict, wc) -> dict:
     g = generators(config)[wc.generator]
-    keys = ["seed", "generate.shards", "generate.threads"]
-    keys += [f"models.{g['model']}"] if g["backend"] in ("hf", "ctranslate2") else []
+    keys = ["seed", "generate.shards"]
+    keys += ["generate.threads", f"models.{g['model']}"] if g["backend"] in LOCAL_BACKENDS else []
     keys += ["mirror", "data.sources"] if g["backend"] == "import" else []
     # Snakemake compares this generator's settings only (a change reruns its jobs alone); DVC
     # sees the key generate.generators (it cannot address one list item)
