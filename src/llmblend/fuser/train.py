@@ -94,7 +94,8 @@ def train_fuser(model_dir, train_path, val_path, out_dir, spec: PromptSpec, trai
     args = TrainingArguments(
         output_dir=str(work_dir), seed=seed, data_seed=seed, report_to="none",
         per_device_train_batch_size=cfg["batch_size"], per_device_eval_batch_size=cfg["batch_size"],
-        gradient_accumulation_steps=cfg["grad_accum"], train_sampling_strategy=cfg["sampling"], learning_rate=cfg["lr"], weight_decay=cfg["weight_decay"],
+        gradient_accumulation_steps=cfg["grad_accum"], train_sampling_strategy=cfg["sampling"],
+        learning_rate=cfg["lr"], weight_decay=cfg["weight_decay"],
         warmup_steps=cfg["warmup_steps"], num_train_epochs=cfg["epochs"], max_steps=cfg["max_steps"] or -1,
         eval_strategy="steps" if by_steps else "epoch", save_strategy="steps" if by_steps else "epoch",
         eval_steps=cfg["eval_steps"], save_steps=cfg["eval_steps"], logging_strategy="steps",

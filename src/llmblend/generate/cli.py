@@ -25,7 +25,6 @@ def run_generate(args):
     import torch
 
     from llmblend.generate.shards import generate_shard
-
     from llmblend.workflow.cost import LOCAL_BACKENDS
 
     cfg = config_of(args)
