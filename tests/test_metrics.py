@@ -70,11 +70,18 @@ def test_bartscore_equals_mean_token_logprob_by_hand(tiny_bart):
         assert g == pytest.approx(_bartscore_by_hand(tok, model, c, r), abs=1e-5)
 
 
-def test_clm_logprob_equals_mean_token_logprob_by_hand(tiny_llama):
+@pytest.mark.parametrize("keeps_logits", [True, False], ids=["logits_to_keep", "all-logits"])
+def test_clm_logprob_equals_mean_token_logprob_by_hand(tiny_llama, keeps_logits):
+    """Batched, with prompts of several lengths: the vocabulary projection runs from the batch's
+    shortest prompt on (or, for a model without `logits_to_keep`, over every position)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok, model = AutoTokenizer.from_pretrained(tiny_llama), AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
-    got = _clm(tiny_llama, batch_size=4).compute(CANDS, REFS)["clm_logprob"]
+    clm = _clm(tiny_llama, batch_size=4)
+    assert clm._keeps_logits  # Llama takes logits_to_keep; the other branch is forced below
+    clm._keeps_logits = keeps_logits
+    assert len({len(clm.encode(c, r)[0]) for c, r in zip(CANDS, REFS)}) > 1
+    got = clm.compute(CANDS, REFS)["clm_logprob"]
     for c, r, g in zip(CANDS, REFS, got):
         assert g == pytest.approx(_clm_by_hand(tok, model, c, r), abs=1e-5)
 

@@ -18,6 +18,7 @@ always followed by EOS, so even an empty reference has one token to score; BLEUR
 
 from __future__ import annotations
 
+import inspect
 from collections import Counter
 
 import torch
@@ -195,6 +196,7 @@ class CausalLogLikelihood(Metric):
         if self.tok.eos_token_id is None:
             raise LLMBlendError(f"{model_dir}: the tokenizer has no EOS token; {name} scores the reference + EOS")
         self.model = AutoModelForCausalLM.from_pretrained(model_dir).to(device).eval()
+        self._keeps_logits = "logits_to_keep" in inspect.signature(self.model.forward).parameters
         head, tail = template.split("{candidate}")
         self._head, self._tail = self._ids(head), self._ids(tail)
         self.max_candidate_tokens, self.max_reference_tokens = max_candidate_tokens, max_reference_tokens
@@ -219,9 +221,15 @@ class CausalLogLikelihood(Metric):
             labels = [[-100] * len(pairs[i][0]) + pairs[i][1] for i in batch]
             input_ids, lab = _pad(seqs, pad), _pad(labels, -100)
             attn = _pad([[1] * len(s) for s in seqs], 0)
-            logits = self.model(input_ids=input_ids.to(self.device), attention_mask=attn.to(self.device)).logits
-            # the logits at position t predict token t+1
-            mean = _mean_label_logprob(logits[:, :-1], lab[:, 1:].to(self.device))
+            # the logits at position t predict token t+1; only the reference's positions need them, so
+            # the vocabulary projection and softmax run from the batch's shortest prompt on
+            # (`logits_to_keep`: the last positions), not over the whole sequence
+            first = min(len(pairs[i][0]) for i in batch) - 1
+            kw = {"logits_to_keep": input_ids.shape[1] - first} if self._keeps_logits else {}
+            logits = self.model(input_ids=input_ids.to(self.device), attention_mask=attn.to(self.device), **kw).logits
+            if not kw:
+                logits = logits[:, first:]
+            mean = _mean_label_logprob(logits[:, :-1], lab[:, first + 1:].to(self.device))
             for j, i in enumerate(batch):
                 scores[i] = float(mean[j])
         return {self.names[0]: scores}
