@@ -78,8 +78,9 @@ def test_clm_logprob_equals_mean_token_logprob_by_hand(tiny_llama, keeps_logits)
 
     tok, model = AutoTokenizer.from_pretrained(tiny_llama), AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
     clm = _clm(tiny_llama, batch_size=4)
-    assert clm._keeps_logits  # Llama takes logits_to_keep; the other branch is forced below
-    clm._keeps_logits = keeps_logits
+    if not keeps_logits:  # a forward without the argument: every position's logits, then cut
+        full = clm.model.forward
+        clm.model.forward = lambda input_ids, attention_mask: full(input_ids=input_ids, attention_mask=attention_mask)
     assert len({len(clm.encode(c, r)[0]) for c, r in zip(CANDS, REFS)}) > 1
     got = clm.compute(CANDS, REFS)["clm_logprob"]
     for c, r, g in zip(CANDS, REFS, got):

@@ -563,6 +563,31 @@ def test_clm_scoring_runs_under_the_rankers_autocast(tmp_path):
     assert "ranker.infer.autocast" in method("clm_scoring").keys
 
 
+def test_clm_scoring_equals_the_candidates_mean_token_logprob_by_hand(tmp_path):
+    """Batched over prompts of several lengths, each score is the mean log p(token | prompt, prefix)
+    of the candidate's tokens, one sequence at a time by hand."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from gen_tiny import make_tiny_model
+    from llmblend.ranker import baselines
+    from llmblend.ranker.data import Example
+
+    lm = make_tiny_model(tmp_path / "lm")
+    tok, model = AutoTokenizer.from_pretrained(lm), AutoModelForCausalLM.from_pretrained(lm).eval()
+    examples = [Example(id=f"e{i}", source=src, texts=texts, models=[], metric_scores=[])
+                for i, (src, texts) in enumerate([("the capital of the water", ["one two three four", "a"]),
+                                                  ("how", ["the number of people is 7", "5 6"])])]
+    got = baselines.clm_scores(lm, examples, 32, batch_size=4)
+    for ex, scores in zip(examples, got):
+        prompt = tok(ex.source + "\n\n", add_special_tokens=False)["input_ids"]
+        for text, score in zip(ex.texts, scores):
+            cand = tok(text, add_special_tokens=False)["input_ids"]
+            with torch.inference_mode():
+                logp = torch.log_softmax(model(input_ids=torch.tensor([prompt + cand])).logits[0].float(), -1)
+            want = np.mean([logp[len(prompt) + j - 1, t].item() for j, t in enumerate(cand)])
+            assert score == pytest.approx(want, abs=1e-5)
+
+
 # ------------------------------------------------------------------ mixed precision, pair validation
 
 

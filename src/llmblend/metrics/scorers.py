@@ -168,6 +168,17 @@ class Seq2SeqLogLikelihood(Metric):
                 "max_candidate_tokens": self.max_candidate_tokens, "max_reference_tokens": self.max_reference_tokens}
 
 
+def causal_logits_from(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, first: int) -> torch.Tensor:
+    """A causal LM's logits at positions `first`.. only: the scores here need the positions of the
+    scored text, and the vocabulary projection with its softmax over the whole sequence is a fifth of
+    a small model's work (`logits_to_keep` keeps the last positions; a model without it computes all
+    and they are cut)."""
+    if "logits_to_keep" in inspect.signature(model.forward).parameters:
+        return model(input_ids=input_ids, attention_mask=attention_mask,
+                     logits_to_keep=input_ids.shape[1] - first).logits
+    return model(input_ids=input_ids, attention_mask=attention_mask).logits[:, first:]
+
+
 def _mean_label_logprob(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Per row: the mean over positions with a label (label != -100) of log p(label)."""
     logp = torch.log_softmax(logits.float(), dim=-1)
@@ -196,7 +207,6 @@ class CausalLogLikelihood(Metric):
         if self.tok.eos_token_id is None:
             raise LLMBlendError(f"{model_dir}: the tokenizer has no EOS token; {name} scores the reference + EOS")
         self.model = AutoModelForCausalLM.from_pretrained(model_dir).to(device).eval()
-        self._keeps_logits = "logits_to_keep" in inspect.signature(self.model.forward).parameters
         head, tail = template.split("{candidate}")
         self._head, self._tail = self._ids(head), self._ids(tail)
         self.max_candidate_tokens, self.max_reference_tokens = max_candidate_tokens, max_reference_tokens
@@ -224,11 +234,8 @@ class CausalLogLikelihood(Metric):
             # the logits at position t predict token t+1; only the reference's positions need them, so
             # the vocabulary projection and softmax run from the batch's shortest prompt on
             # (`logits_to_keep`: the last positions), not over the whole sequence
-            first = min(len(pairs[i][0]) for i in batch) - 1
-            kw = {"logits_to_keep": input_ids.shape[1] - first} if self._keeps_logits else {}
-            logits = self.model(input_ids=input_ids.to(self.device), attention_mask=attn.to(self.device), **kw).logits
-            if not kw:
-                logits = logits[:, first:]
+            first = max(min(len(pairs[i][0]) for i in batch) - 1, 0)
+            logits = causal_logits_from(self.model, input_ids.to(self.device), attn.to(self.device), first)
             mean = _mean_label_logprob(logits[:, :-1], lab[:, first + 1:].to(self.device))
             for j, i in enumerate(batch):
                 scores[i] = float(mean[j])

@@ -37,6 +37,7 @@ def clm_scores(model_dir, examples, max_len: int = 256, batch_size: int = 8, dev
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from llmblend.metrics.scorers import causal_logits_from
     from llmblend.ranker.infer import AUTOCAST_DTYPES
 
     tok = AutoTokenizer.from_pretrained(model_dir)
@@ -64,12 +65,13 @@ def clm_scores(model_dir, examples, max_len: int = 256, batch_size: int = 8, dev
                 ids[r, : len(seq)] = torch.tensor(seq)
                 mask[r, : len(seq)] = 1
                 tgt[r, len(p): len(seq)] = True
+            # token t is predicted at position t-1: logits from the chunk's shortest prompt's end on
+            first = max(min(len(p) for _, _, p, _ in chunk) - 1, 0)
             with amp:
-                logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+                logits = causal_logits_from(model, ids.to(device), mask.to(device), first)
             logp = torch.log_softmax(logits.float(), dim=-1)
-            # token t is predicted at position t-1
-            tok_lp = logp[:, :-1].gather(-1, ids[:, 1:].to(device).unsqueeze(-1)).squeeze(-1).cpu()
-            is_tgt = tgt[:, 1:]
+            tok_lp = logp[:, :-1].gather(-1, ids[:, first + 1:].to(device).unsqueeze(-1)).squeeze(-1).cpu()
+            is_tgt = tgt[:, first + 1:]
             for r, (e, i, _, c) in enumerate(chunk):
                 n = int(is_tgt[r].sum())
                 # an empty candidate has no tokens to score: it ranks last
