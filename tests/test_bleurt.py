@@ -149,7 +149,7 @@ def test_stage_scores_bleurt_and_reports_truncation(tiny_bleurt, tmp_path):
     write_jsonl(tmp_path / "in.jsonl", recs)
     off = {"enabled": False, "reason": "off in this test", "model": None}
     cfg = {"run": "t", "seed": 1, "metrics": {
-        "recompute": False, "shards": 1, "batch_size": 4, "device": "cpu", "threads": 1,
+        "recompute": False, "shards": 1, "batch_size": 4, "device": "cpu",
         "bartscore": off, "clm_logprob": off, "bertscore": off, "bleu": off, "rouge": off,
         "bleurt": {"enabled": True, "model": "x", "max_tokens": 10}}}
     rep = score_file(cfg, {"bleurt": f"dir:{tiny_bleurt}"}, tmp_path / "in.jsonl", tmp_path / "out.jsonl")

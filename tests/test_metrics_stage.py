@@ -29,7 +29,7 @@ def _records():
 
 
 def _cfg(**over):
-    m = {"recompute": False, "shards": 1, "batch_size": 4, "device": "cpu", "threads": 1,
+    m = {"recompute": False, "shards": 1, "batch_size": 4, "device": "cpu",
          "bartscore": {"enabled": False, "reason": "no BART checkpoint offline", "model": None},
          "clm_logprob": {"enabled": False, "reason": "off in this test", "model": None, "template": "{candidate}"},
          "bleurt": {"enabled": False, "reason": "no BLEURT checkpoint offline", "model": None},
