@@ -36,8 +36,8 @@ def gguf_file(spec: str) -> Path:
 def one_gguf_parse():
     """transformers reads a GGUF file's header three times on the way to a model (tokenizer, config,
     weights), each with a new `gguf.GGUFReader` that parses every metadata field in Python: for
-    Gemma-3's 262,144-token vocabulary that is ~13 s a read on 2 cores, 40 of the conversion's 63 s.
-    The readers only read, so inside this block they are one reader per file."""
+    Gemma-3's 262,144-token vocabulary that is ~13 s a read on one core (68.0 s -> 41.9 s for the
+    conversion, AVX2). The readers only read, so inside this block they are one reader per file."""
     import gguf
 
     real, readers = gguf.GGUFReader, {}
