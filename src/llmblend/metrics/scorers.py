@@ -231,9 +231,7 @@ class CausalLogLikelihood(Metric):
             labels = [[-100] * len(pairs[i][0]) + pairs[i][1] for i in batch]
             input_ids, lab = _pad(seqs, pad), _pad(labels, -100)
             attn = _pad([[1] * len(s) for s in seqs], 0)
-            # the logits at position t predict token t+1; only the reference's positions need them, so
-            # the vocabulary projection and softmax run from the batch's shortest prompt on
-            # (`logits_to_keep`: the last positions), not over the whole sequence
+            # the logits at position t predict token t+1: only the reference's positions need them
             first = max(min(len(pairs[i][0]) for i in batch) - 1, 0)
             logits = causal_logits_from(self.model, input_ids.to(self.device), attn.to(self.device), first)
             mean = _mean_label_logprob(logits[:, :-1], lab[:, first + 1:].to(self.device))

@@ -50,7 +50,7 @@ def one_gguf_parse():
 
     gguf.GGUFReader = shared_reader
     try:
-        yield readers
+        yield
     finally:
         gguf.GGUFReader = real
 
