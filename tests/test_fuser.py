@@ -134,6 +134,38 @@ def test_causal_labels_cover_only_the_answer():
     assert n_prompt > 0 and ex["input_ids"][n_prompt:] == answer
 
 
+@pytest.mark.parametrize("family", ["causal_lm", "seq2seq"])
+def test_training_batches_project_only_labelled_positions_with_the_same_loss(tmp_path, family):
+    """The causal fuser's training batch keeps the vocabulary projection from the batch's earliest
+    answer on; its loss is the full batch's (every label counted, none shifted)."""
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, DataCollatorForSeq2Seq
+
+    from llmblend.fuser.train import LabelledPositionsCollator
+
+    base = make_model_dir(tmp_path, family)
+    tok = make_tokenizer(family)
+    tok.padding_side = "right"
+    model = (AutoModelForCausalLM if family == "causal_lm" else AutoModelForSeq2SeqLM).from_pretrained(base).eval()
+    # prompts of three lengths, answers of three lengths: the earliest answer is not the longest row's
+    feats = [encode_example(tok, family, f"Instruction: {i}", t, 64)
+             for i, t in [("What is 3 + 5? " * 3, "eight"), ("List two colours.", "red, blue and then some more"),
+                          ("Name the capital of France. " * 2, "Paris is the capital.")]]
+    full = DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100)(feats)
+    cut = LabelledPositionsCollator(tok, model, family)(feats)
+    with torch.no_grad():
+        want = model(**full).loss
+        out = model(**cut)
+    assert torch.allclose(out.loss, want, atol=1e-6), (out.loss, want)
+    if family == "seq2seq":
+        assert "logits_to_keep" not in cut and torch.equal(cut["labels"], full["labels"])
+        return
+    width = full["input_ids"].shape[1]
+    first = min(f["labels"].index(next(t for t in f["labels"] if t != -100)) for f in feats)
+    assert cut["logits_to_keep"] == width - first + 1 < width
+    assert out.logits.shape[1] == cut["logits_to_keep"] == cut["labels"].shape[1]
+    assert torch.equal(cut["labels"], full["labels"][:, first - 1:])
+
+
 def test_build_data_with_rankings_counts_fewer_than_k(tmp_path, files):
     split, ranks = files
     tok = make_tokenizer("causal_lm")

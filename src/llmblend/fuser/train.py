@@ -18,12 +18,44 @@ from llmblend.config import schema_defaults, schema_node
 from llmblend.errors import LLMBlendError
 from llmblend.fuser.model import FUSER_META, encode_example, freeze_below, load_model
 from llmblend.fuser.prompt import PromptSpec
+from llmblend.models import takes_logits_to_keep
 from llmblend.io import atomic_path, read_jsonl, sha256_file, write_json
 
 log = logging.getLogger("llmblend.fuser")
 
 FUSER_DATA_FIELDS = {"id": str, "prompt": str, "target": str}
 
+
+class LabelledPositionsCollator:
+    """Pads a batch (DataCollatorForSeq2Seq: labels padded with -100) and, for a causal LM, keeps the
+    vocabulary projection to the positions that predict a label: from the batch's earliest answer on
+    (`logits_to_keep`, labels cut to match). A fuser's prompt holds the top K answers and is most of
+    each sequence, and the projection onto a 49k-token vocabulary with its float32 softmax and
+    gradient is a large share of a small model's step; the loss is the same (its masked positions
+    contribute nothing). A seq2seq model, or a causal LM whose forward lacks the argument, gets the
+    padded batch as it is."""
+
+    def __init__(self, tokenizer, model, family: str):
+        from transformers import DataCollatorForSeq2Seq
+
+        self.pad = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
+        self.cut = family == "causal_lm" and takes_logits_to_keep(model)
+
+    def __call__(self, features):
+        batch = self.pad(features)
+        if not self.cut:
+            return batch
+        labels = batch["labels"]
+        labelled = labels != -100
+        if not labelled.any():
+            return batch
+        width = labels.shape[1]
+        first = int(labelled.int().argmax(dim=1)[labelled.any(dim=1)].min())
+        # the logit at position first - 1 predicts the first label
+        keep = min(width, width - first + 1)
+        batch["labels"] = labels[:, width - keep:]
+        batch["logits_to_keep"] = keep
+        return batch
 
 
 def _encode_file(path, tokenizer, family, spec: PromptSpec) -> list[dict]:
@@ -57,10 +89,9 @@ def train_fuser(model_dir, train_path, val_path, out_dir, spec: PromptSpec, trai
     """config_slice: the config keys rule train_fuser declares (fuser.snake.genfuser_keys); with the
     inputs it keys the resume checkpoints in work_dir."""
     import torch
-    from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments, set_seed
+    from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
     cfg = {**schema_defaults("fuser.train"), **(train_cfg or {})}  # for callers of the Python API
-    threads = threads or cfg["threads"]
     unknown = set(cfg) - set(schema_node("fuser.train")["properties"])
     if unknown:
         raise LLMBlendError(f"fuser.train: unknown setting(s) {sorted(unknown)}")
@@ -85,7 +116,11 @@ def train_fuser(model_dir, train_path, val_path, out_dir, spec: PromptSpec, trai
     log.info("fuser %s (%s): training %d of %d parameters", model_dir, family, n_train, n_all)
     tokenizer.padding_side = "right"
     train_set = _encode_file(train_path, tokenizer, family, spec)
-    val_set = _encode_file(val_path, tokenizer, family, spec)
+    # validation in batches of similar length (the trainer's eval batches follow the dataset's order):
+    # alpaca_eval's 100 val examples pad to 38.0k tokens instead of 44.6k. The trainer's val loss is a
+    # mean of the batches' mean token losses, so the grouping moves it (the demo's 1.016 -> 1.025 for
+    # the same weights, docs/results.md); it still ranks checkpoints of one run alike
+    val_set = sorted(_encode_file(val_path, tokenizer, family, spec), key=lambda e: len(e["input_ids"]))
     if not train_set or not val_set:
         raise LLMBlendError(f"fuser training needs examples in both {train_path} ({len(train_set)}) and {val_path} ({len(val_set)})")
     n_tokens = sum(len(e["input_ids"]) for e in train_set)
@@ -111,7 +146,7 @@ def train_fuser(model_dir, train_path, val_path, out_dir, spec: PromptSpec, trai
             log.info("step %d: %s", state.global_step, {k: round(v, 5) if isinstance(v, float) else v for k, v in (logs or {}).items()})
 
     trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=val_set,
-                      data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
+                      data_collator=LabelledPositionsCollator(tokenizer, model, family),
                       callbacks=[LogToRunLog(), *callbacks])
     resume = any(work_dir.glob("checkpoint-*"))
     if resume:
@@ -127,6 +162,7 @@ def train_fuser(model_dir, train_path, val_path, out_dir, spec: PromptSpec, trai
         "steps": trainer.state.global_step, "best_checkpoint": trainer.state.best_model_checkpoint,
         "best_val_loss": trainer.state.best_metric, "val_losses": val_losses,
         "train_loss": result.training_loss,
+        "torch_threads": torch.get_num_threads(),  # the summation order, so the weights, depend on it
     }
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -18,12 +18,12 @@ always followed by EOS, so even an empty reference has one token to score; BLEUR
 
 from __future__ import annotations
 
-import inspect
 from collections import Counter
 
 import torch
 
 from llmblend.errors import LLMBlendError
+from llmblend.models import takes_logits_to_keep
 
 
 def is_empty(text: str) -> bool:
@@ -173,7 +173,7 @@ def causal_logits_from(model, input_ids: torch.Tensor, attention_mask: torch.Ten
     scored text, and the vocabulary projection with its softmax over the whole sequence is a fifth of
     a small model's work (`logits_to_keep` keeps the last positions; a model without it computes all
     and they are cut)."""
-    if "logits_to_keep" in inspect.signature(model.forward).parameters:
+    if takes_logits_to_keep(model):
         return model(input_ids=input_ids, attention_mask=attention_mask,
                      logits_to_keep=input_ids.shape[1] - first).logits
     return model(input_ids=input_ids, attention_mask=attention_mask).logits[:, first:]
