@@ -171,11 +171,11 @@ def test_a_stage_reads_only_the_keys_its_rule_declares():
 
     from llmblend.config import UndeclaredKeyError, restrict
 
-    full = {"run": "r", "seed": 3, "ranker": {"train": {"lr": 0.1}, "infer": {"autocast": None}, "threads": 2},
+    full = {"run": "r", "seed": 3, "ranker": {"train": {"lr": 0.1}, "infer": {"autocast": None}, "checkpoint_seconds": 60},
             "models": {"a": {"spec": "x"}, "b": {"spec": "y"}}, "fuser": {"dtype": "float32"}}
     cfg = restrict(full, ["seed", "ranker.train", "ranker.select", "models.a"])
     assert cfg["seed"] == 3 and cfg["ranker"]["train"]["lr"] == 0.1 and cfg["models"]["a"] == {"spec": "x"}
-    assert cfg["run"] == "r" and cfg["ranker"]["threads"] == 2  # ambient: paths and speed, not results
+    assert cfg["run"] == "r" and cfg["ranker"]["checkpoint_seconds"] == 60  # ambient: paths, resume cadence
     assert cfg["ranker"].get("select", "default") == "default"  # declared, left out of the profile
     for read, key in [(lambda: cfg["fuser"], "'fuser'"), (lambda: cfg.get("mirror"), "'mirror'"),
                       (lambda: "fuser" in cfg, "'fuser'"), (lambda: cfg["ranker"]["infer"], "'ranker.infer'"),
@@ -184,7 +184,7 @@ def test_a_stage_reads_only_the_keys_its_rule_declares():
                       (lambda: copy.deepcopy(cfg)["ranker"]["infer"], "'ranker.infer'")]:
         with pytest.raises(UndeclaredKeyError, match=re.escape(key)):
             read()
-    assert json.loads(json.dumps(cfg)) == {"seed": 3, "ranker": {"train": {"lr": 0.1}, "threads": 2},
+    assert json.loads(json.dumps(cfg)) == {"seed": 3, "ranker": {"train": {"lr": 0.1}, "checkpoint_seconds": 60},
                                            "models": {"a": {"spec": "x"}}, "run": "r"}
     assert yaml.safe_load(yaml.safe_dump(cfg)) == json.loads(json.dumps(cfg))
     assert isinstance(cfg, dict) and dict(restrict(full, ["fuser"]))["fuser"] == {"dtype": "float32"}
@@ -209,3 +209,25 @@ def test_the_cli_refuses_an_undeclared_read_naming_the_key(tmp_path, monkeypatch
     assert rank("b", "--keys", "seed") == 0 and (tmp_path / "b" / "random" / "test.jsonl").exists()
     assert rank("c") == 0
     assert (tmp_path / "b" / "random" / "test.jsonl").read_bytes() == (tmp_path / "c" / "random" / "test.jsonl").read_bytes()
+
+
+def test_the_rules_threads_reach_torch_through_the_command_line(tmp_path, monkeypatch):
+    """A job's threads are no config key: the rule passes `--threads {threads}` and the command runs
+    torch on that many (llmblend.cli.main), whatever the profile says."""
+    import torch
+
+    from llmblend.cli import main
+
+    monkeypatch.chdir(ROOT)
+    split = tmp_path / "test.jsonl"
+    split.write_text(json.dumps({"id": "e0", "instruction": "q", "input": "",
+                                 "candidates": [{"model": "m0", "text": "a"}, {"model": "m1", "text": "b c"}]}) + "\n")
+    before = torch.get_num_threads()
+    try:
+        for n in (1, 2):
+            assert main(["rank-candidates", "--config", "params.yaml", "--keys", "seed", "--methods", "random",
+                         "--input", str(split), "--split", "test", "--out-dir", str(tmp_path / f"t{n}"),
+                         "--threads", str(n)]) == 0
+            assert torch.get_num_threads() == n
+    finally:
+        torch.set_num_threads(before)

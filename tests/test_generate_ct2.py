@@ -51,7 +51,7 @@ def gen_cfg(name="tiny-t0.7", method="top_p_sampling", batch_size=2, max_new=8, 
 
 def config(hf_dir, gens, seed=42):
     return {"run": "t", "seed": seed, "models": {"tiny": {"spec": f"dir:{hf_dir}", "kind": "causal_lm"}},
-            "generate": {"shards": 1, "splits": ["test"], "threads": 1, "generators": gens}}
+            "generate": {"shards": 1, "splits": ["test"], "generators": gens}}
 
 
 def run_all(backend, recs):

@@ -52,7 +52,7 @@ def test_alpaca_eval_join_by_normalised_instruction_and_missing_answers(tmp_path
             generate_shard(cfg, m, tmp_path / "splits" / "test.jsonl", k, tmp_path / "gen" / m / "test" / f"shard-{k}.jsonl")
     gather_candidates(cfg, tmp_path / "splits", tmp_path / "gen", tmp_path / "cand")
     # as the workflow runs it: the command line, with only the keys rule generate_candidates declares
-    # (an import generator reads no `models` entry and no generate.threads), the same shard
+    # (an import generator reads no `models` entry and no thread count), the same shard
     from types import SimpleNamespace
 
     import yaml

@@ -65,7 +65,7 @@ def tiny_cfg(**train):
     return {"seed": 7, "ranker": {"signal": {"type": "metrics", "weights": [{"metric": "clm_logprob", "weight": 1.0}]},
                                   "source_max_len": 32, "candidate_max_len": 24, "dropout": 0.0,
                                   "loss": "instructgpt", "pairs_per_input": 5, "train": t,
-                                  "infer": {"max_tokens": 512, "max_batch": 8}, "clm_max_len": 64, "threads": 1}}
+                                  "infer": {"max_tokens": 512, "max_batch": 8}, "clm_max_len": 64}}
 
 
 # ------------------------------------------------------------------ model, tokenisation, save/load

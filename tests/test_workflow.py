@@ -41,6 +41,30 @@ def test_every_rule_declares_config_keys_and_logs():
         assert "llmblend " in body, f"rule {name} does not call the llmblend CLI"
 
 
+def test_a_rule_running_a_model_passes_its_threads_to_the_command():
+    """A job's cores are one setting, `resources.stages.<stage>.threads`: the rule asks Snakemake for
+    them (job_threads) and passes what it gets (`--threads {threads}`) to every command that runs a
+    model (the commands with llmblend.cli.add_threads' option), so no config section holds a second copy."""
+    from llmblend.cli import build_parser
+
+    parser = build_parser()
+    stages = parser._subparsers._group_actions[0].choices
+    threaded = {n for n, p in stages.items() if any("--threads" in a.option_strings for a in p._actions)}
+    assert {"generate-candidates", "score-candidates", "train-ranker", "rank-candidates", "train-fuser",
+            "fuse-candidates", "verify-fused", "aggregate-candidates"} <= threaded
+    text = "\n".join(p.read_text() for p in sorted((ROOT / "workflow" / "rules").glob("*.smk")))
+    rules = re.split(r"^\s*rule (\w+):", text, flags=re.M)[1:]
+    seen = set()
+    for name, body in zip(rules[::2], rules[1::2]):
+        stage = re.search(r'"llmblend ([\w-]+)', body)
+        if not stage or stage.group(1) not in threaded:
+            continue
+        seen.add(stage.group(1))
+        assert "--threads {threads}" in body, f"rule {name} runs {stage.group(1)} without passing its threads"
+        assert "threads: job_threads(config," in body, f"rule {name} does not ask for resources.stages' threads"
+    assert seen == threaded, threaded - seen
+
+
 def test_profiles_write_under_their_own_roots():
     outs = {}
     for p in [ROOT / "dvc.yaml"] + sorted((ROOT / "dvc").glob("*/dvc.yaml")):

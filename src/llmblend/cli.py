@@ -40,6 +40,16 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log", metavar="FILE", help="also write the log to FILE (the rule's log:)")
 
 
+def add_threads(p: argparse.ArgumentParser) -> None:
+    """`--threads N` of a stage that runs a model. The rules pass Snakemake's `{threads}`, i.e.
+    `resources.stages.<stage>.threads`: the one setting of a job's cores, what the scheduler reserves
+    and what torch (and CTranslate2) use. Like Snakemake's resources, no rule declares it (a new thread
+    count reruns nothing); it can change a float sum's last bits, and through them a trained model,
+    so the trainings record it (`torch_threads` in their reports)."""
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads of this job (the rule's threads; default: torch's)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from llmblend import __version__
 
@@ -76,6 +86,10 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(getattr(args, "log", None))
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         rc = args.func(args)
     except LLMBlendError as e:

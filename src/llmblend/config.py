@@ -298,10 +298,10 @@ def setting(cfg: dict, dotted: str):
 
 
 # keys every stage may read without declaring them: the run's name (its roots data/<run>, results/<run>
-# are in every path a rule names), the config files themselves, torch's thread count (like Snakemake's
-# resources it changes speed, not results: ranker/rules.py) and how often a training saves its resume
-# state (when a killed job can resume from, not what it computes)
-AMBIENT_KEYS = ("run", "_files", "ranker.threads", "ranker.checkpoint_seconds")
+# are in every path a rule names), the config files themselves and how often a training saves its
+# resume state (when a killed job can resume from, not what it computes). A job's threads are no key
+# of a section: the rule passes them (--threads {threads}, llmblend.cli.add_threads)
+AMBIENT_KEYS = ("run", "_files", "ranker.checkpoint_seconds")
 
 
 class UndeclaredKeyError(ConfigError):

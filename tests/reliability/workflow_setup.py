@@ -49,7 +49,7 @@ def profile(base_url: str) -> dict:
         "run": "rel",
         "data": {"sources": [{"type": "demo", "name": "demo", "n_items": N_ITEMS}],
                  "split": {"sizes": {"val": 4, "test": N_TEST, "train": "rest"}}},
-        "generate": {"shards": 1, "splits": ["train", "val", "test"], "threads": 1, "generators": gens},
+        "generate": {"shards": 1, "splits": ["train", "val", "test"], "generators": gens},
         "judge": {"backend": "openai", "splits": ["test"],
                   "openai": {"model": "judge-1", "base_url": base_url, "backoff_s": 0.01, "max_backoff_s": 0.05,
                              "timeout_s": 10.0, "max_attempts": 4, "concurrency": 2}},

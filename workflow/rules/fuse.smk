@@ -110,7 +110,7 @@ if FCFG:
                 verified=f"{RESULTS}/fuser/test_verified.jsonl",
                 report=f"{RESULTS}/fuser/test_verified.report.json",
             params:
-                **rule_config(config_slice(config, "seed", "ranker.infer", "ranker.threads")),
+                **rule_config(config_slice(config, "seed", "ranker.infer")),
             log:
                 f"{LOGS}/verify_fused.log",
             benchmark:
@@ -122,7 +122,8 @@ if FCFG:
                 ENV
             shell:
                 "llmblend verify-fused {params.cfgargs} --fused {input.fused} --split {input.split}"
-                " --ranker {input.ranker} --out {output.verified} --report {output.report} --log {log}"
+                " --ranker {input.ranker} --out {output.verified} --report {output.report} --threads {threads}"
+                " --log {log}"
 
     if "aggregated" in BLEND_KINDS:
 
@@ -144,7 +145,7 @@ if FCFG:
                 f"{LOGS}/aggregate_candidates.log",
             benchmark:
                 f"{BENCH}/aggregate_candidates.tsv"
-            # a generator answers: it runs on generate.threads, so it asks for the generators' cores
+            # a generator answers: it asks for the generators' cores
             threads: job_threads(config, "generate_candidates")
             resources:
                 **job_resources(config, "fuse_candidates"),
@@ -153,7 +154,7 @@ if FCFG:
             shell:
                 "llmblend aggregate-candidates {params.cfgargs} --split {input.split} {params.rankings}"
                 " {params.model} --out {output.aggregated} --report {output.report} --cache {params.cache}"
-                " --log {log}"
+                " --threads {threads} --log {log}"
 
     TARGETS += [f"{RESULTS}/fuser/test_{k}.jsonl" for k in BLEND_KINDS]
     TARGETS += [] if _PRETRAINED else [f"{RESULTS}/plots/train_fuser.csv"]

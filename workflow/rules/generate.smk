@@ -39,7 +39,8 @@ if GCFG:
             ENV
         shell:
             "llmblend generate-candidates {params.cfgargs} --generator {wildcards.generator}"
-            " --split-file {input.split} --shard {wildcards.shard} --out {output.shard} {params.model} --log {log}"
+            " --split-file {input.split} --shard {wildcards.shard} --out {output.shard} {params.model}"
+            " --threads {threads} --log {log}"
 
     _IMPORTS = [n for n, g in GENERATORS.items() if g["backend"] == "import"]
 

@@ -104,7 +104,7 @@ if RCFG:
         shell:
             "llmblend train-ranker {params.cfgargs} --type {wildcards.ranker} --train {input.train}"
             " --val {input.val} {params.judge} --backbone {params.backbone} --out {output.model}"
-            " --curve {output.curve} --report {output.report} --log {log}"
+            " --curve {output.curve} --report {output.report} --threads {threads} --log {log}"
 
     if PRETRAINED_RANKER:
 
@@ -148,7 +148,8 @@ if RCFG:
             ENV
         shell:
             "llmblend rank-candidates {params.cfgargs} --methods pairranker --input {input.scored}"
-            " --split {wildcards.split} --out-dir {params.out_dir} --model pairranker={input.model} --log {log}"
+            " --split {wildcards.split} --out-dir {params.out_dir} --model pairranker={input.model}"
+            " --threads {threads} --log {log}"
 
     if FULL_METHODS:
 
@@ -177,7 +178,7 @@ if RCFG:
             shell:
                 "llmblend rank-candidates {params.cfgargs} --methods {params.methods} --input {input.scored}"
                 " --split test --out-dir {params.out_dir} --model pairranker={input.model}"
-                " --matrices {output.matrices} --log {log}"
+                " --matrices {output.matrices} --threads {threads} --log {log}"
 
     if OTHER_METHODS:
 
@@ -205,7 +206,7 @@ if RCFG:
                 ENV
             shell:
                 "llmblend rank-candidates {params.cfgargs} --methods {wildcards.method} --input {input.scored}"
-                " --split test --out-dir {params.out_dir} {params.args} --log {log}"
+                " --split test --out-dir {params.out_dir} {params.args} --threads {threads} --log {log}"
 
     rule rank_by_judge:
         input:
@@ -221,11 +222,13 @@ if RCFG:
             out_dir=lambda wc, output: os.path.dirname(os.path.dirname(output.ranks)),
         log:
             f"{LOGS}/rank_by_judge/{{split}}.log",
+        threads: job_threads(config, "judge")
         conda:
             ENV
         shell:
             "llmblend rank-candidates {params.cfgargs} --methods oracle-gpt_rank --input {input.records}"
-            " --split {wildcards.split} --out-dir {params.out_dir} --judge {input.judge} --log {log}"
+            " --split {wildcards.split} --out-dir {params.out_dir} --judge {input.judge} --threads {threads}"
+            " --log {log}"
 
     TARGETS += [f"{DATA}/rankings/{m}/test.jsonl" for m in RANK_METHODS]
     TARGETS += [f"{DATA}/rankings/pairranker/{s}.jsonl" for s in RANK_SPLITS]

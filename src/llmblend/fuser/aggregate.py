@@ -115,8 +115,9 @@ def usd(acfg: dict, prompt_tokens: float, completion_tokens: float) -> float:
 
 
 def aggregate_split(cfg: dict, split_path, out_path, cache_path, rankings_path=None, model_arg: str | None = None,
-                    report_path=None, allow_over_budget: bool = False, backend=None) -> dict:
-    """Aggregate the top K of every test record; `backend` may be given (tests)."""
+                    report_path=None, allow_over_budget: bool = False, backend=None, threads: int | None = None) -> dict:
+    """Aggregate the top K of every test record; `backend` may be given (tests); `threads`: a
+    CTranslate2 model's (generate.shards.make_backend)."""
     from llmblend.generate.shards import make_backend
 
     acfg, gen = settings(cfg)
@@ -148,7 +149,7 @@ def aggregate_split(cfg: dict, split_path, out_path, cache_path, rankings_path=N
                 raise LLMBlendError(f"{msg}: the estimate is above the cap; raise fuser.aggregator.max_usd or pass "
                                     "--allow-over-budget (the run then stops when the cap is reached)")
         if todo:
-            backend = backend or make_backend(cfg, gen, model_arg)
+            backend = backend or make_backend(cfg, gen, model_arg, threads=threads)
             # calls are started a few at a time on an API, so the cap stops the run close to it
             step = gen.get("openai", {}).get("concurrency", 4) if gen["backend"] == "openai" else len(todo)
             for start in range(0, len(todo), step):

@@ -1,6 +1,6 @@
 """`llmblend build-fuser-data`, `train-fuser`, `fuse-candidates`: the GenFuser stage."""
 
-from llmblend.cli import config_of
+from llmblend.cli import add_threads, config_of
 from llmblend.errors import LLMBlendError
 
 
@@ -21,7 +21,7 @@ def register(sub, add_common):
     p.add_argument("--val", required=True)
     p.add_argument("--out", required=True, help="the model folder to write")
     p.add_argument("--plot", help="CSV of step, epoch, loss, val_loss (a DVC plot)")
-    p.add_argument("--threads", type=int)
+    add_threads(p)
     p.set_defaults(func=run_train)
 
     p = sub.add_parser("fuse-candidates", help="fuse the top-K ranked candidates of a split with a trained fuser")
@@ -31,7 +31,7 @@ def register(sub, add_common):
     p.add_argument("--rankings", help="its rankings (not for an oracle ranker)")
     p.add_argument("--out", required=True)
     p.add_argument("--report")
-    p.add_argument("--threads", type=int)
+    add_threads(p)
     p.set_defaults(func=run_fuse)
 
     p = sub.add_parser("verify-fused", help="keep each fused answer only where the PairRanker prefers it to "
@@ -42,6 +42,7 @@ def register(sub, add_common):
     p.add_argument("--ranker", required=True, help="the PairRanker folder (data/<run>/rankers/pairranker/model)")
     p.add_argument("--out", required=True, help="results/<run>/fuser/test_verified.jsonl")
     p.add_argument("--report", help="how often the fused answer was kept (JSON)")
+    add_threads(p)
     p.set_defaults(func=run_verify)
 
     p = sub.add_parser("aggregate-candidates", help="a chat model synthesises the top-K candidates into one "
@@ -55,6 +56,7 @@ def register(sub, add_common):
     p.add_argument("--cache", required=True, help="SQLite answer cache (kept across reruns: no answer paid twice)")
     p.add_argument("--allow-over-budget", action="store_true",
                    help="start even if the cost estimate is above fuser.aggregator.max_usd (the run still stops at the cap)")
+    add_threads(p)
     p.set_defaults(func=run_aggregate)
 
 
@@ -109,7 +111,7 @@ def run_train(args):
     path = resolve(args.model)
     spec = _spec(cfg, family_of(AutoConfig.from_pretrained(path)))
     report = train_fuser(path, args.train, args.val, args.out, spec, section(cfg, "fuser", "train"), cfg["seed"],
-                         plot_csv=args.plot, threads=args.threads, generate_cfg=section(cfg, "fuser", "generate"),
+                         plot_csv=args.plot, generate_cfg=section(cfg, "fuser", "generate"),
                          config_slice=config_slice(cfg, *genfuser_keys(cfg)))
     print({k: report[k] for k in ("steps", "best_val_loss")})
 
@@ -134,7 +136,7 @@ def run_fuse(args):
     style = setting(cfg, "fuser.reference_input")  # for a released fuser (the schema asks fuser.pretrained)
     report = fuse_split(args.fuser, args.split, section(cfg, "fuser", "ranker"), args.out, args.rankings,
                         generate=section(cfg, "fuser", "generate"), batch_size=section(cfg, "fuser", "batch_size"),
-                        report_path=args.report, threads=args.threads, reference_input=style,
+                        report_path=args.report, reference_input=style,
                         dtype=setting(cfg, "fuser.dtype"))
     print({k: report[k] for k in ("records", "flags", "fused_tokens")})
 
@@ -147,13 +149,9 @@ def run_verify(args):
 
 
 def run_aggregate(args):
-    import torch
-
     from llmblend.fuser.aggregate import aggregate_split
 
     cfg = config_of(args)
-    if (cfg.get("generate") or {}).get("threads"):  # a local model runs on the generators' threads
-        torch.set_num_threads(cfg["generate"]["threads"])
     report = aggregate_split(cfg, args.split, args.out, args.cache, args.rankings, args.model,
-                             args.report, args.allow_over_budget)
+                             args.report, args.allow_over_budget, threads=args.threads)
     print({k: report[k] for k in ("records", "asked", "cached", "flags")})

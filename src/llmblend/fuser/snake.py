@@ -69,7 +69,7 @@ def aggregator_model_arg(config: dict, data: str) -> str:
 def aggregator_keys(config: dict) -> list[str]:
     gen = config["fuser"]["aggregator"]["generator"]
     keys = ["seed", "fuser.ranker", "fuser.aggregator"]
-    keys += [f"models.{gen['model']}", "generate.threads"] if gen["backend"] in ("hf", "ctranslate2") else []
+    keys += [f"models.{gen['model']}"] if gen["backend"] in ("hf", "ctranslate2") else []
     return keys
 
 

@@ -53,12 +53,9 @@ def read_pairs(fused_path, split_path) -> list[tuple[dict, str, str, str]]:
 
 
 def verify_split(cfg: dict, fused_path, split_path, ranker_dir, out_path, report_path=None) -> dict:
-    import torch
-
     from llmblend.blender import Blender
 
     rc = cfg["ranker"]
-    torch.set_num_threads(max(1, int(rc.get("threads") or torch.get_num_threads())))
     pairs = read_pairs(fused_path, split_path)
     blender = Blender(ranker=ranker_dir, max_tokens=rc["infer"]["max_tokens"], max_batch=rc["infer"]["max_batch"],
                       seed=int(cfg["seed"]), autocast=rc["infer"].get("autocast"))

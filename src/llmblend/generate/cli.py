@@ -1,6 +1,6 @@
 """`llmblend generate-candidates` (one shard of one generator) and `llmblend gather-candidates`."""
 
-from llmblend.cli import config_of
+from llmblend.cli import add_threads, config_of
 
 
 def register(sub, add_common):
@@ -11,6 +11,7 @@ def register(sub, add_common):
     p.add_argument("--shard", required=True, type=int, help="shard index k of generate.shards")
     p.add_argument("--out", required=True, help="shard output: generate/<generator>/<split>/shard-<k>.jsonl")
     p.add_argument("--model", help="model spec overriding the models section (e.g. a converted dir:)")
+    add_threads(p)
     p.set_defaults(func=run_generate)
 
     p = sub.add_parser("gather-candidates", help="shards of every generator -> candidates/<split>.jsonl")
@@ -25,15 +26,10 @@ def run_generate(args):
     import torch
 
     from llmblend.generate.shards import generate_shard
-    from llmblend.workflow.cost import LOCAL_BACKENDS
 
     cfg = config_of(args)
-    gen = next((g for g in cfg["generate"]["generators"] if g["name"] == args.generator), {})
-    # threads are a local model's: an import or an API generator neither runs one nor declares the key
-    if gen.get("backend") in LOCAL_BACKENDS and cfg["generate"].get("threads"):
-        torch.set_num_threads(cfg["generate"]["threads"])
     torch.manual_seed(cfg["seed"])
-    generate_shard(cfg, args.generator, args.split_file, args.shard, args.out, args.model)
+    generate_shard(cfg, args.generator, args.split_file, args.shard, args.out, args.model, threads=args.threads)
 
 
 def run_gather(args):

@@ -37,7 +37,7 @@ def model_option(config: dict, data: str, g: dict) -> str:
 def gen_cfg(config: dict, wc) -> dict:
     g = generators(config)[wc.generator]
     keys = ["seed", "generate.shards"]
-    keys += ["generate.threads", f"models.{g['model']}"] if g["backend"] in LOCAL_BACKENDS else []
+    keys += [f"models.{g['model']}"] if g["backend"] in LOCAL_BACKENDS else []
     keys += ["mirror", "data.sources"] if g["backend"] == "import" else []
     # Snakemake compares this generator's settings only (a change reruns its jobs alone); DVC
     # sees the key generate.generators (it cannot address one list item)

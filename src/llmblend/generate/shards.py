@@ -73,9 +73,11 @@ def answers_key(cfg: dict, gen: dict, model_arg: str | None, shard: int, records
     return hashlib.sha256(dumps(what).encode()).hexdigest()
 
 
-def make_backend(cfg: dict, gen: dict, model_arg: str | None, split: str | None = None) -> GenerationBackend:
+def make_backend(cfg: dict, gen: dict, model_arg: str | None, split: str | None = None,
+                 threads: int | None = None) -> GenerationBackend:
     """The backend object for one generator (`model_arg` overrides the models' spec, e.g. a
-    converted directory passed by the workflow)."""
+    converted directory passed by the workflow). `threads`: CTranslate2's (default: torch's count;
+    an hf model runs on torch's, which the command's --threads sets)."""
     backend = gen["backend"]
     if backend == "hf":
         model_cfg = cfg.get("models", {}).get(gen["model"])
@@ -91,9 +93,11 @@ def make_backend(cfg: dict, gen: dict, model_arg: str | None, split: str | None 
         if model_arg is None:
             raise ConfigError(f"generator {gen['name']}: the ctranslate2 backend needs --model dir:<CTranslate2 dir> "
                               "(rule convert_ct2_model makes it)")
+        import torch
+
         from llmblend.generate.ct2_backend import CT2Backend
 
-        return CT2Backend(gen, model_cfg, model_arg, cfg["seed"], cfg["generate"].get("threads", 2))
+        return CT2Backend(gen, model_cfg, model_arg, cfg["seed"], threads or torch.get_num_threads())
     if backend == "openai":
         from llmblend.generate.openai_backend import OpenAIBackend
 
@@ -106,8 +110,9 @@ def make_backend(cfg: dict, gen: dict, model_arg: str | None, split: str | None 
 
 
 def generate_shard(cfg: dict, generator: str, split_path, shard: int, out_path, model_arg: str | None = None,
-                   backend=None) -> dict:
-    """Generate one shard's candidates; return its report. `backend` may be given (tests, benchmarks)."""
+                   backend=None, threads: int | None = None) -> dict:
+    """Generate one shard's candidates; return its report. `backend` may be given (tests, benchmarks);
+    `threads`: a CTranslate2 model's (make_backend)."""
     out_path = Path(out_path)
     gen = find_generator(cfg, generator)
     n_shards = cfg["generate"]["shards"]
@@ -130,7 +135,7 @@ def generate_shard(cfg: dict, generator: str, split_path, shard: int, out_path, 
     n_tokens = 0
     # built once, when there is something to generate or an import join to report
     if backend is None and (todo or gen["backend"] == "import"):
-        backend = make_backend(cfg, gen, model_arg, Path(split_path).stem)
+        backend = make_backend(cfg, gen, model_arg, Path(split_path).stem, threads)
 
     def keep(results) -> None:
         answers.append(results)

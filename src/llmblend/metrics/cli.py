@@ -1,6 +1,6 @@
 """`llmblend score-candidates`, `gather-scores`, `summarize-scores`: the metrics stage."""
 
-from llmblend.cli import config_of
+from llmblend.cli import add_threads, config_of
 from llmblend.errors import ConfigError
 
 
@@ -14,7 +14,7 @@ def register(sub, add_common):
     p.add_argument("--n-shards", type=int, default=1, help="how many blocks the records are cut into")
     p.add_argument("--model", action="append", default=[], metavar="METRIC=SPEC",
                    help="the model spec a model-based metric loads (repeat per metric)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (the rule's threads)")
+    add_threads(p)
     p.set_defaults(func=run_score)
 
     g = sub.add_parser("gather-scores", help="concatenate scored shards in order; merge their reports")
@@ -46,12 +46,8 @@ def _pairs(items, what) -> dict:
 
 
 def run_score(args):
-    import torch
-
     from llmblend.metrics.stage import score_file
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     rep = score_file(config_of(args), _pairs(args.model, "--model"), args.inp, args.out, args.report,
                      args.shard, args.n_shards)
     print(rep["counts"])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from llmblend.cli import add_threads
+
 log = logging.getLogger("llmblend.ranker")
 
 
@@ -19,6 +21,7 @@ def register(sub, add_common):
     p.add_argument("--out", required=True, help="output model directory")
     p.add_argument("--curve", required=True, help="CSV of loss and val score per epoch (a DVC plot)")
     p.add_argument("--report", help="JSON report (counts, history)")
+    add_threads(p)
     p.set_defaults(func=run_train)
 
     p = sub.add_parser("import-ranker-pool", help="the ranker's training pool of one split (ranker.train_generators)")
@@ -48,6 +51,7 @@ def register(sub, add_common):
     p.add_argument("--clm-model", help="causal LM spec for clm_scoring")
     p.add_argument("--matrices", help="also write the full comparison matrices here (.npz; needs pairranker or "
                                       "pairranker-maxwins among --methods)")
+    add_threads(p)
     p.set_defaults(func=run_rank)
 
 

@@ -52,8 +52,8 @@ def method_args(name: str, inputs, clm_arg: str) -> str:
 # `ranker.methods` adds jobs without rerunning the others, `ranker.train.lr` retrains (and reranks)
 # but leaves Random and the metric oracles alone, `ranker.clm_max_len` touches CLM-Scoring only.
 # A key the profile leaves out is still declared: the stage reads its schema default, and setting it
-# reruns the stage. threads, device and mem_mb are left out: like Snakemake's resources they change
-# speed, not results (llmblend.config.AMBIENT_KEYS lets every stage read ranker.threads).
+# reruns the stage. A job's threads come on its command line (--threads {threads}), undeclared like
+# Snakemake's resources (llmblend.cli.add_threads says what they can change).
 
 
 def train_keys(ranker: str, backbone_keys: list[str]) -> list[str]:

@@ -46,7 +46,6 @@ def train_ranker(cfg: dict, kind: str, train_path, val_path, backbone_dir, out_d
     if kind not in TRAINED:
         raise ConfigError(f"ranker type {kind!r} is not trained (one of {', '.join(TRAINED)})")
     t0 = time.time()
-    torch.set_num_threads(max(1, int(rc.get("threads") or torch.get_num_threads())))
     counts = {"train": {}, "val": {}}
     need = signal_metrics(rc["signal"])
     join = setting(cfg, "ranker.source_join")
@@ -91,8 +90,11 @@ def train_ranker(cfg: dict, kind: str, train_path, val_path, backbone_dir, out_d
             w.writerow({k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()})
     # inputs whose candidates all share one signal value teach nothing (no pair differs); kept, counted
     counts["train"]["no_preference"] = sum(1 for ex in train_ex if len(set(ex.signal)) < 2)
+    # the threads change the float summation order, so the trained weights (not just the speed):
+    # recorded, as no rule declares them (llmblend.cli.add_threads)
     report = {"type": kind, "train_examples": len(train_ex), "val_examples": len(val_ex), "dropped": counts,
-              "best_epoch": max(history, key=lambda r: r["val_score"])["epoch"], "history": history}
+              "best_epoch": max(history, key=lambda r: r["val_score"])["epoch"], "history": history,
+              "torch_threads": torch.get_num_threads()}
     log.info("trained %s in %.1fs (best epoch %d)", kind, time.time() - t0, report["best_epoch"])
     return report
 
@@ -125,8 +127,6 @@ def rank_split(cfg: dict, methods: list[str], input_path, out_dir, split: str, m
         raise ConfigError(f"--matrices: the full comparison matrices are computed only for "
                           f"{' / '.join(full)}, not for {', '.join(methods)}")
     ranker_model, clm = any(r.model for r in rows), any(r.reads == "clm" for r in rows)
-    if ranker_model or clm:
-        torch.set_num_threads(max(1, int(rc.get("threads") or torch.get_num_threads())))
     metrics = sorted({m[len(ORACLE):] for m, r in zip(methods, rows) if r.kind == "oracle_metric"})
     # the source text matters to CLM-Scoring only (a trained ranker joins the sources its own way, srcs)
     examples = load_examples(input_path, metrics, setting(cfg, "ranker.source_join") if clm else "newline")
