@@ -60,12 +60,13 @@ def _fused_files(tmp_path, texts, tops):
     """A test split and the GenFuser's output over it: record i's top-1 (fused_from[0]) is tops[i]."""
     split, fused = [], []
     for i, (text, top) in enumerate(zip(texts, tops)):
-        cands = [{"model": m, "text": f"{m} answer {i}" + " padded" * (3 if m == "m1" else 0)}
-                 for m in ("m0", "m1", "m2")]
+        cands = [{"model": m, "text": f"{m} answer {i}" + " padded" * (3 if m == "m1" else 0),
+                  "scores": {"bleu": 10.0 * i + k}} for k, m in enumerate(("m0", "m1", "m2"))]
         split.append({"id": f"e{i}", "instruction": f"question {i}", "input": "", "output": "ref", "source": "t",
                       "candidates": cands})
         fused.append({"id": f"e{i}", "instruction": f"question {i}", "input": "", "output": "ref", "source": "t",
-                      "candidates": [{"model": "llm-blender", "text": text, "fused_from": [top, "m2"]}]})
+                      "candidates": [{"model": "llm-blender", "text": text, "fused_from": [top, "m2"],
+                                      "scores": {"bleu": 100.0 + i}}]})
     write_jsonl(tmp_path / "split.jsonl", split)
     write_jsonl(tmp_path / "fused.jsonl", fused)
     return tmp_path / "fused.jsonl", tmp_path / "split.jsonl"
@@ -85,6 +86,8 @@ def test_verify_stage_writes_one_answer_per_record_and_counts_what_it_kept(tmp_p
     # the top-1 kept is the candidate the fused answer names first, not any other
     assert c[1]["text"] == "m1 answer 1 padded padded padded" and c[1]["top1_model"] == "m1"
     assert [x["text"] for x in c[::2]] == texts[::2]
+    # each kept answer carries the scores of the text it is (the metrics stage keeps them, not rescoring)
+    assert [x["scores"] for x in c] == [{"bleu": 100.0}, {"bleu": 11.0}, {"bleu": 102.0}]
     assert rep == json.loads((tmp_path / "v.json").read_text())
     assert (rep["fused_kept"], rep["top1_kept"], rep["fused_kept_pct"], rep["forward_passes"]) == (2, 1, 66.67, 6)
     assert set(rows[0]) == {"id", "instruction", "input", "output", "source", "candidates"}

@@ -103,8 +103,9 @@ if FCFG:
 
         rule verify_fused:
             input:
-                fused=f"{RESULTS}/fuser/test_fused.jsonl",
-                split=f"{DATA}/candidates/test.jsonl",
+                # scored, so that the kept answer carries its text's scores (score_fused keeps them)
+                fused=f"{RESULTS}/fuser/test_fused_scored.jsonl",
+                split=f"{DATA}/scored/test.jsonl",
                 ranker=f"{DATA}/rankers/pairranker/model",
             output:
                 verified=f"{RESULTS}/fuser/test_verified.jsonl",

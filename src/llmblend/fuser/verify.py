@@ -5,7 +5,9 @@ answer the ranker judges worse than its own pick (docs/fuser.md, "Verified fusio
 Reads the GenFuser's test file (each record's one candidate names what it was fused from,
 `fused_from`, best first) and the test candidates; writes the same layout with one candidate,
 `model: llm-blender-verified`, `kept` ("fused" | "top1") and the two-order logit, so that the
-metrics and judge stages score and judge it like the fused answers.
+metrics and judge stages score and judge it like the fused answers. The workflow passes both files
+scored: the kept answer then carries the `scores` of the text it is (the fused answer's, or the
+top-1 candidate's), and the metrics stage keeps them instead of scoring the same text again.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ log = logging.getLogger("llmblend.fuser")
 VERIFIED_MODEL = KINDS["verified"]["model"]
 
 
-def read_pairs(fused_path, split_path) -> list[tuple[dict, str, str, str]]:
-    """(record, fused text, top-1 model, top-1 text) per test record, in the split's order."""
+def read_pairs(fused_path, split_path) -> list[tuple[dict, dict, dict]]:
+    """(record, fused candidate, top-1 candidate) per test record, in the split's order."""
     fused = {}
     for line, rec in iter_jsonl(fused_path, {"id": str, "candidates": list}):
         c = rec["candidates"]
@@ -35,17 +37,18 @@ def read_pairs(fused_path, split_path) -> list[tuple[dict, str, str, str]]:
                              "missing or empty: the models fused, best first (rule fuse_candidates writes it)")
         if rec["id"] in fused:
             raise InputError(fused_path, line, "id", f"duplicate id {rec['id']!r}")
-        fused[rec["id"]] = (c[0]["text"], src[0])
+        fused[rec["id"]] = c[0]
     out = []
     for line, rec in iter_jsonl(split_path, {"id": str, "instruction": str, "candidates": list}):
         if rec["id"] not in fused:
             raise InputError(fused_path, None, "id", f"no fused answer for {rec['id']!r} ({split_path}:{line})")
-        text, top = fused.pop(rec["id"])
-        texts = {c.get("model"): c.get("text") for c in rec["candidates"] if isinstance(c, dict)}
-        if not isinstance(texts.get(top), str):
+        fused_cand = fused.pop(rec["id"])
+        top = fused_cand["fused_from"][0]
+        cands = {c.get("model"): c for c in rec["candidates"] if isinstance(c, dict)}
+        if not isinstance(cands.get(top, {}).get("text"), str):
             raise InputError(split_path, line, "candidates", f"no candidate of model {top!r} with a text "
                              f"(the fused answer's top-1, {fused_path})")
-        out.append((rec, text, top, texts[top]))
+        out.append((rec, fused_cand, cands[top]))
     if fused:
         raise InputError(fused_path, None, "id", f"{len(fused)} fused answers for records not in {split_path} "
                          f"(first: {next(iter(fused))!r})")
@@ -59,13 +62,17 @@ def verify_split(cfg: dict, fused_path, split_path, ranker_dir, out_path, report
     pairs = read_pairs(fused_path, split_path)
     blender = Blender(ranker=ranker_dir, max_tokens=rc["infer"]["max_tokens"], max_batch=rc["infer"]["max_batch"],
                       seed=int(cfg["seed"]), autocast=rc["infer"].get("autocast"))
-    res = blender.verify_fused([r.get("input", "") for r, *_ in pairs], [f for _, f, _, _ in pairs],
-                               [t for *_, t in pairs], [r["instruction"] for r, *_ in pairs])
+    res = blender.verify_fused([r.get("input", "") for r, *_ in pairs], [f["text"] for _, f, _ in pairs],
+                               [t["text"] for *_, t in pairs], [r["instruction"] for r, *_ in pairs])
     rows = []
-    for (rec, _, top, _), text, kept, logit in zip(pairs, res["texts"], res["kept_fused"], res["logits"]):
+    for (rec, fused, top), kept, logit in zip(pairs, res["kept_fused"], res["logits"]):
+        source = fused if kept else top
+        cand = {"model": VERIFIED_MODEL, "text": source["text"], "kept": "fused" if kept else "top1",
+                "top1_model": top["model"], "verify_logit": round(logit, 6)}
+        if "scores" in source:
+            cand["scores"] = source["scores"]
         row = {k: rec[k] for k in KEEP if k in rec}
-        row["candidates"] = [{"model": VERIFIED_MODEL, "text": text, "kept": "fused" if kept else "top1",
-                              "top1_model": top, "verify_logit": round(logit, 6)}]
+        row["candidates"] = [cand]
         rows.append(row)
     n_kept = sum(res["kept_fused"])
     report = {"records": len(rows), "fused_kept": n_kept, "top1_kept": len(rows) - n_kept,
