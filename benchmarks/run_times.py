@@ -3,7 +3,9 @@
 Snakemake writes one TSV per benchmarked job (`results/<run>/benchmarks/...`): wall seconds, peak RSS
 and CPU seconds. This lists them by rule, longest first, marks every job over `--flag` seconds (the
 performance issue asks for a reason or a fix for each stage over 5 minutes), and, given the run's
-Snakemake log, the run's own wall time (first to last timestamp) against `--goal` minutes.
+Snakemake log, the run's own wall time (first to last timestamp) against `--goal` minutes, and how
+full the cores were: each job's start, end and threads read from the log, so the seconds in which the
+running jobs reserved fewer threads than `--cores` show where the schedule, not the work, set the time.
 
     python benchmarks/run_times.py --dir /path/to/clone --run alpaca_eval --goal 60 \
         --log /path/to/snakemake.log --out results/alpaca_eval/run_times.md
@@ -18,6 +20,11 @@ from datetime import datetime
 from pathlib import Path
 
 STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]")
+# the log's events in order; a progress bar without a newline can glue a timestamp or a "Finished"
+# onto its line, so those two are found anywhere, the rule block's own lines only at a line's start
+EVENT = re.compile(r"\[(?P<stamp>\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]|Finished jobid: (?P<end>\d+)"
+                   r"|^\s*(?:local)?rule (?P<rule>\w+):|^\s*jobid: (?P<start>\d+)|^\s*threads: (?P<threads>\d+)",
+                   re.M)
 
 
 def job_rows(bench_dir: Path) -> list[dict]:
@@ -40,7 +47,38 @@ def log_span(log: Path) -> tuple[datetime, datetime] | None:
     return (stamps[0], stamps[-1]) if stamps else None
 
 
-def report(rows: list[dict], flag: float, span, goal_min: float | None) -> str:
+def job_spans(log: Path) -> list[dict]:
+    """Every job of the log: rule, threads, start and end in seconds from the first timestamp."""
+    now = t0 = None
+    jobs: dict[int, dict] = {}
+    current = None
+    for m in EVENT.finditer(log.read_text(encoding="utf-8", errors="replace")):
+        if m["stamp"]:
+            now = datetime.strptime(m["stamp"], "%a %b %d %H:%M:%S %Y")
+            t0 = t0 or now
+        elif m["rule"]:
+            current = None
+            rule = m["rule"]
+        elif m["start"] and now is not None:
+            current = jobs[int(m["start"])] = {"rule": rule, "threads": 1, "start": (now - t0).total_seconds()}
+        elif m["threads"] and current is not None:
+            current["threads"] = int(m["threads"])
+        elif m["end"] and int(m["end"]) in jobs:
+            jobs[int(m["end"])]["end"] = (now - t0).total_seconds()
+    return [j for j in jobs.values() if "end" in j]
+
+
+def core_use(spans: list[dict], cores: int) -> dict:
+    """Seconds of the run by how many threads the running jobs reserved (capped at `cores`)."""
+    end = int(max((j["end"] for j in spans), default=0))
+    reserved = [0] * end
+    for j in spans:
+        for t in range(int(j["start"]), int(j["end"])):
+            reserved[t] += j["threads"]
+    return {n: sum(1 for r in reserved if min(r, cores) == n) for n in range(cores + 1)}
+
+
+def report(rows: list[dict], flag: float, span, goal_min: float | None, use: dict | None = None) -> str:
     out = ["| job | wall s | CPU s | peak RSS MB | over the flag |", "|---|---|---|---|---|"]
     for r in rows:
         cpu = f"{r['cpu_s']:.0f}" if r["cpu_s"] is not None else "-"
@@ -56,6 +94,11 @@ def report(rows: list[dict], flag: float, span, goal_min: float | None) -> str:
         if goal_min:
             line += f" against a goal of {goal_min:.0f} min: {'reached' if wall <= goal_min * 60 else 'not reached'}"
         out.append(line)
+    if use:
+        cores = max(use)
+        busy = sum(n * s for n, s in use.items()) / max(1, cores * sum(use.values()))
+        out.append("seconds of the run with " + ", ".join(f"{n} of {cores} cores reserved: {s}" for n, s in use.items())
+                   + f" ({100 * busy:.0f}% of the core-seconds)")
     return "\n".join(out)
 
 
@@ -66,12 +109,15 @@ def main(argv=None) -> int:
     ap.add_argument("--log", help="the run's Snakemake log (.snakemake/log/...)")
     ap.add_argument("--flag", type=float, default=300.0, help="mark jobs over this many seconds")
     ap.add_argument("--goal", type=float, default=None, help="the run's goal in minutes")
+    ap.add_argument("--cores", type=int, default=2, help="the run's --cores (for the core use line)")
     ap.add_argument("--out", help="also write the table here")
     args = ap.parse_args(argv)
     bench = Path(args.dir) / "results" / args.run / "benchmarks"
     if not bench.is_dir():
         raise SystemExit(f"{bench}: no benchmark folder (has the run finished?)")
-    text = report(job_rows(bench), args.flag, log_span(Path(args.log)) if args.log else None, args.goal)
+    log = Path(args.log) if args.log else None
+    text = report(job_rows(bench), args.flag, log_span(log) if log else None, args.goal,
+                  core_use(job_spans(log), args.cores) if log else None)
     print(text)
     if args.out:
         Path(args.out).write_text(text + "\n", encoding="utf-8")
