@@ -342,7 +342,8 @@ def table(out: Path) -> str:
 
 def ensemble(names: list[str], args) -> str:
     """Top-1 agreement between finished cells' MaxLogits picks (and the workflow's own PairRanker,
-    named `workflow`), and the pick of their average z-scored MaxLogits scores, on the 12 ranked models."""
+    named `workflow`), and the pick of their average z-scored MaxLogits scores, on the test the cells
+    share: the 12 ranked models, or the 8 held-out ones for `poolholdout` cells."""
     from llmblend.config import load_config
     from llmblend.ranker.aggregate import max_logits, read_matrices
 
@@ -351,7 +352,10 @@ def ensemble(names: list[str], args) -> str:
     paths = {n: (data / "rankings" / "pairranker" / "test.matrices.npz" if n == "workflow"
                  else Path(args.out) / n / "test.matrices.npz") for n in names}
     mats = {n: dict(zip(*read_matrices(p))) for n, p in paths.items()}
-    examples, prefs = test_set(cfg, data, {"pool": "37"}, Path(args.out))
+    pools = {"holdout" if n != "workflow" and parse_cell(n)["pool"] == "holdout" else "ranked" for n in names}
+    if len(pools) != 1:
+        raise SystemExit(f"--ensemble: {names} rank different tests (held-out and ranked models)")
+    examples, prefs = test_set(cfg, data, {"pool": "holdout" if pools == {"holdout"} else "37"}, Path(args.out))
     picks = {n: [int(np.argmax(max_logits(m[ex.id]))) for ex in examples] for n, m in mats.items()}
     lines = []
     for a_, b_ in itertools.combinations(names, 2):
