@@ -19,7 +19,6 @@ import re
 from datetime import datetime
 from pathlib import Path
 
-STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]")
 # the log's events in order; a progress bar without a newline can glue a timestamp or a "Finished"
 # onto its line, so those two are found anywhere, the rule block's own lines only at a line's start
 EVENT = re.compile(r"\[(?P<stamp>\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]|Finished jobid: (?P<end>\d+)"
@@ -42,8 +41,8 @@ def job_rows(bench_dir: Path) -> list[dict]:
 
 
 def log_span(log: Path) -> tuple[datetime, datetime] | None:
-    stamps = [datetime.strptime(m[1], "%a %b %d %H:%M:%S %Y")
-              for line in open(log, encoding="utf-8", errors="replace") if (m := STAMP.match(line))]
+    stamps = [datetime.strptime(m["stamp"], "%a %b %d %H:%M:%S %Y")
+              for m in EVENT.finditer(log.read_text(encoding="utf-8", errors="replace")) if m["stamp"]]
     return (stamps[0], stamps[-1]) if stamps else None
 
 

@@ -69,6 +69,8 @@ def _fused_files(tmp_path, texts, tops):
                                       "scores": {"bleu": 100.0 + i}}]})
     write_jsonl(tmp_path / "split.jsonl", split)
     write_jsonl(tmp_path / "fused.jsonl", fused)
+    for name, n in (("split", 3 * len(texts)), ("fused", len(texts))):  # as gather_scores/score_fused report
+        (tmp_path / f"{name}.report.json").write_text(json.dumps({"counts": {"computed.bleu": n}}))
     return tmp_path / "fused.jsonl", tmp_path / "split.jsonl"
 
 
@@ -88,6 +90,10 @@ def test_verify_stage_writes_one_answer_per_record_and_counts_what_it_kept(tmp_p
     assert [x["text"] for x in c[::2]] == texts[::2]
     # each kept answer carries the scores of the text it is (the metrics stage keeps them, not rescoring)
     assert [x["scores"] for x in c] == [{"bleu": 100.0}, {"bleu": 11.0}, {"bleu": 102.0}]
+    # scores kept from imported data (other metric models): none carried, every answer scored afresh
+    (tmp_path / "split.report.json").write_text(json.dumps({"counts": {"computed.bleu": 3, "kept_existing.bleu": 6}}))
+    verify_split(tiny_cfg(), fused, split, saved_pairranker, tmp_path / "v2.jsonl")
+    assert all("scores" not in r["candidates"][0] for r in read_jsonl(tmp_path / "v2.jsonl"))
     assert rep == json.loads((tmp_path / "v.json").read_text())
     assert (rep["fused_kept"], rep["top1_kept"], rep["fused_kept_pct"], rep["forward_passes"]) == (2, 1, 66.67, 6)
     assert set(rows[0]) == {"id", "instruction", "input", "output", "source", "candidates"}

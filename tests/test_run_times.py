@@ -2,6 +2,7 @@
 a progress bar glues a timestamp or a "Finished" onto."""
 
 import importlib.util
+from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,3 +47,4 @@ def test_job_spans_and_core_use_from_a_log_with_glued_progress_lines(tmp_path):
     # 0-10 s: 1 + 2 threads (capped at the 2 cores); 10-30 s: the fuser's 2
     assert rt.core_use(spans, cores=2) == {0: 0, 1: 0, 2: 30}
     assert rt.core_use(spans, cores=4) == {0: 0, 1: 0, 2: 20, 3: 10, 4: 0}
+    assert rt.log_span(log) == (datetime(2026, 12, 2, 8, 0, 0), datetime(2026, 12, 2, 8, 0, 30))

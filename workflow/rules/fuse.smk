@@ -103,9 +103,12 @@ if FCFG:
 
         rule verify_fused:
             input:
-                # scored, so that the kept answer carries its text's scores (score_fused keeps them)
+                # scored, so that the kept answer carries its text's scores (score_fused keeps them);
+                # their reports, read beside them, say whether every score was computed in this run
                 fused=f"{RESULTS}/fuser/test_fused_scored.jsonl",
+                fused_report=f"{RESULTS}/fuser/test_fused_scored.report.json",
                 split=f"{DATA}/scored/test.jsonl",
+                split_report=f"{DATA}/scored/test.report.json",
                 ranker=f"{DATA}/rankers/pairranker/model",
             output:
                 verified=f"{RESULTS}/fuser/test_verified.jsonl",

@@ -6,22 +6,35 @@ Reads the GenFuser's test file (each record's one candidate names what it was fu
 `fused_from`, best first) and the test candidates; writes the same layout with one candidate,
 `model: llm-blender-verified`, `kept` ("fused" | "top1") and the two-order logit, so that the
 metrics and judge stages score and judge it like the fused answers. The workflow passes both files
-scored: the kept answer then carries the `scores` of the text it is (the fused answer's, or the
-top-1 candidate's), and the metrics stage keeps them instead of scoring the same text again.
+scored: where every score in them was computed by this run's metrics stage (their reports count no
+score kept from imported data), the kept answer carries the `scores` of the text it is (the fused
+answer's, or the top-1 candidate's), and the metrics stage keeps them instead of scoring the same text
+again. Imported scores (MixInstruct's release) come from other metric models, so then no answer
+carries any, and the metrics stage scores every verified answer as it scores the fused ones.
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from llmblend.errors import InputError
 from llmblend.fuser.infer import KEEP
 from llmblend.fuser.kinds import KINDS
-from llmblend.io import iter_jsonl, write_json, write_jsonl
+from llmblend.io import iter_jsonl, read_json, write_json, write_jsonl
 
 log = logging.getLogger("llmblend.fuser")
 
 VERIFIED_MODEL = KINDS["verified"]["model"]
+
+
+def scored_here(path) -> bool:
+    """Whether every score in a scored file was computed by this run's metrics stage: its report
+    (`<name>.report.json` beside it, rules gather_scores and score_fused) counts no `kept_existing`."""
+    report = Path(path).with_suffix(".report.json")
+    if not report.exists():
+        return False
+    return not any(k.startswith("kept_existing.") and n for k, n in read_json(report)["counts"].items())
 
 
 def read_pairs(fused_path, split_path) -> list[tuple[dict, dict, dict]]:
@@ -64,12 +77,13 @@ def verify_split(cfg: dict, fused_path, split_path, ranker_dir, out_path, report
                       seed=int(cfg["seed"]), autocast=rc["infer"].get("autocast"))
     res = blender.verify_fused([r.get("input", "") for r, *_ in pairs], [f["text"] for _, f, _ in pairs],
                                [t["text"] for *_, t in pairs], [r["instruction"] for r, *_ in pairs])
+    carry_scores = scored_here(fused_path) and scored_here(split_path)
     rows = []
     for (rec, fused, top), kept, logit in zip(pairs, res["kept_fused"], res["logits"]):
         source = fused if kept else top
         cand = {"model": VERIFIED_MODEL, "text": source["text"], "kept": "fused" if kept else "top1",
                 "top1_model": top["model"], "verify_logit": round(logit, 6)}
-        if "scores" in source:
+        if carry_scores and "scores" in source:
             cand["scores"] = source["scores"]
         row = {k: rec[k] for k in KEEP if k in rec}
         row["candidates"] = [cand]
