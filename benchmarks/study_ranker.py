@@ -22,6 +22,8 @@ A cell is named `len<C>-src<S>-pool<P>-e<E>[-p<K>][-fp32][-<backbone>]`:
   headtail: each candidate longer than its budget keeps its first two thirds and its last third of
   tokens instead of its first tokens only (head + tail truncation, Sun et al. 2019; a study-only variant,
   patched into the product's encoder for the cell's training and test);
+  adrop0: no dropout on the backbone's attention weights while training (ranker.train.attention_dropout
+  0.0; default the backbone's own 0.1), which lets torch use its fused attention kernel on CPU;
   seed<N>: the training's seed (initialisation, pair draws, dropout) instead of the profile's, to see
   how far two trainings of the same cell differ; the held-out models, the test and its bootstrap keep
   the profile's seed;
@@ -50,7 +52,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 CELL = re.compile(r"^len(?P<len>\d+)(?:-src(?P<src>\d+))?-pool(?P<pool>12|37|holdout)-e(?P<epochs>\d+)"
-                  r"(?:-p(?P<pairs>\d+))?(?P<fp32>-fp32)?(?P<headtail>-headtail)?(?:-seed(?P<seed>\d+))?"
+                  r"(?:-p(?P<pairs>\d+))?(?P<fp32>-fp32)?(?P<headtail>-headtail)?(?P<adrop0>-adrop0)?(?:-seed(?P<seed>\d+))?"
                   r"(?:-(?P<backbone>[a-z0-9_]+))?$")
 HELD_OUT = 8
 
@@ -59,11 +61,11 @@ def parse_cell(name: str) -> dict:
     m = CELL.match(name)
     if not m:
         raise SystemExit(f"cell {name!r}: expected len<C>[-src<S>]-pool<12|37|holdout>-e<E>[-p<K>][-fp32][-headtail]"
-                         "[-seed<N>][-<backbone>]")
+                         "[-adrop0][-seed<N>][-<backbone>]")
     return {"name": name, "candidate_max_len": int(m["len"]), "source_max_len": int(m["src"] or 128),
             "pool": m["pool"], "epochs": int(m["epochs"]), "pairs_per_input": int(m["pairs"] or 5),
             "autocast": None if m["fp32"] else "bfloat16", "backbone": m["backbone"] or "minilm",
-            "headtail": bool(m["headtail"]), "seed": None if m["seed"] is None else int(m["seed"])}
+            "headtail": bool(m["headtail"]), "attention_dropout": 0.0 if m["adrop0"] else None, "seed": None if m["seed"] is None else int(m["seed"])}
 
 
 def head_tail_candidates(self, texts, src_len, share=2):
@@ -212,7 +214,8 @@ def run_cell(cell: dict, args) -> dict:
     rc = cfg["ranker"]
     rc.update(source_max_len=cell["source_max_len"], candidate_max_len=cell["candidate_max_len"],
               pairs_per_input=cell["pairs_per_input"], threads=args.threads)
-    rc["train"] = {**rc["train"], "epochs": cell["epochs"], "autocast": cell["autocast"]}
+    rc["train"] = {**rc["train"], "epochs": cell["epochs"], "autocast": cell["autocast"],
+                   "attention_dropout": cell.get("attention_dropout")}
     ranked = [g["name"] for g in cfg["generate"]["generators"]]
     pool = {"12": set(ranked), "37": set(rc["train_generators"]),
             "holdout": set(rc["train_generators"]) - set(held_out_models(cfg))}[cell["pool"]]

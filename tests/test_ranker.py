@@ -243,6 +243,36 @@ def test_train_learns_and_is_deterministic(tiny_backbone, tmp_path):
     assert rep1["best_epoch"] == rep2["best_epoch"]
 
 
+def test_attention_dropout_setting_reaches_the_trained_backbone(tiny_backbone, tmp_path):
+    """ranker.train.attention_dropout replaces the backbone's own (0.1 in the tiny BERT): the saved
+    ranker records it and the training differs; null keeps the backbone's; a backbone without such a
+    key is a config error naming the setting."""
+    import shutil
+
+    from llmblend.errors import ConfigError
+    from llmblend.ranker.stage import train_ranker
+
+    tr = write_split(tmp_path / "train.jsonl", 8)
+    va = write_split(tmp_path / "val.jsonl", 2, start=100)
+    train_ranker(tiny_cfg(epochs=1, attention_dropout=0.0), "pairranker", tr, va, tiny_backbone, tmp_path / "off",
+                 tmp_path / "off.csv")
+    train_ranker(tiny_cfg(epochs=1), "pairranker", tr, va, tiny_backbone, tmp_path / "own", tmp_path / "own.csv")
+    saved = {k: json.loads((tmp_path / k / "config.json").read_text())["backbone"] for k in ("off", "own")}
+    assert saved["off"]["attention_probs_dropout_prob"] == 0.0
+    assert saved["own"]["attention_probs_dropout_prob"] == 0.1
+    assert (tmp_path / "off" / "model.safetensors").read_bytes() != (tmp_path / "own" / "model.safetensors").read_bytes()
+
+    odd = tmp_path / "odd_backbone"
+    shutil.copytree(tiny_backbone, odd)
+    raw = json.loads((odd / "config.json").read_text())
+    del raw["attention_probs_dropout_prob"]
+    (odd / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(ConfigError, match="attention_dropout"):
+        train_ranker(tiny_cfg(epochs=1, attention_dropout=0.0), "pairranker", tr, va, odd, tmp_path / "x",
+                     tmp_path / "x.csv")
+    assert not (tmp_path / "x").exists()
+
+
 def length_task_record(i):
     """Four answers of 2, 8, 14 and 20 words in a seeded order; the shorter is better, by a wide margin."""
     rng = np.random.default_rng(i)

@@ -150,15 +150,30 @@ class SimCLS(Ranker):
 CLASSES = {"pairranker": PairRanker, "summareranker": SummaReranker, "simcls": SimCLS}
 
 
-def build_ranker(ranker_type: str, backbone_dir, backbone_spec: str, **cfg_kw):
-    """A new ranker on a pretrained backbone, with the prefix tokens added to its tokenizer."""
+# the attention-weights dropout of the encoder families a ranker trains on, by config attribute
+ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout")
+
+
+def build_ranker(ranker_type: str, backbone_dir, backbone_spec: str, attention_dropout: float | None = None,
+                 **cfg_kw):
+    """A new ranker on a pretrained backbone, with the prefix tokens added to its tokenizer.
+    attention_dropout: replaces the backbone config's dropout on attention weights (None: keep it)."""
     from transformers import AutoModel, AutoTokenizer
+
+    from llmblend.errors import ConfigError
 
     if ranker_type not in CLASSES:
         raise ValueError(f"unknown ranker type {ranker_type!r} (one of {', '.join(RANKER_TYPES)})")
     tokenizer = AutoTokenizer.from_pretrained(backbone_dir)
     ids = add_special_tokens(tokenizer)
     kw = {"add_pooling_layer": False} if _model_type(backbone_dir) in POOLER_TYPES else {}
+    if attention_dropout is not None:
+        raw = json.loads((Path(backbone_dir) / "config.json").read_text(encoding="utf-8"))
+        key = next((k for k in ATTENTION_DROPOUT_KEYS if k in raw), None)
+        if key is None:
+            raise ConfigError(f"config key 'ranker.train.attention_dropout': the backbone in {backbone_dir} "
+                              f"(model_type {raw.get('model_type')!r}) has none of {', '.join(ATTENTION_DROPOUT_KEYS)}")
+        kw[key] = float(attention_dropout)
     backbone = AutoModel.from_pretrained(backbone_dir, **kw)
     backbone.resize_token_embeddings(len(tokenizer))
     config = RankerConfig(ranker_type=ranker_type, backbone=backbone.config.to_dict(), backbone_spec=backbone_spec,

@@ -71,6 +71,7 @@ def train_ranker(cfg: dict, kind: str, train_path, val_path, backbone_dir, out_d
     set_seed(seed)  # the head's initialisation
     model, tokenizer = build_ranker(kind, backbone_dir, backbone_spec, source_max_len=rc["source_max_len"],
                                     candidate_max_len=rc["candidate_max_len"], dropout=rc["dropout"],
+                                    attention_dropout=rc["train"].get("attention_dropout"),
                                     length_sharing=setting(cfg, "ranker.length_sharing"), source_join=join,
                                     **pairwise)
     # a killed training resumes from here (kept beside the model, not a workflow output)
