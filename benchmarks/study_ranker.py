@@ -216,6 +216,8 @@ def run_cell(cell: dict, args) -> dict:
               pairs_per_input=cell["pairs_per_input"], threads=args.threads)
     rc["train"] = {**rc["train"], "epochs": cell["epochs"], "autocast": cell["autocast"],
                    "attention_dropout": cell.get("attention_dropout")}
+    if args.step_tokens:  # the same loss (gradients summed over the chunks), other batch shapes
+        rc["train"]["step_tokens"] = args.step_tokens
     ranked = [g["name"] for g in cfg["generate"]["generators"]]
     pool = {"12": set(ranked), "37": set(rc["train_generators"]),
             "holdout": set(rc["train_generators"]) - set(held_out_models(cfg))}[cell["pool"]]
@@ -249,6 +251,7 @@ def run_cell(cell: dict, args) -> dict:
     c.handle.remove()
 
     result = {"cell": cell, "cpu_flags": cpu_flags(), "threads": args.threads,
+              "step_tokens": rc["train"].get("step_tokens"),
               "train": {"seconds": round(train_s, 1), "examples": report["train_examples"],
                         "best_epoch": report["best_epoch"], "history": report["history"],
                         "tokens_useful": c.useful, "tokens_padded": c.padded,
@@ -396,6 +399,9 @@ def main(argv=None) -> int:
     ap.add_argument("--config", default="config/alpaca_eval.yaml")
     ap.add_argument("--out", default=str(ROOT / "results" / "alpaca_eval" / "study"))
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--step-tokens", type=int, default=None,
+                    help="train in chunks of this many padded tokens per forward pass (ranker.train.step_tokens; "
+                         "default: the profile's)")
     ap.add_argument("--test-limit", type=int, default=None, help="only the first N test (and val) prompts")
     ap.add_argument("--train-limit", type=int, default=None, help="only the first N train prompts (smoke runs)")
     ap.add_argument("--table", action="store_true", help="print the table of every finished cell")
