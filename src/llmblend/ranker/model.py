@@ -166,9 +166,9 @@ def build_ranker(ranker_type: str, backbone_dir, backbone_spec: str, attention_d
         raise ValueError(f"unknown ranker type {ranker_type!r} (one of {', '.join(RANKER_TYPES)})")
     tokenizer = AutoTokenizer.from_pretrained(backbone_dir)
     ids = add_special_tokens(tokenizer)
-    kw = {"add_pooling_layer": False} if _model_type(backbone_dir) in POOLER_TYPES else {}
+    raw = json.loads((Path(backbone_dir) / "config.json").read_text(encoding="utf-8"))
+    kw = {"add_pooling_layer": False} if raw.get("model_type") in POOLER_TYPES else {}
     if attention_dropout is not None:
-        raw = json.loads((Path(backbone_dir) / "config.json").read_text(encoding="utf-8"))
         key = next((k for k in ATTENTION_DROPOUT_KEYS if k in raw), None)
         if key is None:
             raise ConfigError(f"config key 'ranker.train.attention_dropout': the backbone in {backbone_dir} "
@@ -179,10 +179,6 @@ def build_ranker(ranker_type: str, backbone_dir, backbone_spec: str, attention_d
     config = RankerConfig(ranker_type=ranker_type, backbone=backbone.config.to_dict(), backbone_spec=backbone_spec,
                           token_ids=ids, **cfg_kw)
     return CLASSES[ranker_type](config, backbone), tokenizer
-
-
-def _model_type(backbone_dir) -> str | None:
-    return json.loads((Path(backbone_dir) / "config.json").read_text(encoding="utf-8")).get("model_type")
 
 
 def load_ranker(path):
