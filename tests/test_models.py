@@ -49,6 +49,61 @@ def test_package_and_gguf_specs():
         gguf_file("dir:/x")
 
 
+def _split_zip(tmp_path, parts=3):
+    """A zip holding `model/config.json` and a weight file, cut into `parts` files; its size and sha256."""
+    import hashlib
+    import zipfile
+
+    z = tmp_path / "whole.zip"
+    with zipfile.ZipFile(z, "w") as f:
+        f.writestr("model/config.json", '{"model_type": "bert"}')
+        f.writestr("model/model.safetensors", bytes(range(256)) * 40)
+        f.writestr("other/readme.txt", "not part of the model")
+    data = z.read_bytes()
+    cut = [len(data) * i // parts for i in range(parts + 1)]
+    paths = []
+    for i in range(parts):
+        paths.append(tmp_path / f"whole.zip.{i + 1:03d}")
+        paths[-1].write_bytes(data[cut[i]:cut[i + 1]])
+    return paths, len(data), hashlib.sha256(data).hexdigest()
+
+
+def test_split_zip_model_is_assembled_checked_and_never_left_partial(tmp_path):
+    """A model shipped as a zip split over wheels (MPNet-base): the parts are joined in order, checked
+    against the archive's size and sha256, and only the model folder lands under the target, by rename.
+    A damaged or misordered part is a ModelError and leaves nothing behind."""
+    from llmblend.models.resolve import assemble_split_zip
+
+    parts, size, sha = _split_zip(tmp_path)
+    cache = tmp_path / "cache"
+    target = assemble_split_zip(parts, size, sha, "model", cache / "model")
+    assert sorted(p.name for p in target.iterdir()) == ["config.json", "model.safetensors"]
+    assert (target / "model.safetensors").read_bytes() == bytes(range(256)) * 40
+    assert sorted(p.name for p in cache.iterdir()) == ["model"]  # no temporary zip or folder left
+
+    bad_target = tmp_path / "bad" / "model"
+    with pytest.raises(ModelError, match="damaged"):
+        assemble_split_zip(parts[::-1], size, sha, "model", bad_target)
+    damaged = tmp_path / "damaged.002"
+    damaged.write_bytes(b"x" + parts[1].read_bytes()[1:])
+    with pytest.raises(ModelError, match="damaged"):
+        assemble_split_zip([parts[0], damaged, parts[2]], size, sha, "model", bad_target)
+    assert list(bad_target.parent.iterdir()) == []
+    with pytest.raises(ModelError, match="no nothere/config.json"):
+        assemble_split_zip(parts, size, sha, "nothere", bad_target)
+    assert list(bad_target.parent.iterdir()) == []
+
+
+def test_split_zip_package_names_its_missing_wheel(monkeypatch, tmp_path):
+    from llmblend.models import resolve as resolve_mod
+
+    monkeypatch.setenv("LLMBLEND_MODEL_CACHE", str(tmp_path))
+    monkeypatch.setitem(resolve_mod.SPLIT_ZIP_PACKAGES, "fake_split_model", {
+        "parts": [("no-such-wheel-part-001", "m.zip.001")], "size": 1, "sha256": "0" * 64, "folder": "m"})
+    with pytest.raises(ModelError, match="no-such-wheel-part-001"):
+        resolve("package:fake_split_model")
+
+
 def test_packaged_smollm2_is_a_gguf_file():
     pytest.importorskip("importlib")
     import importlib.util

