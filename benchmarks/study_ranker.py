@@ -12,7 +12,7 @@ its training pool (imports and replayed labels, a few minutes):
     python benchmarks/study_ranker.py --cells len128-pool37-e1 len48-pool12-e2 --threads 1
     python benchmarks/study_ranker.py --table            # the markdown table of every finished cell
 
-A cell is named `len<C>-src<S>-pool<P>-e<E>[-p<K>][-fp32][-<backbone>]`:
+A cell is named `len<C>-src<S>-pool<P>-e<E>[-p<K>][-fp32][-headtail][-adrop0][-lr<M>e<X>][-seed<N>][-<backbone>]`:
 - C: candidate tokens (ranker.candidate_max_len); S: source tokens (default 128; the pair must fit
   the backbone's 512 positions, so C=192 goes with S=64);
 - P: the training pool: `12` (the profile's ranked models), `37` (all of the mirror) or `holdout`
@@ -24,6 +24,7 @@ A cell is named `len<C>-src<S>-pool<P>-e<E>[-p<K>][-fp32][-<backbone>]`:
   patched into the product's encoder for the cell's training and test);
   adrop0: no dropout on the backbone's attention weights while training (ranker.train.attention_dropout
   0.0; default the backbone's own 0.1), which lets torch use its fused attention kernel on CPU;
+  lr<M>e<X>: learning rate M x 10^-X (lr2e5 = 2e-5) instead of the profile's ranker.train.lr;
   seed<N>: the training's seed (initialisation, pair draws, dropout) instead of the profile's, to see
   how far two trainings of the same cell differ; the held-out models, the test and its bootstrap keep
   the profile's seed;
@@ -52,7 +53,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 CELL = re.compile(r"^len(?P<len>\d+)(?:-src(?P<src>\d+))?-pool(?P<pool>12|37|holdout)-e(?P<epochs>\d+)"
-                  r"(?:-p(?P<pairs>\d+))?(?P<fp32>-fp32)?(?P<headtail>-headtail)?(?P<adrop0>-adrop0)?(?:-seed(?P<seed>\d+))?"
+                  r"(?:-p(?P<pairs>\d+))?(?P<fp32>-fp32)?(?P<headtail>-headtail)?(?P<adrop0>-adrop0)?"
+                  r"(?:-lr(?P<lr>\d+)e(?P<lr_exp>\d+))?(?:-seed(?P<seed>\d+))?"
                   r"(?:-(?P<backbone>[a-z0-9_]+))?$")
 HELD_OUT = 8
 
@@ -61,11 +63,12 @@ def parse_cell(name: str) -> dict:
     m = CELL.match(name)
     if not m:
         raise SystemExit(f"cell {name!r}: expected len<C>[-src<S>]-pool<12|37|holdout>-e<E>[-p<K>][-fp32][-headtail]"
-                         "[-adrop0][-seed<N>][-<backbone>]")
+                         "[-adrop0][-lr<M>e<X>][-seed<N>][-<backbone>]")
     return {"name": name, "candidate_max_len": int(m["len"]), "source_max_len": int(m["src"] or 128),
             "pool": m["pool"], "epochs": int(m["epochs"]), "pairs_per_input": int(m["pairs"] or 5),
             "autocast": None if m["fp32"] else "bfloat16", "backbone": m["backbone"] or "minilm",
-            "headtail": bool(m["headtail"]), "attention_dropout": 0.0 if m["adrop0"] else None, "seed": None if m["seed"] is None else int(m["seed"])}
+            "headtail": bool(m["headtail"]), "attention_dropout": 0.0 if m["adrop0"] else None,
+            "lr": None if m["lr"] is None else float(f"{m['lr']}e-{m['lr_exp']}"), "seed": None if m["seed"] is None else int(m["seed"])}
 
 
 def head_tail_candidates(self, texts, src_len, share=2):
@@ -216,6 +219,8 @@ def run_cell(cell: dict, args) -> dict:
               pairs_per_input=cell["pairs_per_input"], threads=args.threads)
     rc["train"] = {**rc["train"], "epochs": cell["epochs"], "autocast": cell["autocast"],
                    "attention_dropout": cell.get("attention_dropout")}
+    if cell.get("lr") is not None:
+        rc["train"]["lr"] = cell["lr"]
     if args.step_tokens:  # the same loss (gradients summed over the chunks), other batch shapes
         rc["train"]["step_tokens"] = args.step_tokens
     ranked = [g["name"] for g in cfg["generate"]["generators"]]
