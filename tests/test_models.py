@@ -80,6 +80,7 @@ def test_split_zip_model_is_assembled_checked_and_never_left_partial(tmp_path):
     assert sorted(p.name for p in target.iterdir()) == ["config.json", "model.safetensors"]
     assert (target / "model.safetensors").read_bytes() == bytes(range(256)) * 40
     assert sorted(p.name for p in cache.iterdir()) == ["model"]  # no temporary zip or folder left
+    assert assemble_split_zip([], size, sha, "model", cache / "model") == target  # assembled once, then reused
 
     bad_target = tmp_path / "bad" / "model"
     with pytest.raises(ModelError, match="damaged"):

