@@ -12,7 +12,7 @@ its training pool (imports and replayed labels, a few minutes):
     python benchmarks/study_ranker.py --cells len128-pool37-e1 len48-pool12-e2 --threads 1
     python benchmarks/study_ranker.py --table            # the markdown table of every finished cell
 
-A cell is named `len<C>-src<S>-pool<P>-e<E>[-p<K>][-fp32][-headtail][-adrop0][-lr<M>e<X>][-seed<N>][-<backbone>]`:
+A cell is named `len<C>-src<S>-pool<P>-e<E>[-p<K>][-fp32][-headtail][-adrop0][-anchor][-lr<M>e<X>][-seed<N>][-<backbone>]`:
 - C: candidate tokens (ranker.candidate_max_len); S: source tokens (default 128; the pair must fit
   the backbone's 512 positions, so C=192 goes with S=64);
 - P: the training pool: `12` (the profile's ranked models), `37` (all of the mirror) or `holdout`
@@ -24,6 +24,11 @@ A cell is named `len<C>-src<S>-pool<P>-e<E>[-p<K>][-fp32][-headtail][-adrop0][-l
   patched into the product's encoder for the cell's training and test);
   adrop0: no dropout on the backbone's attention weights while training (ranker.train.attention_dropout
   0.0; default the backbone's own 0.1), which lets torch use its fused attention kernel on CPU;
+  anchor: train on the judged pairs themselves: every training and validation pair is an answer
+  against the prompt's reference answer (text-davinci-003, the text GPT-4 compared each answer with),
+  labelled by that answer's GPT-4 verdict, instead of two pool answers labelled from their two verdicts
+  (which says nothing when both beat the reference, or both lost); the test also ranks each answer
+  by its logits against the reference (2N passes per prompt, `anchor` in the result) beside MaxLogits;
   lr<M>e<X>: learning rate M x 10^-X (lr2e5 = 2e-5) instead of the profile's ranker.train.lr;
   seed<N>: the training's seed (initialisation, pair draws, dropout) instead of the profile's, to see
   how far two trainings of the same cell differ; the held-out models, the test and its bootstrap keep
@@ -53,7 +58,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 CELL = re.compile(r"^len(?P<len>\d+)(?:-src(?P<src>\d+))?-pool(?P<pool>12|37|holdout)-e(?P<epochs>\d+)"
-                  r"(?:-p(?P<pairs>\d+))?(?P<fp32>-fp32)?(?P<headtail>-headtail)?(?P<adrop0>-adrop0)?"
+                  r"(?:-p(?P<pairs>\d+))?(?P<fp32>-fp32)?(?P<headtail>-headtail)?(?P<adrop0>-adrop0)?(?P<anchor>-anchor)?"
                   r"(?:-lr(?P<lr>\d+)e(?P<lr_exp>\d+))?(?:-seed(?P<seed>\d+))?"
                   r"(?:-(?P<backbone>[a-z0-9_]+))?$")
 HELD_OUT = 8
@@ -63,11 +68,11 @@ def parse_cell(name: str) -> dict:
     m = CELL.match(name)
     if not m:
         raise SystemExit(f"cell {name!r}: expected len<C>[-src<S>]-pool<12|37|holdout>-e<E>[-p<K>][-fp32][-headtail]"
-                         "[-adrop0][-lr<M>e<X>][-seed<N>][-<backbone>]")
+                         "[-adrop0][-anchor][-lr<M>e<X>][-seed<N>][-<backbone>]")
     return {"name": name, "candidate_max_len": int(m["len"]), "source_max_len": int(m["src"] or 128),
             "pool": m["pool"], "epochs": int(m["epochs"]), "pairs_per_input": int(m["pairs"] or 5),
             "autocast": None if m["fp32"] else "bfloat16", "backbone": m["backbone"] or "minilm",
-            "headtail": bool(m["headtail"]), "attention_dropout": 0.0 if m["adrop0"] else None,
+            "headtail": bool(m["headtail"]), "anchor": bool(m["anchor"]), "attention_dropout": 0.0 if m["adrop0"] else None,
             "lr": None if m["lr"] is None else float(f"{m['lr']}e-{m['lr_exp']}"), "seed": None if m["seed"] is None else int(m["seed"])}
 
 
@@ -110,6 +115,44 @@ def filter_records(src: Path, dst: Path, keep: set[str], limit: int | None = Non
                 fout.write(json.dumps(rec) + "\n")
                 n += 1
     return n
+
+
+REFERENCE = "reference"  # the name of the reference answer as a candidate of `-anchor` cells
+
+
+def add_reference(cfg: dict, split: str, records_path: Path, judge_src: Path, judge_dst: Path) -> None:
+    """`-anchor` cells: the prompt's reference answer (the record's `output`, the text GPT-4 compared
+    every answer with) becomes the last candidate of each pool record, and each answer's pair with it is
+    labelled by that answer's GPT-4 verdict (alpaca_pair_label against the reference's own level, 1.5)."""
+    from llmblend.data.sources.alpaca_eval import norm_instruction
+    from llmblend.judge.backends import ReplayJudge, alpaca_pair_label
+    from llmblend.judge.labels import pair_key
+
+    records = [json.loads(line) for line in open(records_path, encoding="utf-8")]
+    judge = ReplayJudge(cfg, split, records)
+    extra = {}
+    for rec in records:
+        prefs = judge.prefs.get(norm_instruction(rec["instruction"]), {})
+        extra[rec["id"]] = {pair_key(c["model"], REFERENCE): alpaca_pair_label(prefs[c["model"]], 1.5)
+                            for c in rec["candidates"] if prefs.get(c["model"]) is not None}
+        rec["candidates"].append({"model": REFERENCE, "text": rec["output"]})
+    with open(records_path, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(rec) + "\n" for rec in records)
+    with open(judge_src, encoding="utf-8") as fin, open(judge_dst, "w", encoding="utf-8") as fout:
+        for line in fin:
+            rec = json.loads(line)
+            if rec["id"] in extra:
+                rec["cmp_results"] = {**rec["cmp_results"], **extra[rec["id"]]}
+                fout.write(json.dumps(rec) + "\n")
+
+
+def anchor_pairs(signal, k: int, rng: random.Random):
+    """`-anchor` cells' train.sample_pairs: k answers whose verdict differs from the reference's (the last
+    candidate), each paired with it in a random order."""
+    ref = len(signal) - 1
+    cands = [i for i in range(ref) if signal[i] != signal[ref]]
+    rng.shuffle(cands)
+    return [(i, ref) if rng.random() < 0.5 else (ref, i) for i in cands[:k]]
 
 
 class TokenCounter:
@@ -226,9 +269,13 @@ def run_cell(cell: dict, args) -> dict:
     ranked = [g["name"] for g in cfg["generate"]["generators"]]
     pool = {"12": set(ranked), "37": set(rc["train_generators"]),
             "holdout": set(rc["train_generators"]) - set(held_out_models(cfg))}[cell["pool"]]
+    judges = {split: data / "ranker_pool" / "judge" / f"{split}.jsonl" for split in ("train", "val")}
     for split in ("train", "val"):
         filter_records(data / "ranker_pool" / f"{split}.jsonl", work / f"{split}.jsonl", pool,
                        args.train_limit if split == "train" else args.test_limit)
+        if cell["anchor"]:
+            add_reference(cfg, split, work / f"{split}.jsonl", judges[split], work / f"judge_{split}.jsonl")
+            judges[split] = work / f"judge_{split}.jsonl"
     backbone_spec = cfg["models"][cell["backbone"]]["spec"]
     torch.set_num_threads(args.threads)
 
@@ -242,15 +289,19 @@ def run_cell(cell: dict, args) -> dict:
         return m, t
 
     stage_mod.build_ranker = counted_build
+    import llmblend.ranker.train as train_mod
+
+    own_sample_pairs = train_mod.sample_pairs
+    if cell["anchor"]:
+        train_mod.sample_pairs = anchor_pairs
     t0 = time.time()
     try:
         train_cfg = cfg if cell.get("seed") is None else {**cfg, "seed": cell["seed"]}
         report = train_ranker(train_cfg, "pairranker", work / "train.jsonl", work / "val.jsonl", resolve(backbone_spec),
                               work / "model", work / "curve.csv",
-                              train_judge=data / "ranker_pool" / "judge" / "train.jsonl",
-                              val_judge=data / "ranker_pool" / "judge" / "val.jsonl", backbone_spec=backbone_spec)
+                              train_judge=judges["train"], val_judge=judges["val"], backbone_spec=backbone_spec)
     finally:
-        stage_mod.build_ranker = build
+        stage_mod.build_ranker, train_mod.sample_pairs = build, own_sample_pairs
     train_s = time.time() - t0
     c = counter["c"]
     c.handle.remove()
@@ -299,7 +350,21 @@ def rank_test(cfg: dict, data: Path, cell: dict, work: Path, args) -> dict:
                           "top1_agreement": row["top1_agreement"],
                           **evaluate_picks(row["picks"], examples, prefs, seed)}
     n_pairs = sum(len(ex.texts) * (len(ex.texts) - 1) for ex in examples)
-    return {"test": {"examples": len(examples), "models": len(examples[0].models), "seconds": round(test_s, 1),
+    anchor = {}
+    if cell.get("anchor"):  # each answer by its logits against the reference, both orders: 2N passes
+        t0 = time.time()
+        pairs = [[p for i in range(len(ex.texts)) for p in ((i, len(ex.texts)), (len(ex.texts), i))]
+                 for ex in examples]
+        logits = infer.pair_logits(model, tok, [ex.source for ex in examples],
+                                   [ex.texts + [ex.reference] for ex in examples], pairs,
+                                   max_tokens=rc["infer"]["max_tokens"], max_batch=rc["infer"]["max_batch"],
+                                   autocast="bfloat16")
+        picks = [int(np.argmax(np.asarray(v[0::2]) - np.asarray(v[1::2]))) for v in logits]
+        anchor = {"anchor": {"seconds": round(time.time() - t0, 1),
+                             "passes_per_prompt": float(np.mean([len(p) for p in pairs])),
+                             "top1_agreement": float(np.mean([a == b for a, b in zip(picks, maxlogits)])),
+                             **evaluate_picks(picks, examples, prefs, seed), "picks": picks}}
+    return {**anchor,"test": {"examples": len(examples), "models": len(examples[0].models), "seconds": round(test_s, 1),
                      "pairs": n_pairs, "pairs_per_s": round(n_pairs / test_s, 1),
                      "profile_schedule": f"sampled-o{sel.get('opponents', 2)}-k{sel.get('refine_top', 3)}"},
             "pairranker": evaluate_picks(maxlogits, examples, prefs, seed),
@@ -348,6 +413,15 @@ def table(out: Path) -> str:
             f"{ref['longest']['gpt_rank']:.2f} / {ref['longest']['win_rate']:.1f} | "
             f"{ref['random (expectation)']['gpt_rank']:.2f} / {ref['random (expectation)']['win_rate']:.1f} | "
             f"{ref['oracle']['win_rate']:.1f} |")
+    anchored = [r for r in results if "anchor" in r]
+    if anchored:  # `-anchor` cells: each answer ranked by its logits against the reference
+        rows += ["", "| cell | against the reference: GPT-Rank [95% CI] | win % | pick words | passes per prompt | "
+                 "same top-1 as MaxLogits % | test s |", "|" + "---|" * 7]
+        for r in anchored:
+            a = r["anchor"]
+            rows.append(f"| {r['cell']['name']} | {a['gpt_rank']:.2f} [{a['gpt_rank_ci'][0]:.2f}, "
+                        f"{a['gpt_rank_ci'][1]:.2f}] | {a['win_rate']:.1f} | {a['pick_len_words']:.0f} | "
+                        f"{a['passes_per_prompt']:.0f} | {100 * a['top1_agreement']:.1f} | {a['seconds']:.0f} |")
     return "\n".join(rows)
 
 
