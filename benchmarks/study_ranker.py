@@ -387,6 +387,44 @@ def rescore(name: str, args) -> None:
     path.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
 
 
+def precision_check(name: str, args) -> dict:
+    """A finished cell's test ranked again in fp32 (no autocast) by its saved model, against the bf16
+    autocast matrices of its test: MaxLogits top-1 agreement over the prompts, sign agreement over
+    every ordered pair, the largest logit difference, and both times (the machine's CPU flags with
+    them). Written to <cell>/fp32_check.json."""
+    import torch
+
+    from llmblend.config import load_config
+    from llmblend.ranker import aggregate, infer
+    from llmblend.ranker.model import load_ranker
+
+    cfg = load_config([ROOT / "params.yaml", ROOT / args.config])
+    work = Path(args.out) / name
+    torch.set_num_threads(args.threads)
+    examples, _ = test_set(cfg, ROOT / "data" / cfg["run"], parse_cell(name), work)
+    ids, bf16 = aggregate.read_matrices(work / "test.matrices.npz")
+    if ids != [ex.id for ex in examples]:
+        raise SystemExit(f"{name}: its test matrices are not of this test's prompts")
+    model, tok = load_ranker(work / "model")
+    rc = cfg["ranker"]["infer"]
+    t0 = time.time()
+    fp32 = infer.full_matrices(model, tok, [ex.source for ex in examples], [ex.texts for ex in examples],
+                               max_tokens=rc["max_tokens"], max_batch=rc["max_batch"], autocast=None)
+    seconds = time.time() - t0
+    off = [~np.eye(len(m), dtype=bool) for m in fp32]
+    same_top1 = [np.argmax(aggregate.max_logits(a)) == np.argmax(aggregate.max_logits(b)) for a, b in zip(fp32, bf16)]
+    signs = np.concatenate([(np.sign(a) == np.sign(b))[o] for a, b, o in zip(fp32, bf16, off)])
+    diff = max(float(np.abs(a - b)[o].max()) for a, b, o in zip(fp32, bf16, off))
+    result = json.loads((work / "result.json").read_text())
+    out = {"cell": name, "cpu_flags": cpu_flags(), "threads": args.threads, "prompts": len(examples),
+           "pairs": int(signs.size), "fp32_seconds": round(seconds, 1), "fp32_pairs_per_s": round(signs.size / seconds, 1),
+           "bf16_seconds": result["test"]["seconds"], "bf16_threads": result["threads"],
+           "maxlogits_top1_agreement": float(np.mean(same_top1)), "pair_sign_agreement": float(signs.mean()),
+           "max_abs_logit_diff": diff}
+    (work / "fp32_check.json").write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+    return out
+
+
 def table(out: Path) -> str:
     from llmblend.ranker.select import DEFAULT_OPPONENTS, DEFAULT_REFINE_TOP
 
@@ -483,6 +521,8 @@ def main(argv=None) -> int:
                          "default: the profile's)")
     ap.add_argument("--test-limit", type=int, default=None, help="only the first N test (and val) prompts")
     ap.add_argument("--train-limit", type=int, default=None, help="only the first N train prompts (smoke runs)")
+    ap.add_argument("--precision-check", nargs="*", default=[],
+                    help="finished cells: rank their test again in fp32 and compare with their bf16 matrices")
     ap.add_argument("--table", action="store_true", help="print the table of every finished cell")
     ap.add_argument("--rescore", nargs="*", default=[], help="cells to rank the test again with their saved model")
     ap.add_argument("--ensemble", nargs="*", default=[],
@@ -501,6 +541,8 @@ def main(argv=None) -> int:
     for name in args.rescore:
         with_cut(parse_cell(name), rescore, name, args)
         print(f"{name}: rescored", flush=True)
+    for name in args.precision_check:
+        print(json.dumps(precision_check(name, args)), flush=True)
     if args.ensemble:
         print(ensemble(args.ensemble, args))
     if args.table:
