@@ -14,7 +14,7 @@ its training pool (imports and replayed labels, a few minutes):
 
 A cell is named `len<C>-src<S>-pool<P>-e<E>[-p<K>][-fp32][-headtail][-adrop0][-anchor][-lr<M>e<X>][-seed<N>][-<backbone>]`:
 - C: candidate tokens (ranker.candidate_max_len); S: source tokens (default 128; the pair must fit
-  the backbone's 512 positions, so C=192 goes with S=64);
+  the backbone's 512 positions, so C=240 goes with S=32 at most, C=192 with S=64);
 - P: the training pool: `12` (the profile's ranked models), `37` (all of the mirror) or `holdout`
   (the 37 less 8 held-out models, drawn with the seed from the 25 that the profile does not rank;
   the test then ranks those 8, which the ranker never saw: the generalisation check);
