@@ -99,6 +99,13 @@ def cpu_flags() -> str:
     return " ".join(f for f, present in cpu_info()["flags"].items() if present)
 
 
+def load_profile(args) -> dict:
+    """The profile the study runs on: params.yaml with --config over it."""
+    from llmblend.config import load_config
+
+    return load_config([ROOT / "params.yaml", ROOT / args.config])
+
+
 def held_out_models(cfg: dict) -> list[str]:
     ranked = {g["name"] for g in cfg["generate"]["generators"]}
     extra = sorted(m for m in cfg["ranker"]["train_generators"] if m not in ranked)
@@ -249,11 +256,10 @@ def reference_rows(examples, prefs, seed: int) -> dict:
 def run_cell(cell: dict, args) -> dict:
     import torch
 
-    from llmblend.config import load_config
     from llmblend.models.resolve import resolve
     from llmblend.ranker.stage import train_ranker
 
-    cfg = load_config([ROOT / "params.yaml", ROOT / args.config])
+    cfg = load_profile(args)
     data = ROOT / "data" / cfg["run"]
     work = Path(args.out) / cell["name"]
     work.mkdir(parents=True, exist_ok=True)
@@ -375,9 +381,8 @@ def rank_test(cfg: dict, data: Path, cell: dict, work: Path, args) -> dict:
 
 def rescore(name: str, args) -> None:
     """Rank the test again with a cell's saved model (after a change of the test procedure)."""
-    from llmblend.config import load_config
 
-    cfg = load_config([ROOT / "params.yaml", ROOT / args.config])
+    cfg = load_profile(args)
     work = Path(args.out) / name
     path = work / "result.json"
     result = json.loads(path.read_text())
@@ -394,11 +399,10 @@ def precision_check(name: str, args) -> dict:
     them). Written to <cell>/fp32_check.json."""
     import torch
 
-    from llmblend.config import load_config
     from llmblend.ranker import aggregate, infer
     from llmblend.ranker.model import load_ranker
 
-    cfg = load_config([ROOT / "params.yaml", ROOT / args.config])
+    cfg = load_profile(args)
     work = Path(args.out) / name
     torch.set_num_threads(args.threads)
     examples, _ = test_set(cfg, ROOT / "data" / cfg["run"], parse_cell(name), work)
@@ -467,10 +471,9 @@ def ensemble(names: list[str], args) -> str:
     """Top-1 agreement between finished cells' MaxLogits picks (and the workflow's own PairRanker,
     named `workflow`), and the pick of their average z-scored MaxLogits scores, on the test the cells
     share: the 12 ranked models, or the 8 held-out ones for `poolholdout` cells."""
-    from llmblend.config import load_config
     from llmblend.ranker.aggregate import max_logits, read_matrices
 
-    cfg = load_config([ROOT / "params.yaml", ROOT / args.config])
+    cfg = load_profile(args)
     data = ROOT / "data" / cfg["run"]
     paths = {n: (data / "rankings" / "pairranker" / "test.matrices.npz" if n == "workflow"
                  else Path(args.out) / n / "test.matrices.npz") for n in names}
