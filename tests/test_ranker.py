@@ -488,8 +488,8 @@ def test_rank_split_methods_and_counts(tiny_backbone, tmp_path):
     rank_split(tiny_cfg(), ["pairranker-sampled"], te, tmp_path / "sel2", "test", {"pairranker": tmp_path / "pr"})
     assert all(8 <= json.loads(x)["n_forward"] <= 12
                for x in (tmp_path / "sel2" / "pairranker-sampled" / "test.jsonl").read_text().splitlines())
-    assert "ranker.select" in method_keys("pairranker-sampled", [])
-    assert "ranker.select" not in method_keys("pairranker-knockout", [])
+    assert "ranker.select" in method_keys("pairranker-sampled", {})
+    assert "ranker.select" not in method_keys("pairranker-knockout", {})
 
 
 def test_rank_split_writes_nothing_when_a_method_fails(tmp_path):
@@ -560,7 +560,7 @@ def test_longest_picks_the_longest_answer_in_words(tmp_path):
                                         "candidates": [{"model": f"m{k}", "text": t} for k, t in enumerate(ts)]})
                             + "\n" for i, ts in enumerate(texts)), encoding="utf-8")
     assert method_kind("longest") == "longest" and model_for("longest") is None
-    assert method_keys("longest", []) == []  # no ranker setting, not even the seed
+    assert method_keys("longest", {}) == []  # no ranker setting, not even the seed
     reps = rank_split(tiny_cfg(), ["longest"], path, tmp_path / "out", "test")
     rows = [json.loads(x) for x in (tmp_path / "out" / "longest" / "test.jsonl").read_text().splitlines()]
     assert [r["scores"] for r in rows] == [[3.0, 0.0, 3.0, 2.0], [1.0, 4.0, 0.0, 2.0]]

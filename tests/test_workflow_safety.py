@@ -59,10 +59,15 @@ def test_argument_builders_quote_what_they_are_given():
     odd = "dir:/my models/m; touch x"
     cfg = {"models": {"m": {"spec": odd}}}
     assert shlex.split(model_option(cfg, "data/r", {"backend": "hf", "model": "m"})) == ["--model", odd]
-    words = shlex.split(method_args("clm_scoring", Inputs(), odd))
+    words = shlex.split(method_args("clm_scoring", Inputs(), {"clm": odd}))
     assert words == ["--clm-model", odd]
-    words = shlex.split(method_args("simcls", Inputs(model="data/a b/model"), ""))
+    words = shlex.split(method_args("consensus", Inputs(), {"encoder": odd}))
+    assert words == ["--encoder", odd]
+    words = shlex.split(method_args("simcls", Inputs(model="data/a b/model"), {}))
     assert words == ["--model", "simcls=data/a b/model"]
+    words = shlex.split(method_args("pairranker-consensus", Inputs(part_pairranker="r/p x.jsonl",
+                                                                   part_consensus="r/c;.jsonl"), {}))
+    assert words == ["--rankings", "pairranker=r/p x.jsonl", "--rankings", "consensus=r/c;.jsonl"]
     inp = {"split_train": "d/t x.jsonl", "split_val": "d/v.jsonl", "rankings_train": "r/t;.jsonl", "rankings_val": "r/v.jsonl"}
     words = shlex.split(data_args({"fuser": {"ranker": "pairranker"}}, inp))
     assert words == ["--split", "train=d/t x.jsonl", "--split", "val=d/v.jsonl",

@@ -183,12 +183,19 @@ def _check_methods(cfg: dict, origin: dict) -> None:
     of them; the schema checks only that it is a string)."""
     from llmblend.ranker.methods import method
 
-    for i, name in enumerate((cfg.get("ranker") or {}).get("methods") or []):
+    rcfg = cfg.get("ranker") or {}
+    names = rcfg.get("methods") or []
+    for i, name in enumerate(names):
+        where = f"config key 'ranker.methods.{i}' (set in {origin_of(f'ranker.methods.{i}', origin)})"
         try:
-            method(name)
+            row = method(name)
         except ConfigError as e:
-            raise ConfigError(f"config key 'ranker.methods.{i}' (set in {origin_of(f'ranker.methods.{i}', origin)}): "
-                              f"{str(e).split(': ', 1)[1]}") from None
+            raise ConfigError(f"{where}: {str(e).split(': ', 1)[1]}") from None
+        missing = [p for p in row.parts if p not in names]
+        if missing:  # a combined method reads the rankings of its parts: their jobs must exist
+            raise ConfigError(f"{where}: {name} combines {', '.join(row.parts)}; add {', '.join(missing)} to ranker.methods")
+        if row.reads == "encoder" and not (rcfg.get("consensus") or {}).get("encoder"):
+            raise ConfigError(f"{where}: {name} needs a sentence encoder: set ranker.consensus.encoder")
 
 
 def check_scored_splits(cfg: dict, origin: dict | None = None) -> None:

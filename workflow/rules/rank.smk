@@ -26,11 +26,14 @@ if RCFG:
     # a name in `models` (rule input + command-line spec), or a spec used as it is
     BACKBONE_INPUT = model_input(RCFG["backbone"]) if RCFG["backbone"] in MODELS else []
     BACKBONE_ARG = model_arg(RCFG["backbone"]) if RCFG["backbone"] in MODELS else RCFG["backbone"]
-    CLM_INPUT = model_input(RCFG["clm_scorer"]) if RCFG["clm_scorer"] in MODELS else []
-    CLM_ARG = model_arg(RCFG["clm_scorer"]) if RCFG["clm_scorer"] in MODELS else RCFG["clm_scorer"]
+    # the models a ranking method reads besides a trained ranker (methods.METHODS `reads`): the causal
+    # LM of clm_scoring, the sentence encoder of consensus
+    _READ_MODELS = {"clm": RCFG["clm_scorer"], "encoder": (RCFG.get("consensus") or {}).get("encoder")}
+    READ_INPUTS = {r: model_input(m) if m in MODELS else [] for r, m in _READ_MODELS.items()}
+    READ_ARGS = {r: model_arg(m) if m in MODELS else m for r, m in _READ_MODELS.items()}
     # the config keys of each rule (llmblend.ranker.rules): a setting reruns only the stages that read it
     BACKBONE_KEYS = model_keys(config, RCFG["backbone"])
-    CLM_KEYS = model_keys(config, RCFG["clm_scorer"])
+    READ_KEYS = {r: model_keys(config, m) for r, m in _READ_MODELS.items() if m}
 
     if RCFG.get("train_generators"):
 
@@ -184,7 +187,7 @@ if RCFG:
 
         rule rank_candidates:
             input:
-                unpack(lambda wc: _method_inputs(wc.method, DATA, CLM_INPUT)),
+                unpack(lambda wc: _method_inputs(wc.method, DATA, READ_INPUTS)),
                 scored=f"{DATA}/scored/test.jsonl",
             output:
                 ranks=f"{DATA}/rankings/{{method}}/test.jsonl",
@@ -192,8 +195,8 @@ if RCFG:
             wildcard_constraints:
                 method="|".join(OTHER_METHODS),
             params:
-                **rule_config(lambda wc: config_slice(config, *method_keys(wc.method, CLM_KEYS))),
-                args=lambda wc, input: _method_args(wc.method, input, CLM_ARG),
+                **rule_config(lambda wc: config_slice(config, *method_keys(wc.method, READ_KEYS))),
+                args=lambda wc, input: _method_args(wc.method, input, READ_ARGS),
                 out_dir=lambda wc, output: os.path.dirname(os.path.dirname(output.ranks)),
             log:
                 f"{LOGS}/rank_candidates/{{method}}.log",
@@ -218,7 +221,7 @@ if RCFG:
         wildcard_constraints:
             split="train|val",
         params:
-            **rule_config(config_slice(config, *method_keys("oracle-gpt_rank", CLM_KEYS))),
+            **rule_config(config_slice(config, *method_keys("oracle-gpt_rank", READ_KEYS))),
             out_dir=lambda wc, output: os.path.dirname(os.path.dirname(output.ranks)),
         log:
             f"{LOGS}/rank_by_judge/{{split}}.log",

@@ -43,7 +43,7 @@ METHOD_NAMES = {
     "pairranker-sampled": "PairRanker (sampled)", "pairranker-knockout": "PairRanker (knockout)",
     "oracle-gpt_rank": "Oracle (GPT-Rank)", "oracle-bertscore": "Oracle (BERTScore)",
     "oracle-bartscore": "Oracle (BARTScore)", "oracle-bleurt": "Oracle (BLEURT)",
-    "longest": "Longest",
+    "longest": "Longest", "consensus": "Consensus (MBR)", "pairranker-consensus": "PairRanker + consensus",
 }
 
 

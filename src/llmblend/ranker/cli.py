@@ -49,6 +49,9 @@ def register(sub, add_common):
                    help="a trained ranker directory, e.g. pairranker=data/demo/rankers/pairranker/model")
     p.add_argument("--judge", help="judge labels of this split (oracle-gpt_rank)")
     p.add_argument("--clm-model", help="causal LM spec for clm_scoring")
+    p.add_argument("--encoder", help="sentence encoder spec for consensus (ranker.consensus.encoder)")
+    p.add_argument("--rankings", action="append", default=[], metavar="METHOD=FILE",
+                   help="another method's rankings of this split, for a method that combines it (pairranker-consensus)")
     p.add_argument("--matrices", help="also write the full comparison matrices here (.npz; needs pairranker or "
                                       "pairranker-maxwins among --methods)")
     add_threads(p)
@@ -90,12 +93,17 @@ def run_rank(args):
     from llmblend.ranker.stage import rank_split
 
     cfg = config_of(args)
-    models = {}
-    for item in args.model:
-        kind, sep, path = item.partition("=")
-        if not sep:
-            raise LLMBlendError(f"--model {item!r}: expected TYPE=DIR")
-        models[kind] = path
-    rank_split(cfg, [m for m in args.methods.split(",") if m], args.input, args.out_dir, args.split, models,
-               judge_path=args.judge, clm_model_dir=resolve(args.clm_model) if args.clm_model else None,
-               matrices_path=args.matrices)
+    def pairs(flag, items, what):
+        out = {}
+        for item in items:
+            key, sep, path = item.partition("=")
+            if not sep or not key or not path:
+                raise LLMBlendError(f"{flag} {item!r}: expected {what}")
+            out[key] = path
+        return out
+
+    rank_split(cfg, [m for m in args.methods.split(",") if m], args.input, args.out_dir, args.split,
+               pairs("--model", args.model, "TYPE=DIR"), judge_path=args.judge,
+               clm_model_dir=resolve(args.clm_model) if args.clm_model else None, matrices_path=args.matrices,
+               encoder_dir=resolve(args.encoder) if args.encoder else None,
+               rankings=pairs("--rankings", args.rankings, "METHOD=FILE"))

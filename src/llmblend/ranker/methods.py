@@ -2,11 +2,13 @@
 
 One row per method: how `ranker.stage.rank_split` computes it (`kind`), the trained ranker it needs
 (`model`), what else it reads (`reads`: "judge", the split's judge labels; "clm", the causal LM
-`ranker.clm_scorer`), the config keys of its ranking job (`keys`: the rule reruns it when one of them
-changes, and its command can read no other ranker key: llmblend.config.restrict), its forward passes per prompt of N
-candidates (`passes`: the ones the stage writes as `n_forward`, and the cost plan's; for bubble and
-the select schedules the most they spend), the comparison-matrix aggregation (`aggregate`, pair_full),
-the best-of-N schedule (`schedule`, select) and `Blender.rank`'s name for it (`mode`).
+`ranker.clm_scorer`; "encoder", the sentence encoder `ranker.consensus.encoder`; "rankings", the
+rankings of its `parts`, methods of the same list whose scores it combines), the config keys of its
+ranking job (`keys`: the rule reruns it when one of them changes, and its command can read no other
+ranker key: llmblend.config.restrict), its forward passes per prompt of N candidates (`passes`: the
+ones the stage writes as `n_forward`, and the cost plan's; for bubble and the select schedules the
+most they spend), the comparison-matrix aggregation (`aggregate`, pair_full), the best-of-N schedule
+(`schedule`, select) and `Blender.rank`'s name for it (`mode`).
 
 Read by workflow/rules/rank.smk and ranker/rules.py (jobs, inputs, arguments, config keys), the stage,
 the cost plan (workflow/cost.py), `Blender` and the config check: a new method is a row here (and a
@@ -46,6 +48,7 @@ class Method:
     aggregate: Callable | None = None
     schedule: str | None = None
     mode: str | None = None
+    parts: tuple[str, ...] = ()
 
 
 def _schedule_passes(schedule: str, keys: tuple[str, ...]) -> Callable[[int, dict], int]:
@@ -78,6 +81,15 @@ METHODS = {
     "longest": Method("longest"),  # the candidate texts alone decide
     "clm_scoring": Method("clm_scoring", reads="clm", passes=lambda n, r: n,
                           keys=("ranker.clm_scorer", "ranker.clm_max_len", "ranker.source_join", "ranker.infer.autocast")),
+    # MBR over the answers themselves: each one's mean cosine similarity to the prompt's other answers
+    # (sentence embeddings): the answer the others agree with; no training, no labels (llmblend.ranker.consensus)
+    "consensus": Method("consensus", reads="encoder", passes=lambda n, r: n,
+                        keys=("ranker.consensus.encoder", "ranker.consensus.max_len")),
+    # the PairRanker's MaxLogits and the consensus, each z-scored per prompt, summed with weights 1 and
+    # ranker.consensus.weight; reads the two rankings and runs no model (the cost plan counts 0 passes),
+    # its n_forward is what the pick cost: the sum of its parts' n_forward
+    "pairranker-consensus": Method("combine", reads="rankings", keys=("ranker.consensus.weight",),
+                                   parts=("pairranker", "consensus")),
     # oracles: the judge labels or the metric scores decide, no ranker setting does
     "oracle-gpt_rank": Method("oracle_judge", reads="judge"),
 }

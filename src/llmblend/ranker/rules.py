@@ -20,30 +20,41 @@ def train_inputs(config: dict, data: str) -> dict:
     return out
 
 
-def method_inputs(name: str, data: str, clm_input: list) -> dict:
-    """Extra inputs of rank_candidates for one method: its trained model, judge labels, causal LM."""
+def part_input(method: str) -> str:
+    """The rule input name of a combined method's part (input names are identifiers)."""
+    return "part_" + method.replace("-", "_")
+
+
+def method_inputs(name: str, data: str, model_inputs: dict) -> dict:
+    """Extra inputs of rank_candidates for one method: its trained model, judge labels, the rankings it
+    combines, and the model of what it reads (`model_inputs`: reads -> rule input, e.g. "clm", "encoder")."""
     m, extra = _method(name), {}
     if m.model:
         extra["model"] = f"{data}/rankers/{m.model}/model"
     if m.reads == "judge":
         extra["judge"] = f"{data}/judge/test.jsonl"
-    if m.reads == "clm":
-        extra["clm"] = clm_input
+    if m.reads in ("clm", "encoder"):
+        extra[m.reads] = model_inputs[m.reads]
+    for part in m.parts:
+        extra[part_input(part)] = f"{data}/rankings/{part}/test.jsonl"
     return extra
 
 
-def method_args(name: str, inputs, clm_arg: str) -> str:
-    """The matching command-line arguments."""
+def method_args(name: str, inputs, model_args: dict) -> str:
+    """The matching command-line arguments (`model_args`: reads -> the model's spec)."""
     from llmblend.workflow.snake import q
 
     m = _method(name)
     args = [f"--model {q(f'{m.model}={inputs.model}')}"] if m.model else []
     if m.reads == "judge":
         args.append(f"--judge {q(inputs.judge)}")
-    if m.reads == "clm":
+    if m.reads in ("clm", "encoder"):
         # a converted model is a rule input: its path as the job sees it (a storage copy on Kubernetes)
-        clm = f"dir:{inputs.clm[0]}" if "clm" in inputs.keys() and len(inputs.clm) else clm_arg
-        args.append(f"--clm-model {q(clm)}")
+        given = getattr(inputs, m.reads) if m.reads in inputs.keys() else []
+        spec = f"dir:{given[0]}" if len(given) else model_args[m.reads]
+        args.append(f"--{'clm-model' if m.reads == 'clm' else 'encoder'} {q(spec)}")
+    for part in m.parts:
+        args.append(f"--rankings {q(f'{part}={getattr(inputs, part_input(part))}')}")
     return " ".join(args)
 
 
@@ -75,10 +86,11 @@ def import_keys(backbone_keys: list[str]) -> list[str]:
 
 def infer_keys() -> list[str]:
     """Inference with a trained ranker (full matrix, bubble's seeded order)."""
-    return method_keys("pairranker", [])
+    return method_keys("pairranker", {})
 
 
-def method_keys(name: str, clm_keys: list[str]) -> list[str]:
-    """The ranking job of one method: its keys in the method table, plus the causal LM's model entry."""
+def method_keys(name: str, model_keys: dict) -> list[str]:
+    """The ranking job of one method: its keys in the method table, plus the `models` entry of the
+    model it reads (`model_keys`: reads -> keys, e.g. "clm": the causal LM's)."""
     m = _method(name)
-    return list(m.keys) + (clm_keys if m.reads == "clm" else [])
+    return list(m.keys) + list(model_keys.get(m.reads, []))

@@ -26,6 +26,7 @@ from llmblend.errors import ConfigError, LLMBlendError
 from llmblend.io import atomic_path, sha256_file, share_like_open, write_json, write_jsonl
 from llmblend.ranker import baselines, infer
 from llmblend.ranker import select as select_schedules
+from llmblend.ranker.consensus import combined_scores, consensus_scores, read_part
 from llmblend.ranker.data import attach_signal, load_examples, load_judge, signal_metrics, sources
 from llmblend.ranker.methods import METHODS, ORACLE, TRAINED, method, select_settings
 from llmblend.ranker.model import build_ranker, load_ranker
@@ -117,9 +118,12 @@ def save_dir_atomic(model, tokenizer, out_dir) -> None:
 
 
 def rank_split(cfg: dict, methods: list[str], input_path, out_dir, split: str, models: dict | None = None,
-               judge_path=None, clm_model_dir=None, matrices_path=None) -> dict:
+               judge_path=None, clm_model_dir=None, matrices_path=None, encoder_dir=None,
+               rankings: dict | None = None) -> dict:
     """Rank every example of a split with each method; `models` maps a trained type to its directory.
-    matrices_path: also write the full comparison matrices there (needs a `pair_full` method)."""
+    matrices_path: also write the full comparison matrices there (needs a `pair_full` method).
+    encoder_dir: the sentence encoder of `consensus`; rankings: method -> its rankings file of this
+    split, for the methods that combine others (`combine`)."""
     rows = [method(m) for m in methods]
     # read only the keys of these methods (methods.METHODS `keys`): its rule declares no other
     rc = cfg["ranker"] if any(k.startswith("ranker.") for r in rows for k in r.keys) else {}
@@ -180,6 +184,20 @@ def rank_split(cfg: dict, methods: list[str], input_path, out_dir, split: str, m
                 raise ConfigError("method clm_scoring needs the causal LM (ranker.clm_scorer)")
             scores = baselines.clm_scores(clm_model_dir, examples, rc["clm_max_len"], device=kw["device"],
                                            autocast=kw["autocast"])
+        elif kind == "consensus":
+            if encoder_dir is None:
+                raise ConfigError(f"method {name} needs the sentence encoder (ranker.consensus.encoder)")
+            scores = consensus_scores(encoder_dir, examples, int(setting(cfg, "ranker.consensus.max_len")),
+                                      device=kw["device"])
+        elif kind == "combine":
+            missing = [p for p in row.parts if p not in (rankings or {})]
+            if missing:
+                raise ConfigError(f"method {name} combines {', '.join(row.parts)}: no rankings file given for "
+                                  f"{', '.join(missing)}")
+            parts = [read_part(rankings[p], examples) for p in row.parts]
+            weights = [1.0] + [float(setting(cfg, "ranker.consensus.weight"))] * (len(parts) - 1)
+            scores = combined_scores([s for s, _ in parts], weights)
+            n_fwd = [sum(p) for p in zip(*(n for _, n in parts))]  # the pick costs what its parts cost
         elif kind == "oracle_metric":
             metric = name[len(ORACLE):]
             scores = [[float(s[metric]) for s in ex.metric_scores] for ex in examples]
