@@ -40,6 +40,17 @@ def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log", metavar="FILE", help="also write the log to FILE (the rule's log:)")
 
 
+def name_value_pairs(items, flag: str) -> dict:
+    """Repeated `flag NAME=VALUE` arguments as {NAME: VALUE}; a malformed one is an error naming the flag."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise LLMBlendError(f"{flag}: expected NAME=VALUE, got {item!r}")
+        out[key] = value
+    return out
+
+
 def add_threads(p: argparse.ArgumentParser) -> None:
     """`--threads N` of a stage that runs a model. The rules pass Snakemake's `{threads}`, i.e.
     `resources.stages.<stage>.threads`: the one setting of a job's cores, what the scheduler reserves

@@ -1,6 +1,6 @@
 """`llmblend build-fuser-data`, `train-fuser`, `fuse-candidates`: the GenFuser stage."""
 
-from llmblend.cli import add_threads, config_of
+from llmblend.cli import add_threads, config_of, name_value_pairs
 from llmblend.errors import LLMBlendError
 
 
@@ -60,16 +60,6 @@ def register(sub, add_common):
     p.set_defaults(func=run_aggregate)
 
 
-def _pairs(values, what):
-    out = {}
-    for v in values:
-        name, sep, path = v.partition("=")
-        if not sep or not name or not path:
-            raise LLMBlendError(f"--{what} expects NAME=PATH, got {v!r}")
-        out[name] = path
-    return out
-
-
 def _spec(cfg, family):
     from llmblend.config import section
     from llmblend.fuser.prompt import PromptSpec
@@ -86,7 +76,7 @@ def run_build(args):
 
     cfg = config_of(args)
     ranker = data_ranker(cfg["fuser"])
-    splits, rankings = _pairs(args.split, "split"), _pairs(args.rankings, "rankings")
+    splits, rankings = name_value_pairs(args.split, "--split"), name_value_pairs(args.rankings, "--rankings")
     if parse_ranker(ranker)[0] == "rankings" and set(rankings) != set(splits):
         raise LLMBlendError(f"fuser.ranker {ranker!r} needs --rankings for each split ({sorted(splits)})")
     path = resolve(args.model)

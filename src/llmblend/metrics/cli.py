@@ -1,6 +1,6 @@
 """`llmblend score-candidates`, `gather-scores`, `summarize-scores`: the metrics stage."""
 
-from llmblend.cli import add_threads, config_of
+from llmblend.cli import add_threads, config_of, name_value_pairs
 from llmblend.errors import ConfigError
 
 
@@ -35,20 +35,10 @@ def register(sub, add_common):
     s.set_defaults(func=run_summarize)
 
 
-def _pairs(items, what) -> dict:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key or not value:
-            raise ConfigError(f"{what}: expected NAME=VALUE, got {item!r}")
-        out[key] = value
-    return out
-
-
 def run_score(args):
     from llmblend.metrics.stage import score_file
 
-    rep = score_file(config_of(args), _pairs(args.model, "--model"), args.inp, args.out, args.report,
+    rep = score_file(config_of(args), name_value_pairs(args.model, "--model"), args.inp, args.out, args.report,
                      args.shard, args.n_shards)
     print(rep["counts"])
 
@@ -65,5 +55,5 @@ def run_gather(args):
 def run_summarize(args):
     from llmblend.metrics.stage import summarize
 
-    summarize(config_of(args), _pairs(args.scored, "--scored"), _pairs(args.reports, "--reports"),
+    summarize(config_of(args), name_value_pairs(args.scored, "--scored"), name_value_pairs(args.reports, "--reports"),
               args.metrics_json, args.table, args.report)

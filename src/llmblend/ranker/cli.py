@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from llmblend.cli import add_threads
+from llmblend.cli import add_threads, name_value_pairs
 
 log = logging.getLogger("llmblend.ranker")
 
@@ -88,22 +88,12 @@ def run_import(args):
 
 def run_rank(args):
     from llmblend.cli import config_of
-    from llmblend.errors import LLMBlendError
     from llmblend.models.resolve import resolve
     from llmblend.ranker.stage import rank_split
 
     cfg = config_of(args)
-    def pairs(flag, items, what):
-        out = {}
-        for item in items:
-            key, sep, path = item.partition("=")
-            if not sep or not key or not path:
-                raise LLMBlendError(f"{flag} {item!r}: expected {what}")
-            out[key] = path
-        return out
-
     rank_split(cfg, [m for m in args.methods.split(",") if m], args.input, args.out_dir, args.split,
-               pairs("--model", args.model, "TYPE=DIR"), judge_path=args.judge,
+               name_value_pairs(args.model, "--model"), judge_path=args.judge,
                clm_model_dir=resolve(args.clm_model) if args.clm_model else None, matrices_path=args.matrices,
                encoder_dir=resolve(args.encoder) if args.encoder else None,
-               rankings=pairs("--rankings", args.rankings, "METHOD=FILE"))
+               rankings=name_value_pairs(args.rankings, "--rankings"))
