@@ -49,3 +49,22 @@ def tree_hashes(root: Path) -> dict[str, str]:
         if p.is_file():
             out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out
+
+
+def clear_torn_dvc_rwlock(repo: Path) -> bool:
+    """DVC rewrites `.dvc/tmp/rwlock` in place (truncate, then write JSON), so a SIGKILL inside that
+    write leaves it empty or cut, and every later `dvc` command refuses with "Unable to read
+    RWLock-file ... JSON structure is corrupted" (upstream: treeverse/dvc#7615, still so in 3.67.1).
+    With no DVC process alive the file holds nothing worth keeping; removing it is the documented
+    recovery (docs/reliability.md). Returns whether the file was torn (and removed)."""
+    import json
+
+    p = repo / ".dvc" / "tmp" / "rwlock"
+    try:
+        json.loads(p.read_text())
+    except FileNotFoundError:
+        return False
+    except ValueError:
+        p.unlink()
+        return True
+    return False
