@@ -529,7 +529,8 @@ def consensus_study(names: list[str], args) -> str:
     plus weight x z-scored consensus, llmblend.ranker.consensus) over a grid of weights, on the val
     prompts (the cell's model ranks them here, kept in <cell>/val.matrices.npz) and on the test: a
     weight is chosen on val, never on test. The consensus alone is the weight-infinity row. The
-    consensus scores (the profile's ranker.consensus encoder) are cached in <out>/consensus/."""
+    consensus scores (the profile's ranker.consensus encoder and length, or --consensus-encoder and
+    --consensus-max-len) are cached in <out>/consensus/<encoder>-<max_len>/."""
     import torch
 
     from llmblend.models.resolve import resolve
@@ -540,9 +541,12 @@ def consensus_study(names: list[str], args) -> str:
     cfg = load_profile(args)
     data = ROOT / "data" / cfg["run"]
     torch.set_num_threads(args.threads)
-    cc = cfg["ranker"]["consensus"]
+    cc = dict(cfg["ranker"]["consensus"])
+    cc["encoder"] = args.consensus_encoder or cc["encoder"]
+    cc["max_len"] = args.consensus_max_len or cc["max_len"]
     encoder = resolve(cfg["models"][cc["encoder"]]["spec"] if cc["encoder"] in cfg["models"] else cc["encoder"])
-    cache = Path(args.out) / "consensus"
+    # one cache folder per encoder and length: scores of two encoders never mix
+    cache = Path(args.out) / "consensus" / f"{Path(str(cc['encoder'])).name}-{cc['max_len']}"
     cache.mkdir(parents=True, exist_ok=True)
     lines = [f"consensus encoder {cc['encoder']}, {cc['max_len']} tokens per answer; cpu flags: {cpu_flags()}",
              "| cell | split | weight | GPT-Rank [95% CI] | win % | pick words |", "|" + "---|" * 6]
@@ -579,7 +583,12 @@ def consensus_study(names: list[str], args) -> str:
                 picks = [int(np.argmax(s)) for s in combined_scores([ml, cons["scores"]], [1.0, w])]
                 rows[str(w)] = evaluate_picks(picks, examples, prefs, seed)
             rows["consensus alone"] = evaluate_picks([int(np.argmax(s)) for s in cons["scores"]], examples, prefs, seed)
-            out[split] = {"prompts": len(examples), "weights": rows}
+            refs = reference_rows(examples, prefs, seed)
+            out[split] = {"prompts": len(examples), "weights": rows, "reference": refs}
+            for label, r in refs.items():
+                ci = f" [{r['gpt_rank_ci'][0]:.2f}, {r['gpt_rank_ci'][1]:.2f}]" if "gpt_rank_ci" in r else ""
+                lines.append(f"| {name} | {split} ({len(examples)}) | {label} | {r['gpt_rank']:.2f}{ci} | "
+                             f"{r['win_rate']:.1f} | {r['pick_len_words']:.0f} |")
             for w, r in rows.items():
                 lines.append(f"| {name} | {split} ({len(examples)}) | {w} | {r['gpt_rank']:.2f} [{r['gpt_rank_ci'][0]:.2f}, "
                              f"{r['gpt_rank_ci'][1]:.2f}] | {r['win_rate']:.1f} | {r['pick_len_words']:.0f} |")
@@ -587,7 +596,8 @@ def consensus_study(names: list[str], args) -> str:
         out["weight_by_val"] = best
         lines.append(f"| {name} | the weight val picks: {best} | | test {out['test']['weights'][str(best)]['gpt_rank']:.2f} | "
                      f"{out['test']['weights'][str(best)]['win_rate']:.1f} | |")
-        (work / "consensus.json").write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+        out["encoder"], out["max_len"] = cc["encoder"], cc["max_len"]
+        (work / f"consensus-{cache.name}.json").write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
     return "\n".join(lines)
 
 
@@ -626,6 +636,11 @@ def main(argv=None) -> int:
     ap.add_argument("--consensus", nargs="*", default=[],
                     help="finished cells: MaxLogits + consensus over a grid of weights, on val (a weight chosen "
                          "there) and test")
+    ap.add_argument("--consensus-encoder", default=None,
+                    help="--consensus with this encoder (a model of the profile, e.g. mpnet, or a spec) instead of "
+                         "the profile's ranker.consensus.encoder")
+    ap.add_argument("--consensus-max-len", type=int, default=None,
+                    help="--consensus with this many tokens per answer instead of ranker.consensus.max_len")
     args = ap.parse_args(argv)
     os.chdir(ROOT)
     for name in args.cells:
