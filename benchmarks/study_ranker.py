@@ -500,6 +500,7 @@ def ensemble(names: list[str], args) -> str:
 
 
 CONSENSUS_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+CONSENSUS_TOP_K = (2, 3, 4, 6)
 
 
 def split_set(cfg: dict, data: Path, cell: dict, split: str, work: Path):
@@ -583,6 +584,13 @@ def consensus_study(names: list[str], args) -> str:
                 picks = [int(np.argmax(s)) for s in combined_scores([ml, cons["scores"]], [1.0, w])]
                 rows[str(w)] = evaluate_picks(picks, examples, prefs, seed)
             rows["consensus alone"] = evaluate_picks([int(np.argmax(s)) for s in cons["scores"]], examples, prefs, seed)
+            # the hard variant of the sum: the best consensus among MaxLogits' top k
+            for k in CONSENSUS_TOP_K:
+                picks = []
+                for m, c in zip(ml, cons["scores"]):
+                    top = np.argsort(-np.asarray(m), kind="stable")[:k]
+                    picks.append(int(top[np.argmax(np.asarray(c)[top])]))
+                rows[f"consensus among MaxLogits' top {k}"] = evaluate_picks(picks, examples, prefs, seed)
             refs = reference_rows(examples, prefs, seed)
             out[split] = {"prompts": len(examples), "weights": rows, "reference": refs}
             for label, r in refs.items():
