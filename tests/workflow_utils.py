@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -57,8 +58,6 @@ def clear_torn_dvc_rwlock(repo: Path) -> bool:
     RWLock-file ... JSON structure is corrupted" (upstream: treeverse/dvc#7615, still so in 3.67.1).
     With no DVC process alive the file holds nothing worth keeping; removing it is the documented
     recovery (docs/reliability.md). Returns whether the file was torn (and removed)."""
-    import json
-
     p = repo / ".dvc" / "tmp" / "rwlock"
     try:
         json.loads(p.read_text())
