@@ -73,6 +73,7 @@ class FakeOpenAI:
         self.files: dict[str, dict] = {}
         self.batches: dict[str, dict] = {}
         self._server: ThreadingHTTPServer | None = None
+        self._open_connections = 0
 
     # -- control -------------------------------------------------------------------------------
     def queue_fault(self, kind: str, times: int = 1, path: str = "/v1/chat/completions",
@@ -95,6 +96,22 @@ class FakeOpenAI:
         with self._lock:
             return sum(1 for r in self.requests if r.path.endswith(path_suffix)
                        and (method is None or r.method == method))
+
+    def wait_until_quiet(self, settle_s: float = 0.3, timeout_s: float = 30.0) -> None:
+        """Wait until no connection is open, for settle_s in a row (a connection still in the listen
+        backlog is accepted within one poll interval). After a client is SIGKILLed the server logs its
+        torn request only when it reads the EOF, which on a loaded machine can be after the next run
+        has started; waiting here keeps each run's log its own."""
+        quiet_since, end = None, time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            with self._lock:
+                idle = self._open_connections == 0
+            now = time.monotonic()
+            quiet_since = (quiet_since or now) if idle else None
+            if quiet_since is not None and now - quiet_since >= settle_s:
+                return
+            time.sleep(0.01)
+        raise TimeoutError(f"the fake server still had {self._open_connections} open connection(s) after {timeout_s} s")
 
     def reset_log(self) -> None:
         with self._lock:
@@ -192,6 +209,15 @@ def _make_handler(fake: FakeOpenAI):
 
         def log_message(self, *args):  # keep test output quiet
             pass
+
+        def handle(self):
+            with fake._lock:
+                fake._open_connections += 1
+            try:
+                super().handle()
+            finally:
+                with fake._lock:
+                    fake._open_connections -= 1
 
         def _send(self, status: int, obj=None, raw: bytes | None = None, headers: dict | None = None,
                   content_type: str = "application/json"):

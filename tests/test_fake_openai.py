@@ -77,3 +77,21 @@ def test_batch_round_trip(fake_openai, tmp_path):
 
 def test_unknown_route_is_404(fake_openai):
     assert httpx.get(fake_openai.base_url + "/nothing").status_code == 404
+
+
+def test_wait_until_quiet_returns_after_a_torn_request_is_logged(fake_openai):
+    """The kill tests compare each run's requests: a request half-sent by a killed client must be in
+    the log once wait_until_quiet returns, and not while its connection is still open."""
+    import socket
+    import threading
+    import time
+
+    host, port = fake_openai._server.server_address[:2]
+    sock = socket.create_connection((host, port))
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 500\r\n\r\n{\"model\": \"m\", \"mess")  # the client dies here
+    threading.Timer(0.5, sock.close).start()
+    t0 = time.monotonic()
+    fake_openai.wait_until_quiet(settle_s=0.1, timeout_s=10)
+    assert time.monotonic() - t0 >= 0.5  # it waited for the open connection
+    assert [(r.path, r.body) for r in fake_openai.requests] == [("/v1/chat/completions", None)]

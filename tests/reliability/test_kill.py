@@ -128,6 +128,7 @@ def test_judge_survives_kills_without_paying_twice(tmp_path, fake_openai):
                 time.sleep(0.005)
             time.sleep(rng.uniform(0, 0.05))
             assert kill(proc), "the judge finished before the kill: make the stage slower"
+            fake_openai.wait_until_quiet()  # its torn request is logged before the next run's log starts
             FIGURES["kills_survived.judge"] += 1
             assert not out.exists(), "a killed judge left labels under the final name"
         else:

@@ -122,6 +122,7 @@ def kill_restart(cmd_first, cmd_again, d: Path, fake, n_calls: int, rng, what: s
             os.killpg(proc.pid, signal.SIGKILL)
             FIGURES[f"kills_survived.{what}"] += 1
             proc.wait()
+            fake.wait_until_quiet()  # the killed run's torn request is logged as its own, not the next run's
         else:
             rc = proc.wait(timeout=600)
             assert rc == 0, proc.stderr.read().decode()[-4000:]
