@@ -609,6 +609,239 @@ def consensus_study(names: list[str], args) -> str:
     return "\n".join(lines)
 
 
+PROBE_C = (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.1, 1.0)
+PROBE_WEIGHTS = (0.0, 0.5, 1.0, 2.0)
+PROBE_PAIRS = 100
+
+
+def ranker_dir(name: str) -> Path:
+    """The trained PairRanker of a finished cell, or the workflow's own (`workflow`)."""
+    if name == "workflow":
+        return ROOT / "data" / "alpaca_eval" / "rankers" / "pairranker" / "model"
+    return ROOT / "results" / "alpaca_eval" / "study" / name / "model"
+
+
+def embed_cached(encoder, texts: list[str], max_len: int, path: Path, threads: int) -> np.ndarray:
+    """Unit-norm sentence embeddings of `texts` (the first max_len tokens of each), cached in `path`
+    with a digest of the texts, so a cache of other texts is never read."""
+    import hashlib
+
+    digest = hashlib.sha256("\x00".join(texts).encode("utf-8")).hexdigest()
+    if path.exists():
+        z = np.load(path)
+        if str(z["digest"]) == digest:
+            return z["emb"]
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(encoder), device="cpu")
+    model.max_seq_length = max_len
+    emb = model.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True,
+                       show_progress_bar=True).astype(np.float32)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, emb=emb, digest=np.array(digest))
+    os.replace(tmp, path)
+    return emb
+
+
+def probe_features(src_emb: np.ndarray, ans_emb: np.ndarray, words: np.ndarray) -> np.ndarray:
+    """One row per (prompt, answer): the answer's embedding, its elementwise product with the prompt's
+    (what of the answer matches what was asked) and log(1 + words)."""
+    return np.hstack([ans_emb, src_emb * ans_emb, np.log1p(words)[:, None]])
+
+
+def probe_study(names: list[str], args) -> str:
+    """A pointwise probe beside the PairRanker: logistic regression on frozen sentence embeddings of
+    (prompt, answer) predicting the answer's GPT-4 verdict against the reference, trained on every
+    judged answer of the training pool's train prompts (37 models x 505 prompts; the `holdout` variant
+    on the 29 models left after holding out 8), its regularisation C chosen by log loss on the val
+    prompts' judged answers. It reads each answer's first ranker.consensus.max_len tokens with the
+    consensus's encoder, and learns from all ~18,700 verdicts where the PairRanker reads 5-10 sampled
+    pairs per prompt and epoch. Then, on val (weights chosen) and test (reported): the probe alone, the
+    probe + consensus, and z(MaxLogits) + a x z(consensus) + b x z(probe) for each named ranker cell
+    (`workflow`: the workflow's own PairRanker); on the 8 held-out models the probe of the `holdout`
+    variant, alone and with the consensus (no ranker trained without them is named here)."""
+    import torch
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss
+    from sklearn.preprocessing import StandardScaler
+
+    from llmblend.data.sources.alpaca_eval import norm_instruction
+    from llmblend.judge.backends import ReplayJudge
+    from llmblend.models.resolve import resolve
+    from llmblend.ranker import aggregate, infer
+    from llmblend.ranker.baselines import word_count
+    from llmblend.ranker.consensus import combined_scores, consensus_scores
+    from llmblend.ranker.data import load_examples
+    from llmblend.ranker.model import load_ranker
+
+    cfg = load_profile(args)
+    data = ROOT / "data" / cfg["run"]
+    torch.set_num_threads(args.threads)
+    cc = cfg["ranker"]["consensus"]
+    encoder = resolve(cfg["models"][cc["encoder"]]["spec"] if cc["encoder"] in cfg["models"] else cc["encoder"])
+    max_len, seed = int(cc["max_len"]), int(cfg["seed"])
+    cache = Path(args.out) / "probe" / f"{Path(str(cc['encoder'])).name}-{max_len}"
+    cache.mkdir(parents=True, exist_ok=True)
+    held = set(held_out_models(cfg))
+
+    def pool_rows(split: str, keep: set[str]):
+        """Features and verdict targets (win 1, tie 0.5, loss 0) of every judged pool answer."""
+        path = cache / f"pool_{split}.jsonl"
+        filter_records(data / "ranker_pool" / f"{split}.jsonl", path, set(cfg["ranker"]["train_generators"]))
+        examples = load_examples(path)
+        records = [json.loads(line) for line in open(path, encoding="utf-8")]
+        judge = ReplayJudge(cfg, split, records)
+        src = embed_cached(encoder, [ex.source for ex in examples], max_len, cache / f"pool_{split}_src.npz", args.threads)
+        ans = embed_cached(encoder, [t for ex in examples for t in ex.texts], max_len,
+                           cache / f"pool_{split}_ans.npz", args.threads)
+        rows, ys, start = [], [], 0
+        n_unjudged = 0
+        for e, (rec, ex) in enumerate(zip(records, examples)):
+            p = judge.prefs.get(norm_instruction(rec["instruction"]), {})
+            for k, (m, t) in enumerate(zip(ex.models, ex.texts)):
+                if m in keep and p.get(m) is not None:
+                    rows.append((e, start + k, word_count(t)))
+                    ys.append(p[m] - 1.0)
+                elif m in keep:
+                    n_unjudged += 1
+            start += len(ex.texts)
+        e_idx, a_idx, words = (np.asarray(c) for c in zip(*rows))
+        return (probe_features(src[e_idx], ans[a_idx], words.astype(float)), np.asarray(ys), n_unjudged,
+                np.asarray(e_idx))
+
+    def pair_rows(x: np.ndarray, y: np.ndarray, prompt: np.ndarray, per_prompt: int, rng: np.random.Generator):
+        """Differences of two answers' features of the same prompt whose verdicts differ (at most
+        per_prompt pairs per prompt, drawn with the seed), both orders: label 1 when the first is better."""
+        d = []
+        for e in np.unique(prompt):
+            idx = np.flatnonzero(prompt == e)
+            pairs = [(i, j) for i, j in itertools.combinations(idx, 2) if y[i] != y[j]]
+            for k in rng.permutation(len(pairs))[:per_prompt]:
+                i, j = pairs[k]
+                d.append((i, j) if y[i] > y[j] else (j, i))
+        win, lose = (np.asarray(c) for c in zip(*d))
+        xd = x[win] - x[lose]
+        return np.vstack([xd, -xd]), np.concatenate([np.ones(len(xd)), np.zeros(len(xd))])
+
+    def fit(keep: set[str], tag: str, target: str):
+        xtr, ytr, dropped_tr, ptr = pool_rows("train", keep)
+        xva, yva, dropped_va, pva = pool_rows("val", keep)
+        scaler = StandardScaler().fit(xtr)
+        xtr_s, xva_s = scaler.transform(xtr), scaler.transform(xva)
+        if target == "pairs":  # the order within a prompt, not the verdict: what picking the best needs
+            rng = np.random.default_rng(seed)
+            xp, yp = pair_rows(xtr_s, ytr, ptr, PROBE_PAIRS, rng)
+            xpv, ypv = pair_rows(xva_s, yva, pva, PROBE_PAIRS, rng)
+            losses = {c: log_loss(ypv, LogisticRegression(C=c, fit_intercept=False, max_iter=3000)
+                                  .fit(xp, yp).predict_proba(xpv)[:, 1]) for c in PROBE_C}
+            best_c = min(PROBE_C, key=lambda c: (losses[c], c))
+            clf = LogisticRegression(C=best_c, fit_intercept=False, max_iter=3000).fit(xp, yp)
+            line = (f"probe `{tag}`, pairs: {len(yp) // 2} train pairs of answers with different verdicts (at most "
+                    f"{PROBE_PAIRS} per prompt), {len(ypv) // 2} val pairs; val log loss by C " +
+                    ", ".join(f"{c:g}: {v:.4f}" for c, v in losses.items()) + f"; C = {best_c:g}")
+            return (lambda x: clf.decision_function(scaler.transform(x))), line
+        # a tie (0.5) counts half a win and half a loss: each row twice, weighted
+        x2 = np.vstack([xtr_s, xtr_s])
+        y2 = np.concatenate([np.ones(len(ytr)), np.zeros(len(ytr))])
+        w2 = np.concatenate([ytr, 1.0 - ytr])
+        losses = {}
+        for c in PROBE_C:
+            clf = LogisticRegression(C=c, max_iter=3000).fit(x2, y2, sample_weight=w2)
+            pv = clf.predict_proba(xva_s)[:, 1]
+            losses[c] = log_loss(np.concatenate([np.ones(len(yva)), np.zeros(len(yva))]), np.concatenate([pv, pv]),
+                                 sample_weight=np.concatenate([yva, 1.0 - yva]))
+        best_c = min(PROBE_C, key=lambda c: (losses[c], c))
+        clf = LogisticRegression(C=best_c, max_iter=3000).fit(x2, y2, sample_weight=w2)
+        line = (f"probe `{tag}`, verdicts: {len(ytr)} train answers ({dropped_tr} without a verdict, left out), {len(yva)} val "
+                f"answers ({dropped_va} left out); val log loss by C " +
+                ", ".join(f"{c:g}: {v:.4f}" for c, v in losses.items()) + f"; C = {best_c:g}")
+        return (lambda x: clf.decision_function(scaler.transform(x))), line
+
+    def split_scores(probe, cell: dict, split: str, tag: str):
+        examples, prefs = split_set(cfg, data, cell, split, cache)
+        src = embed_cached(encoder, [ex.source for ex in examples], max_len, cache / f"{tag}_{split}_src.npz", args.threads)
+        ans = embed_cached(encoder, [t for ex in examples for t in ex.texts], max_len,
+                           cache / f"{tag}_{split}_ans.npz", args.threads)
+        e_idx = np.repeat(np.arange(len(examples)), [len(ex.texts) for ex in examples])
+        words = np.asarray([word_count(t) for ex in examples for t in ex.texts], float)
+        flat = probe(probe_features(src[e_idx], ans, words))
+        bounds = np.cumsum([0] + [len(ex.texts) for ex in examples])
+        pscores = [flat[a:b].tolist() for a, b in zip(bounds[:-1], bounds[1:])]
+        cpath = cache / f"{tag}_{split}_consensus.json"
+        if cpath.exists():
+            cons = json.loads(cpath.read_text())["scores"]
+        else:
+            cons = consensus_scores(encoder, [ex.texts for ex in examples], max_len)
+            cpath.write_text(json.dumps({"ids": [ex.id for ex in examples], "scores": cons}) + "\n")
+        return examples, prefs, pscores, cons
+
+    lines = [f"probe encoder {cc['encoder']}, {max_len} tokens per answer and prompt; cpu flags: {cpu_flags()}; "
+             f"{args.threads} thread(s)", "| ranker | rankers' models | split | method | GPT-Rank [95% CI] | win % | pick words |",
+             "|" + "---|" * 7]
+
+    def row(who, models, split, n, label, r):
+        ci = f" [{r['gpt_rank_ci'][0]:.2f}, {r['gpt_rank_ci'][1]:.2f}]" if "gpt_rank_ci" in r else ""
+        lines.append(f"| {who} | {models} | {split} ({n}) | {label} | {r['gpt_rank']:.2f}{ci} | {r['win_rate']:.1f} | "
+                     f"{r['pick_len_words']:.0f} |")
+
+    results = {}
+    t0 = time.time()
+    for (variant, keep, cell), target in itertools.product(
+            (("pool37", set(cfg["ranker"]["train_generators"]), {"pool": "37", "headtail": False}),
+             ("holdout", set(cfg["ranker"]["train_generators"]) - held, {"pool": "holdout", "headtail": False})),
+            args.probe_targets):
+        probe, fit_line = fit(keep, variant, target)
+        lines.insert(1, fit_line)
+        ranked = ("the 12" if variant == "pool37" else "8 held-out") + f", probe on {target}"
+        per_split = {}
+        for split in ("val", "test"):
+            examples, prefs, pscores, cons = split_scores(probe, cell, split, "ranked" if variant == "pool37" else "heldout")
+            n = len(examples)
+            for label, r in reference_rows(examples, prefs, seed).items():
+                row("-", ranked, split, n, label, r)
+            combos = {f"probe + {a:g} x consensus": combined_scores([pscores, cons], [1.0, a]) for a in PROBE_WEIGHTS}
+            combos["consensus alone"] = cons
+            for label, sc in combos.items():
+                r = evaluate_picks([int(np.argmax(s)) for s in sc], examples, prefs, seed)
+                per_split.setdefault(split, {})[label] = r
+                row("-", ranked, split, n, label, r)
+            if variant != "pool37":
+                continue
+            for name in names:
+                mpath = Path(args.out) / "probe" / f"{name}.{split}.matrices.npz"
+                if split == "test" and name == "workflow":
+                    mpath = data / "rankings" / "pairranker" / "test.matrices.npz"
+                elif split == "test":
+                    mpath = Path(args.out) / name / "test.matrices.npz"
+                if not mpath.exists():
+                    model, tok = load_ranker(ranker_dir(name))
+                    rc = cfg["ranker"]["infer"]
+                    mats = infer.full_matrices(model, tok, [ex.source for ex in examples], [ex.texts for ex in examples],
+                                               max_tokens=rc["max_tokens"], max_batch=rc["max_batch"], autocast="bfloat16")
+                    aggregate.write_matrices(mpath, [ex.id for ex in examples], mats)
+                ids, mats = aggregate.read_matrices(mpath)
+                if ids != [ex.id for ex in examples]:
+                    raise SystemExit(f"{name}: {mpath} is not of this {split} split's prompts")
+                ml = [aggregate.max_logits(m).tolist() for m in mats]
+                for a in PROBE_WEIGHTS:
+                    for b in PROBE_WEIGHTS:
+                        r = evaluate_picks([int(np.argmax(s)) for s in combined_scores([ml, cons, pscores], [1.0, a, b])],
+                                           examples, prefs, seed)
+                        per_split[split][f"{name}: MaxLogits + {a:g} x consensus + {b:g} x probe"] = r
+                        row(name, ranked, split, n, f"MaxLogits + {a:g} x consensus + {b:g} x probe", r)
+        # choices on val only: the best probe + consensus weight, and per ranker the best (a, b)
+        for prefix in ["probe + "] + [f"{n}: " for n in names] if variant == "pool37" else ["probe + "]:
+            keys = [k for k in per_split["val"] if k.startswith(prefix)]
+            best = min(keys, key=lambda k: (per_split["val"][k]["gpt_rank"], k))
+            r = per_split["test"][best]
+            lines.append(f"| val picks | {ranked} | test | {best} | {r['gpt_rank']:.2f} [{r['gpt_rank_ci'][0]:.2f}, "
+                         f"{r['gpt_rank_ci'][1]:.2f}] | {r['win_rate']:.1f} | {r['pick_len_words']:.0f} |")
+        results[f"{variant}-{target}"] = per_split
+    lines.append(f"({time.time() - t0:.0f} s)")
+    (Path(args.out) / "probe" / "result.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    return "\n".join(lines)
+
+
 def with_cut(cell: dict, fn, *a):
     """Run fn with the cell's candidate truncation in the product's encoder (head + tail for
     `-headtail` cells), restoring the product's own afterwards."""
@@ -644,6 +877,11 @@ def main(argv=None) -> int:
     ap.add_argument("--consensus", nargs="*", default=[],
                     help="finished cells: MaxLogits + consensus over a grid of weights, on val (a weight chosen "
                          "there) and test")
+    ap.add_argument("--probe", nargs="*", default=None,
+                    help="the pointwise probe on frozen embeddings (probe_study), alone, with the consensus, and "
+                         "with the MaxLogits of these finished cells (`workflow`: the workflow's PairRanker)")
+    ap.add_argument("--probe-targets", nargs="+", default=["verdicts", "pairs"], choices=["verdicts", "pairs"],
+                    help="--probe learns each answer's verdict (pointwise) and/or the order of two answers of a prompt")
     ap.add_argument("--consensus-encoder", default=None,
                     help="--consensus with this encoder (a model of the profile, e.g. mpnet, or a spec) instead of "
                          "the profile's ranker.consensus.encoder")
@@ -668,6 +906,8 @@ def main(argv=None) -> int:
         print(ensemble(args.ensemble, args))
     if args.consensus:
         print(consensus_study(args.consensus, args))
+    if args.probe is not None:
+        print(probe_study(args.probe, args))
     if args.table:
         print(table(Path(args.out)))
     return 0
