@@ -500,6 +500,52 @@ def ensemble(names: list[str], args) -> str:
     return "\n".join(lines)
 
 
+def ensemble_consensus(names: list[str], args) -> str:
+    """Several trainings' MaxLogits averaged (each z-scored per prompt), with and without the consensus
+    at the profile's weight (ranker.consensus.weight), against each member alone and each member plus
+    the consensus, on val and on test of the 12 ranked models. No weight is chosen here: the average
+    and the weight are fixed before the numbers are read, so val and test are two readings, not a
+    selection and its check."""
+    import torch
+
+    from llmblend.models.resolve import resolve
+    from llmblend.ranker.aggregate import max_logits
+    from llmblend.ranker.consensus import combined_scores, consensus_scores
+
+    cfg = load_profile(args)
+    data, out = ROOT / "data" / cfg["run"], Path(args.out)
+    torch.set_num_threads(args.threads)
+    cc = cfg["ranker"]["consensus"]
+    w = float(cc["weight"])
+    encoder = resolve(cfg["models"][cc["encoder"]]["spec"] if cc["encoder"] in cfg["models"] else cc["encoder"])
+    cache = out / "consensus" / f"{Path(str(cc['encoder'])).name}-{cc['max_len']}"
+    cache.mkdir(parents=True, exist_ok=True)
+    lines = [f"consensus weight {w:g}; cpu flags: {cpu_flags()}",
+             "| split | method | GPT-Rank [95% CI] | win % | pick words |", "|" + "---|" * 5]
+    for split in ("val", "test"):
+        examples, prefs = split_set(cfg, data, {"pool": "37", "headtail": False}, split, cache)
+        cpath = cache / f"ranked_{split}.json"
+        if not cpath.exists():
+            cons = consensus_scores(encoder, [ex.texts for ex in examples], int(cc["max_len"]))
+            cpath.write_text(json.dumps({"ids": [ex.id for ex in examples], "scores": cons}) + "\n")
+        cons = json.loads(cpath.read_text())
+        if cons["ids"] != [ex.id for ex in examples]:
+            raise SystemExit(f"{cpath} is not of this {split} split's prompts")
+        ml = {n: [max_logits(m).tolist() for m in split_matrices(cfg, n, split, examples, out)] for n in names}
+        rows = {}
+        for n in names:
+            rows[f"{n}: MaxLogits"] = ml[n]
+            rows[f"{n}: + consensus"] = combined_scores([ml[n], cons["scores"]], [1.0, w])
+        avg = combined_scores([ml[n] for n in names], [1.0 / len(names)] * len(names))
+        rows[f"average of the {len(names)}"] = avg
+        rows[f"average of the {len(names)} + consensus"] = combined_scores([avg, cons["scores"]], [1.0, w])
+        for label, sc in rows.items():
+            r = evaluate_picks([int(np.argmax(x)) for x in sc], examples, prefs, int(cfg["seed"]))
+            lines.append(f"| {split} ({len(examples)}) | {label} | {r['gpt_rank']:.2f} [{r['gpt_rank_ci'][0]:.2f}, "
+                         f"{r['gpt_rank_ci'][1]:.2f}] | {r['win_rate']:.1f} | {r['pick_len_words']:.0f} |")
+    return "\n".join(lines)
+
+
 CONSENSUS_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 CONSENSUS_TOP_K = (2, 3, 4, 6)
 
@@ -536,9 +582,8 @@ def consensus_study(names: list[str], args) -> str:
     import torch
 
     from llmblend.models.resolve import resolve
-    from llmblend.ranker import aggregate, infer
+    from llmblend.ranker import aggregate
     from llmblend.ranker.consensus import combined_scores, consensus_scores
-    from llmblend.ranker.model import load_ranker
 
     cfg = load_profile(args)
     data = ROOT / "data" / cfg["run"]
@@ -568,17 +613,10 @@ def consensus_study(names: list[str], args) -> str:
                 cpath.write_text(json.dumps({"seconds": round(time.time() - t0, 1), "ids": [ex.id for ex in examples],
                                              "scores": cons}) + "\n")
                 cons = json.loads(cpath.read_text())
-            mpath = work / f"{split}.matrices.npz"
-            if not mpath.exists():
-                model, tok = load_ranker(work / "model")
-                rc = cfg["ranker"]["infer"]
-                mats = with_cut(cell, lambda: infer.full_matrices(
-                    model, tok, [ex.source for ex in examples], [ex.texts for ex in examples],
-                    max_tokens=rc["max_tokens"], max_batch=rc["max_batch"], autocast="bfloat16"))
-                aggregate.write_matrices(mpath, [ex.id for ex in examples], mats)
-            ids, mats = aggregate.read_matrices(mpath)
-            if ids != [ex.id for ex in examples] or cons["ids"] != ids:
-                raise SystemExit(f"{name}: {mpath} or {cpath} is not of this {split} split's prompts")
+            mats = split_matrices(cfg, name, split, examples, Path(args.out))
+            ids = [ex.id for ex in examples]
+            if cons["ids"] != ids:
+                raise SystemExit(f"{name}: {cpath} is not of this {split} split's prompts")
             ml = [aggregate.max_logits(m).tolist() for m in mats]
             rows = {}
             for w in CONSENSUS_WEIGHTS:
@@ -615,11 +653,37 @@ PROBE_WEIGHTS = (0.0, 0.5, 1.0, 2.0)
 PROBE_PAIRS = 100
 
 
-def ranker_dir(name: str) -> Path:
+def ranker_dir(cfg: dict, name: str, out: Path) -> Path:
     """The trained PairRanker of a finished cell, or the workflow's own (`workflow`)."""
     if name == "workflow":
-        return ROOT / "data" / "alpaca_eval" / "rankers" / "pairranker" / "model"
-    return ROOT / "results" / "alpaca_eval" / "study" / name / "model"
+        return ROOT / "data" / cfg["run"] / "rankers" / "pairranker" / "model"
+    return out / name / "model"
+
+
+def split_matrices(cfg: dict, name: str, split: str, examples, out: Path) -> list:
+    """A ranker's full comparison matrices of a split's prompts (MaxLogits needs all of them): the
+    workflow's own test matrices, else <out>/<name>/<split>.matrices.npz (<out>/workflow/ for the
+    workflow's PairRanker on val), computed with the ranker on first use (bf16 autocast)."""
+    from llmblend.ranker import aggregate, infer
+    from llmblend.ranker.model import load_ranker
+
+    if name == "workflow" and split == "test":
+        path = ROOT / "data" / cfg["run"] / "rankings" / "pairranker" / "test.matrices.npz"
+    else:
+        path = out / name / f"{split}.matrices.npz"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        model, tok = load_ranker(ranker_dir(cfg, name, out))
+        rc = cfg["ranker"]["infer"]
+        cell = {"headtail": False} if name == "workflow" else parse_cell(name)
+        mats = with_cut(cell, lambda: infer.full_matrices(
+            model, tok, [ex.source for ex in examples], [ex.texts for ex in examples],
+            max_tokens=rc["max_tokens"], max_batch=rc["max_batch"], autocast="bfloat16"))
+        aggregate.write_matrices(path, [ex.id for ex in examples], mats)
+    ids, mats = aggregate.read_matrices(path)
+    if ids != [ex.id for ex in examples]:
+        raise SystemExit(f"{name}: {path} is not of this {split} split's prompts")
+    return mats
 
 
 def embed_cached(encoder, texts: list[str], max_len: int, path: Path, threads: int) -> np.ndarray:
@@ -669,11 +733,10 @@ def probe_study(names: list[str], args) -> str:
     from llmblend.data.sources.alpaca_eval import norm_instruction
     from llmblend.judge.backends import ReplayJudge
     from llmblend.models.resolve import resolve
-    from llmblend.ranker import aggregate, infer
+    from llmblend.ranker import aggregate
     from llmblend.ranker.baselines import word_count
     from llmblend.ranker.consensus import combined_scores, consensus_scores
     from llmblend.ranker.data import load_examples
-    from llmblend.ranker.model import load_ranker
 
     cfg = load_profile(args)
     data = ROOT / "data" / cfg["run"]
@@ -809,20 +872,7 @@ def probe_study(names: list[str], args) -> str:
             if variant != "pool37":
                 continue
             for name in names:
-                mpath = Path(args.out) / "probe" / f"{name}.{split}.matrices.npz"
-                if split == "test" and name == "workflow":
-                    mpath = data / "rankings" / "pairranker" / "test.matrices.npz"
-                elif split == "test":
-                    mpath = Path(args.out) / name / "test.matrices.npz"
-                if not mpath.exists():
-                    model, tok = load_ranker(ranker_dir(name))
-                    rc = cfg["ranker"]["infer"]
-                    mats = infer.full_matrices(model, tok, [ex.source for ex in examples], [ex.texts for ex in examples],
-                                               max_tokens=rc["max_tokens"], max_batch=rc["max_batch"], autocast="bfloat16")
-                    aggregate.write_matrices(mpath, [ex.id for ex in examples], mats)
-                ids, mats = aggregate.read_matrices(mpath)
-                if ids != [ex.id for ex in examples]:
-                    raise SystemExit(f"{name}: {mpath} is not of this {split} split's prompts")
+                mats = split_matrices(cfg, name, split, examples, Path(args.out))
                 ml = [aggregate.max_logits(m).tolist() for m in mats]
                 for a in PROBE_WEIGHTS:
                     for b in PROBE_WEIGHTS:
@@ -883,6 +933,9 @@ def main(argv=None) -> int:
                          "with the MaxLogits of these finished cells (`workflow`: the workflow's PairRanker)")
     ap.add_argument("--probe-targets", nargs="+", default=["verdicts", "pairs"], choices=["verdicts", "pairs"],
                     help="--probe learns each answer's verdict (pointwise) and/or the order of two answers of a prompt")
+    ap.add_argument("--ensemble-consensus", nargs="*", default=[],
+                    help="finished cells (`workflow`: the workflow's PairRanker): their average z-scored MaxLogits, "
+                         "alone and + consensus at the profile's weight, on val and test (no weight chosen)")
     ap.add_argument("--consensus-encoder", default=None,
                     help="--consensus with this encoder (a model of the profile, e.g. mpnet, or a spec) instead of "
                          "the profile's ranker.consensus.encoder")
@@ -907,6 +960,8 @@ def main(argv=None) -> int:
         print(ensemble(args.ensemble, args))
     if args.consensus:
         print(consensus_study(args.consensus, args))
+    if args.ensemble_consensus:
+        print(ensemble_consensus(args.ensemble_consensus, args))
     if args.probe is not None:
         print(probe_study(args.probe, args))
     if args.table:
