@@ -12,6 +12,7 @@ its training pool (imports and replayed labels, a few minutes):
     python benchmarks/study_ranker.py --cells len128-pool37-e1 len48-pool12-e2 --threads 1
     python benchmarks/study_ranker.py --table            # the markdown table of every finished cell
     python benchmarks/study_ranker.py --probe workflow   # a probe on frozen embeddings beside a ranker
+    python benchmarks/study_ranker.py --ensemble-consensus workflow <cells>   # trainings averaged + consensus
 
 A cell is named `len<C>-src<S>-pool<P>-e<E>[-p<K>][-fp32][-headtail][-adrop0][-anchor][-lr<M>e<X>][-seed<N>][-<backbone>]`:
 - C: candidate tokens (ranker.candidate_max_len); S: source tokens (default 128; the pair must fit
