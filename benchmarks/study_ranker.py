@@ -47,6 +47,7 @@ single model, a random pick (its expectation), the longest answer and the oracle
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
 import os
@@ -501,6 +502,22 @@ def ensemble(names: list[str], args) -> str:
     return "\n".join(lines)
 
 
+def cached_consensus(path: Path, examples, compute) -> list:
+    """A split's consensus scores (`compute()` on first use), cached in `path` with the prompt ids and
+    the seconds they took; a cache of other prompts is an error, not a reading."""
+    ids = [ex.id for ex in examples]
+    if not path.exists():
+        t0 = time.time()
+        scores = compute()
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"seconds": round(time.time() - t0, 1), "ids": ids, "scores": scores}) + "\n")
+        os.replace(tmp, path)
+    cons = json.loads(path.read_text())
+    if cons["ids"] != ids:
+        raise SystemExit(f"{path} is not of these prompts")
+    return cons["scores"]
+
+
 def ensemble_consensus(names: list[str], args) -> str:
     """Several trainings' MaxLogits averaged (each z-scored per prompt), with and without the consensus
     at the profile's weight (ranker.consensus.weight), against each member alone and each member plus
@@ -525,21 +542,16 @@ def ensemble_consensus(names: list[str], args) -> str:
              "| split | method | GPT-Rank [95% CI] | win % | pick words |", "|" + "---|" * 5]
     for split in ("val", "test"):
         examples, prefs = split_set(cfg, data, {"pool": "37", "headtail": False}, split, cache)
-        cpath = cache / f"ranked_{split}.json"
-        if not cpath.exists():
-            cons = consensus_scores(encoder, [ex.texts for ex in examples], int(cc["max_len"]))
-            cpath.write_text(json.dumps({"ids": [ex.id for ex in examples], "scores": cons}) + "\n")
-        cons = json.loads(cpath.read_text())
-        if cons["ids"] != [ex.id for ex in examples]:
-            raise SystemExit(f"{cpath} is not of this {split} split's prompts")
+        cons = cached_consensus(cache / f"ranked_{split}.json", examples, lambda: consensus_scores(
+            encoder, [ex.texts for ex in examples], int(cc["max_len"])))
         ml = {n: [max_logits(m).tolist() for m in split_matrices(cfg, n, split, examples, out)] for n in names}
         rows = {}
         for n in names:
             rows[f"{n}: MaxLogits"] = ml[n]
-            rows[f"{n}: + consensus"] = combined_scores([ml[n], cons["scores"]], [1.0, w])
+            rows[f"{n}: + consensus"] = combined_scores([ml[n], cons], [1.0, w])
         avg = combined_scores([ml[n] for n in names], [1.0 / len(names)] * len(names))
         rows[f"average of the {len(names)}"] = avg
-        rows[f"average of the {len(names)} + consensus"] = combined_scores([avg, cons["scores"]], [1.0, w])
+        rows[f"average of the {len(names)} + consensus"] = combined_scores([avg, cons], [1.0, w])
         for label, sc in rows.items():
             r = evaluate_picks([int(np.argmax(x)) for x in sc], examples, prefs, int(cfg["seed"]))
             lines.append(f"| {split} ({len(examples)}) | {label} | {r['gpt_rank']:.2f} [{r['gpt_rank_ci'][0]:.2f}, "
@@ -605,29 +617,19 @@ def consensus_study(names: list[str], args) -> str:
         for split in ("val", "test"):
             examples, prefs = split_set(cfg, data, cell, split, cache)
             tag = f"{'heldout' if cell['pool'] == 'holdout' else 'ranked'}_{split}"
-            cpath = cache / f"{tag}.json"
-            if cpath.exists():
-                cons = json.loads(cpath.read_text())
-            else:
-                t0 = time.time()
-                cons = consensus_scores(encoder, [ex.texts for ex in examples], int(cc["max_len"]))
-                cpath.write_text(json.dumps({"seconds": round(time.time() - t0, 1), "ids": [ex.id for ex in examples],
-                                             "scores": cons}) + "\n")
-                cons = json.loads(cpath.read_text())
+            cons = cached_consensus(cache / f"{tag}.json", examples, lambda: consensus_scores(
+                encoder, [ex.texts for ex in examples], int(cc["max_len"])))
             mats = split_matrices(cfg, name, split, examples, Path(args.out))
-            ids = [ex.id for ex in examples]
-            if cons["ids"] != ids:
-                raise SystemExit(f"{name}: {cpath} is not of this {split} split's prompts")
             ml = [aggregate.max_logits(m).tolist() for m in mats]
             rows = {}
             for w in CONSENSUS_WEIGHTS:
-                picks = [int(np.argmax(s)) for s in combined_scores([ml, cons["scores"]], [1.0, w])]
+                picks = [int(np.argmax(s)) for s in combined_scores([ml, cons], [1.0, w])]
                 rows[str(w)] = evaluate_picks(picks, examples, prefs, seed)
-            rows["consensus alone"] = evaluate_picks([int(np.argmax(s)) for s in cons["scores"]], examples, prefs, seed)
+            rows["consensus alone"] = evaluate_picks([int(np.argmax(s)) for s in cons], examples, prefs, seed)
             # the hard variant of the sum: the best consensus among MaxLogits' top k
             for k in CONSENSUS_TOP_K:
                 picks = []
-                for m, c in zip(ml, cons["scores"]):
+                for m, c in zip(ml, cons):
                     top = np.argsort(-np.asarray(m), kind="stable")[:k]
                     picks.append(int(top[np.argmax(np.asarray(c)[top])]))
                 rows[f"consensus among MaxLogits' top {k}"] = evaluate_picks(picks, examples, prefs, seed)
@@ -687,9 +689,10 @@ def split_matrices(cfg: dict, name: str, split: str, examples, out: Path) -> lis
     return mats
 
 
-def embed_cached(encoder, texts: list[str], max_len: int, path: Path, threads: int) -> np.ndarray:
-    """Unit-norm sentence embeddings of `texts` (the first max_len tokens of each), cached in `path`
-    with a digest of the texts, so a cache of other texts is never read."""
+def embed_cached(load_encoder, texts: list[str], path: Path) -> np.ndarray:
+    """Unit-norm sentence embeddings of `texts` by `load_encoder()` (a SentenceTransformer with its
+    max_seq_length set), cached in `path` with a digest of the texts, so a cache of other texts is
+    never read."""
     import hashlib
 
     digest = hashlib.sha256("\x00".join(texts).encode("utf-8")).hexdigest()
@@ -697,12 +700,8 @@ def embed_cached(encoder, texts: list[str], max_len: int, path: Path, threads: i
         z = np.load(path)
         if str(z["digest"]) == digest:
             return z["emb"]
-    from sentence_transformers import SentenceTransformer
-
-    model = SentenceTransformer(str(encoder), device="cpu")
-    model.max_seq_length = max_len
-    emb = model.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True,
-                       show_progress_bar=True).astype(np.float32)
+    emb = load_encoder().encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True,
+                                show_progress_bar=True).astype(np.float32)
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, emb=emb, digest=np.array(digest))
     os.replace(tmp, path)
@@ -736,7 +735,7 @@ def probe_study(names: list[str], args) -> str:
     from llmblend.models.resolve import resolve
     from llmblend.ranker import aggregate
     from llmblend.ranker.baselines import word_count
-    from llmblend.ranker.consensus import combined_scores, consensus_scores
+    from llmblend.ranker.consensus import combined_scores, mean_similarity
     from llmblend.ranker.data import load_examples
 
     cfg = load_profile(args)
@@ -749,6 +748,14 @@ def probe_study(names: list[str], args) -> str:
     cache.mkdir(parents=True, exist_ok=True)
     held = set(held_out_models(cfg))
 
+    @functools.cache
+    def load_encoder():  # once per study, and only when an embedding is not cached
+        from sentence_transformers import SentenceTransformer
+
+        model = SentenceTransformer(str(encoder), device="cpu")
+        model.max_seq_length = max_len
+        return model
+
     def pool_rows(split: str, keep: set[str]):
         """Features and verdict targets (win 1, tie 0.5, loss 0) of every judged pool answer."""
         path = cache / f"pool_{split}.jsonl"
@@ -756,9 +763,9 @@ def probe_study(names: list[str], args) -> str:
         examples = load_examples(path)
         records = [json.loads(line) for line in open(path, encoding="utf-8")]
         judge = ReplayJudge(cfg, split, records)
-        src = embed_cached(encoder, [ex.source for ex in examples], max_len, cache / f"pool_{split}_src.npz", args.threads)
-        ans = embed_cached(encoder, [t for ex in examples for t in ex.texts], max_len,
-                           cache / f"pool_{split}_ans.npz", args.threads)
+        src = embed_cached(load_encoder, [ex.source for ex in examples], cache / f"pool_{split}_src.npz")
+        ans = embed_cached(load_encoder, [t for ex in examples for t in ex.texts],
+                           cache / f"pool_{split}_ans.npz")
         rows, ys, start = [], [], 0
         n_unjudged = 0
         for e, (rec, ex) in enumerate(zip(records, examples)):
@@ -824,20 +831,17 @@ def probe_study(names: list[str], args) -> str:
 
     def split_scores(probe, cell: dict, split: str, tag: str):
         examples, prefs = split_set(cfg, data, cell, split, cache)
-        src = embed_cached(encoder, [ex.source for ex in examples], max_len, cache / f"{tag}_{split}_src.npz", args.threads)
-        ans = embed_cached(encoder, [t for ex in examples for t in ex.texts], max_len,
-                           cache / f"{tag}_{split}_ans.npz", args.threads)
+        src = embed_cached(load_encoder, [ex.source for ex in examples], cache / f"{tag}_{split}_src.npz")
+        ans = embed_cached(load_encoder, [t for ex in examples for t in ex.texts],
+                           cache / f"{tag}_{split}_ans.npz")
         e_idx = np.repeat(np.arange(len(examples)), [len(ex.texts) for ex in examples])
         words = np.asarray([word_count(t) for ex in examples for t in ex.texts], float)
         flat = probe(probe_features(src[e_idx], ans, words))
         bounds = np.cumsum([0] + [len(ex.texts) for ex in examples])
         pscores = [flat[a:b].tolist() for a, b in zip(bounds[:-1], bounds[1:])]
-        cpath = cache / f"{tag}_{split}_consensus.json"
-        if cpath.exists():
-            cons = json.loads(cpath.read_text())["scores"]
-        else:
-            cons = consensus_scores(encoder, [ex.texts for ex in examples], max_len)
-            cpath.write_text(json.dumps({"ids": [ex.id for ex in examples], "scores": cons}) + "\n")
+        # the consensus from the same embeddings (the product's formula, llmblend.ranker.consensus)
+        cons = cached_consensus(cache / f"{tag}_{split}_consensus.json", examples,
+                                lambda: mean_similarity(ans, [len(ex.texts) for ex in examples]))
         return examples, prefs, pscores, cons
 
     lines = [f"probe encoder {cc['encoder']}, {max_len} tokens per answer and prompt; cpu flags: {cpu_flags()}; "

@@ -30,10 +30,15 @@ def consensus_scores(encoder_dir, candidates: list[list[str]], max_len: int = 25
     texts = [t if isinstance(t, str) else "" for cands in candidates for t in cands]
     emb = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
                        show_progress_bar=True)
+    return mean_similarity(emb, [len(cands) for cands in candidates])
+
+
+def mean_similarity(emb, sizes: list[int]) -> list[list[float]]:
+    """Each row's mean cosine similarity to the other rows of its example (`emb`: unit-norm embeddings of
+    every candidate, the examples one after the other, `sizes[e]` rows for example e)."""
     out, start = [], 0
-    for cands in candidates:
-        n = len(cands)
-        e = emb[start: start + n].astype(np.float64)
+    for n in sizes:
+        e = np.asarray(emb[start: start + n], dtype=np.float64)
         start += n
         sim = e @ e.T
         out.append(((sim.sum(1) - np.diag(sim)) / (n - 1)).tolist() if n > 1 else [0.0] * n)
