@@ -55,6 +55,7 @@ import random
 import re
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -502,6 +503,21 @@ def ensemble(names: list[str], args) -> str:
     return "\n".join(lines)
 
 
+def consensus_encoder(cfg: dict, args, folder: str) -> tuple[dict, Path, Path]:
+    """The consensus settings the study reads (the profile's ranker.consensus, with --consensus-encoder
+    and --consensus-max-len over it), the encoder's directory, and <out>/<folder>/<encoder>-<max_len>:
+    one cache folder per encoder and length, so scores of two encoders never mix."""
+    from llmblend.models.resolve import resolve
+
+    cc = dict(cfg["ranker"]["consensus"])
+    cc["encoder"] = args.consensus_encoder or cc["encoder"]
+    cc["max_len"] = int(args.consensus_max_len or cc["max_len"])
+    encoder = resolve(cfg["models"][cc["encoder"]]["spec"] if cc["encoder"] in cfg["models"] else cc["encoder"])
+    cache = Path(args.out) / folder / f"{Path(str(cc['encoder'])).name}-{cc['max_len']}"
+    cache.mkdir(parents=True, exist_ok=True)
+    return cc, encoder, cache
+
+
 def cached_consensus(path: Path, examples, compute) -> list:
     """A split's consensus scores (`compute()` on first use), cached in `path` with the prompt ids and
     the seconds they took; a cache of other prompts is an error, not a reading."""
@@ -526,18 +542,14 @@ def ensemble_consensus(names: list[str], args) -> str:
     selection and its check."""
     import torch
 
-    from llmblend.models.resolve import resolve
     from llmblend.ranker.aggregate import max_logits
     from llmblend.ranker.consensus import combined_scores, consensus_scores
 
     cfg = load_profile(args)
     data, out = ROOT / "data" / cfg["run"], Path(args.out)
     torch.set_num_threads(args.threads)
-    cc = cfg["ranker"]["consensus"]
+    cc, encoder, cache = consensus_encoder(cfg, args, "consensus")
     w = float(cc["weight"])
-    encoder = resolve(cfg["models"][cc["encoder"]]["spec"] if cc["encoder"] in cfg["models"] else cc["encoder"])
-    cache = out / "consensus" / f"{Path(str(cc['encoder'])).name}-{cc['max_len']}"
-    cache.mkdir(parents=True, exist_ok=True)
     lines = [f"consensus weight {w:g}; cpu flags: {cpu_flags()}",
              "| split | method | GPT-Rank [95% CI] | win % | pick words |", "|" + "---|" * 5]
     for split in ("val", "test"):
@@ -594,20 +606,13 @@ def consensus_study(names: list[str], args) -> str:
     --consensus-max-len) are cached in <out>/consensus/<encoder>-<max_len>/."""
     import torch
 
-    from llmblend.models.resolve import resolve
     from llmblend.ranker import aggregate
     from llmblend.ranker.consensus import combined_scores, consensus_scores
 
     cfg = load_profile(args)
     data = ROOT / "data" / cfg["run"]
     torch.set_num_threads(args.threads)
-    cc = dict(cfg["ranker"]["consensus"])
-    cc["encoder"] = args.consensus_encoder or cc["encoder"]
-    cc["max_len"] = args.consensus_max_len or cc["max_len"]
-    encoder = resolve(cfg["models"][cc["encoder"]]["spec"] if cc["encoder"] in cfg["models"] else cc["encoder"])
-    # one cache folder per encoder and length: scores of two encoders never mix
-    cache = Path(args.out) / "consensus" / f"{Path(str(cc['encoder'])).name}-{cc['max_len']}"
-    cache.mkdir(parents=True, exist_ok=True)
+    cc, encoder, cache = consensus_encoder(cfg, args, "consensus")
     lines = [f"consensus encoder {cc['encoder']}, {cc['max_len']} tokens per answer; cpu flags: {cpu_flags()}",
              "| cell | split | weight | GPT-Rank [95% CI] | win % | pick words |", "|" + "---|" * 6]
     seed = int(cfg["seed"])
@@ -732,7 +737,6 @@ def probe_study(names: list[str], args) -> str:
 
     from llmblend.data.sources.alpaca_eval import norm_instruction
     from llmblend.judge.backends import ReplayJudge
-    from llmblend.models.resolve import resolve
     from llmblend.ranker import aggregate
     from llmblend.ranker.baselines import word_count
     from llmblend.ranker.consensus import combined_scores, mean_similarity
@@ -741,11 +745,8 @@ def probe_study(names: list[str], args) -> str:
     cfg = load_profile(args)
     data = ROOT / "data" / cfg["run"]
     torch.set_num_threads(args.threads)
-    cc = cfg["ranker"]["consensus"]
-    encoder = resolve(cfg["models"][cc["encoder"]]["spec"] if cc["encoder"] in cfg["models"] else cc["encoder"])
-    max_len, seed = int(cc["max_len"]), int(cfg["seed"])
-    cache = Path(args.out) / "probe" / f"{Path(str(cc['encoder'])).name}-{max_len}"
-    cache.mkdir(parents=True, exist_ok=True)
+    cc, encoder, cache = consensus_encoder(cfg, args, "probe")
+    max_len, seed = cc["max_len"], int(cfg["seed"])
     held = set(held_out_models(cfg))
 
     @functools.cache
@@ -756,8 +757,10 @@ def probe_study(names: list[str], args) -> str:
         model.max_seq_length = max_len
         return model
 
-    def pool_rows(split: str, keep: set[str]):
-        """Features and verdict targets (win 1, tie 0.5, loss 0) of every judged pool answer."""
+    @functools.cache
+    def pool_rows(split: str):
+        """Features, verdict targets (win 1, tie 0.5, loss 0), prompt index and model of every judged
+        answer of the pool's split (read and embedded once per study), and the count without a verdict."""
         path = cache / f"pool_{split}.jsonl"
         filter_records(data / "ranker_pool" / f"{split}.jsonl", path, set(cfg["ranker"]["train_generators"]))
         examples = load_examples(path)
@@ -766,20 +769,24 @@ def probe_study(names: list[str], args) -> str:
         src = embed_cached(load_encoder, [ex.source for ex in examples], cache / f"pool_{split}_src.npz")
         ans = embed_cached(load_encoder, [t for ex in examples for t in ex.texts],
                            cache / f"pool_{split}_ans.npz")
-        rows, ys, start = [], [], 0
-        n_unjudged = 0
+        rows, unjudged, start = [], Counter(), 0
         for e, (rec, ex) in enumerate(zip(records, examples)):
             p = judge.prefs.get(norm_instruction(rec["instruction"]), {})
             for k, (m, t) in enumerate(zip(ex.models, ex.texts)):
-                if m in keep and p.get(m) is not None:
-                    rows.append((e, start + k, word_count(t)))
-                    ys.append(p[m] - 1.0)
-                elif m in keep:
-                    n_unjudged += 1
+                if p.get(m) is None:
+                    unjudged[m] += 1
+                else:
+                    rows.append((e, start + k, word_count(t), p[m] - 1.0, m))
             start += len(ex.texts)
-        e_idx, a_idx, words = (np.asarray(c) for c in zip(*rows))
-        return (probe_features(src[e_idx], ans[a_idx], words.astype(float)), np.asarray(ys), n_unjudged,
-                np.asarray(e_idx))
+        e_idx, a_idx, words, ys, models = (np.asarray(c) for c in zip(*rows))
+        return (probe_features(src[e_idx], ans[a_idx], words.astype(float)), ys.astype(float), e_idx, models,
+                unjudged)
+
+    def judged_rows(split: str, keep: set[str]):
+        """pool_rows of the models in `keep`: features, targets, prompt index, answers left out."""
+        x, y, prompt, models, unjudged = pool_rows(split)
+        mask = np.isin(models, sorted(keep))
+        return x[mask], y[mask], prompt[mask], sum(n for m, n in unjudged.items() if m in keep)
 
     def pair_rows(x: np.ndarray, y: np.ndarray, prompt: np.ndarray, per_prompt: int, rng: np.random.Generator):
         """Differences of two answers' features of the same prompt whose verdicts differ (at most
@@ -796,8 +803,8 @@ def probe_study(names: list[str], args) -> str:
         return np.vstack([xd, -xd]), np.concatenate([np.ones(len(xd)), np.zeros(len(xd))])
 
     def fit(keep: set[str], tag: str, target: str):
-        xtr, ytr, dropped_tr, ptr = pool_rows("train", keep)
-        xva, yva, dropped_va, pva = pool_rows("val", keep)
+        xtr, ytr, ptr, dropped_tr = judged_rows("train", keep)
+        xva, yva, pva, dropped_va = judged_rows("val", keep)
         scaler = StandardScaler().fit(xtr)
         xtr_s, xva_s = scaler.transform(xtr), scaler.transform(xva)
         if target == "pairs":  # the order within a prompt, not the verdict: what picking the best needs
