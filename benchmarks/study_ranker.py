@@ -14,7 +14,7 @@ its training pool (imports and replayed labels, a few minutes):
     python benchmarks/study_ranker.py --probe workflow   # a probe on frozen embeddings beside a ranker
     python benchmarks/study_ranker.py --ensemble-consensus workflow <cells>   # trainings averaged + consensus
 
-A cell is named `len<C>-src<S>-pool<P>-e<E>[-p<K>][-fp32][-headtail][-adrop0][-anchor][-lr<M>e<X>][-seed<N>][-<backbone>]`:
+A cell is named `len<C>-src<S>-pool<P>-e<E>[-p<K>][-fp32][-headtail][-adrop0][-anchor][-lenbal][-lr<M>e<X>][-seed<N>][-<backbone>]`:
 - C: candidate tokens (ranker.candidate_max_len); S: source tokens (default 128; the pair must fit
   the backbone's 512 positions, so C=240 goes with S=32 at most, C=192 with S=64);
 - P: the training pool: `12` (the profile's ranked models), `37` (all of the mirror) or `holdout`
@@ -31,6 +31,8 @@ A cell is named `len<C>-src<S>-pool<P>-e<E>[-p<K>][-fp32][-headtail][-adrop0][-a
   labelled by that answer's GPT-4 verdict, instead of two pool answers labelled from their two verdicts
   (which says nothing when both beat the reference, or both lost); the test also ranks each answer
   by its logits against the reference (2N passes per prompt, `anchor` in the result) beside MaxLogits;
+  lenbal: length-balanced training pairs (ranker.train.length_balanced_pairs): the better answer is
+  the longer one in half of the drawn pairs of unequal length instead of ~77%;
   lr<M>e<X>: learning rate M x 10^-X (lr2e5 = 2e-5) instead of the profile's ranker.train.lr;
   seed<N>: the training's seed (initialisation, pair draws, dropout) instead of the profile's, to see
   how far two trainings of the same cell differ; the held-out models, the test and its bootstrap keep
@@ -50,6 +52,7 @@ import argparse
 import functools
 import itertools
 import json
+import logging
 import os
 import random
 import re
@@ -63,7 +66,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 CELL = re.compile(r"^len(?P<len>\d+)(?:-src(?P<src>\d+))?-pool(?P<pool>12|37|holdout)-e(?P<epochs>\d+)"
                   r"(?:-p(?P<pairs>\d+))?(?P<fp32>-fp32)?(?P<headtail>-headtail)?(?P<adrop0>-adrop0)?(?P<anchor>-anchor)?"
-                  r"(?:-lr(?P<lr>\d+)e(?P<lr_exp>\d+))?(?:-seed(?P<seed>\d+))?"
+                  r"(?P<lenbal>-lenbal)?(?:-lr(?P<lr>\d+)e(?P<lr_exp>\d+))?(?:-seed(?P<seed>\d+))?"
                   r"(?:-(?P<backbone>[a-z0-9_]+))?$")
 HELD_OUT = 8
 
@@ -72,11 +75,11 @@ def parse_cell(name: str) -> dict:
     m = CELL.match(name)
     if not m:
         raise SystemExit(f"cell {name!r}: expected len<C>[-src<S>]-pool<12|37|holdout>-e<E>[-p<K>][-fp32][-headtail]"
-                         "[-adrop0][-anchor][-lr<M>e<X>][-seed<N>][-<backbone>]")
+                         "[-adrop0][-anchor][-lenbal][-lr<M>e<X>][-seed<N>][-<backbone>]")
     return {"name": name, "candidate_max_len": int(m["len"]), "source_max_len": int(m["src"] or 128),
             "pool": m["pool"], "epochs": int(m["epochs"]), "pairs_per_input": int(m["pairs"] or 5),
             "autocast": None if m["fp32"] else "bfloat16", "backbone": m["backbone"] or "minilm",
-            "headtail": bool(m["headtail"]), "anchor": bool(m["anchor"]), "attention_dropout": 0.0 if m["adrop0"] else None,
+            "headtail": bool(m["headtail"]), "anchor": bool(m["anchor"]), "length_balanced": bool(m["lenbal"]), "attention_dropout": 0.0 if m["adrop0"] else None,
             "lr": None if m["lr"] is None else float(f"{m['lr']}e-{m['lr_exp']}"), "seed": None if m["seed"] is None else int(m["seed"])}
 
 
@@ -271,7 +274,8 @@ def run_cell(cell: dict, args) -> dict:
     rc.update(source_max_len=cell["source_max_len"], candidate_max_len=cell["candidate_max_len"],
               pairs_per_input=cell["pairs_per_input"], threads=args.threads)
     rc["train"] = {**rc["train"], "epochs": cell["epochs"], "autocast": cell["autocast"],
-                   "attention_dropout": cell.get("attention_dropout")}
+                   "attention_dropout": cell.get("attention_dropout"),
+                   "length_balanced_pairs": bool(cell.get("length_balanced"))}
     if cell.get("lr") is not None:
         rc["train"]["lr"] = cell["lr"]
     if args.step_tokens:  # the same loss (gradients summed over the chunks), other batch shapes
@@ -955,6 +959,9 @@ def main(argv=None) -> int:
                     help="--consensus with this many tokens per answer instead of ranker.consensus.max_len")
     args = ap.parse_args(argv)
     os.chdir(ROOT)
+    # the training's own log lines (epochs, validation, the length balance) on stderr beside the tables
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("llmblend.ranker").setLevel(logging.INFO)
     for name in args.cells:
         cell = parse_cell(name)
         if (Path(args.out) / name / "result.json").exists():

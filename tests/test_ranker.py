@@ -722,3 +722,102 @@ def test_candidates_per_input_reads_that_many_answers_per_input(tiny_backbone, t
         Batcher(model.config, tok, cfg, seed=3).step(model, examples, "cpu", lambda loss: loss.backward())
         assert sum(texts) == sum(len(d) + extra for d in used)
     handle.remove()
+
+
+# ------------------------------------------------------------------ length-balanced training pairs
+
+
+def test_length_kind_names_which_side_of_the_pair_the_better_answer_is_on():
+    from llmblend.ranker.train import length_kind
+
+    signal, lengths = [0.2, 0.9, 0.5], [10, 30, 30]
+    assert length_kind(signal, lengths, 0, 1) == "longer"  # 1 is better and longer
+    assert length_kind(signal, lengths, 1, 0) == "longer"  # the order of the pair does not matter
+    assert length_kind(signal, lengths, 1, 2) == "equal"
+    assert length_kind([1.0, 0.0], [5, 9], 0, 1) == "shorter"
+
+
+def test_length_balance_weights_make_half_the_weight_of_unequal_pairs_go_each_way():
+    import random
+    from collections import Counter
+    from types import SimpleNamespace
+
+    from llmblend.ranker.train import LengthBalance, length_kind, sample_pairs, word_counts
+
+    def example(lengths, signal):
+        return SimpleNamespace(texts=[" ".join(["w"] * int(n)) for n in lengths], signal=signal)
+
+    # by hand: input 1's pairs are all "longer" (3 of 3), input 2's one pair "shorter", one "equal"
+    bal = LengthBalance([example([30, 20, 10], [3.0, 2.0, 1.0]), example([5, 9, 9], [1.0, 0.0, 1.0])])
+    assert bal.shares == pytest.approx({"longer": 0.5, "shorter": 0.25, "equal": 0.25})
+    assert bal.weights == pytest.approx({"longer": 0.75, "shorter": 1.5, "equal": 1.0})
+
+    rng = np.random.default_rng(0)
+    examples = []
+    for _ in range(400):  # the longer answer tends to be the better, by more in some inputs than others
+        lengths = rng.integers(5, 60, size=8)
+        examples.append(example(lengths, [float(n + rng.normal(0, rng.uniform(5, 60))) for n in lengths]))
+    bal = LengthBalance(examples)
+    assert 0.6 < bal.shares["longer"] < 0.9
+    draw, kinds, mass = random.Random(1), Counter(), Counter()
+    for ex in examples:  # uniform draws within each input, as training makes them
+        lengths = word_counts(ex.texts)
+        pairs = sample_pairs(ex.signal, 5, draw)
+        for (i, j), w in zip(pairs, bal.weigh(ex.signal, lengths, pairs)):
+            kind = length_kind(ex.signal, lengths, i, j)
+            kinds[kind] += 1
+            mass[kind] += w
+    assert dict(bal.drawn) == dict(kinds)
+    assert kinds["longer"] / (kinds["longer"] + kinds["shorter"]) == pytest.approx(bal.shares["longer"], abs=0.04)
+    assert mass["longer"] / (mass["longer"] + mass["shorter"]) == pytest.approx(0.5, abs=0.04)
+
+
+def test_weighted_pair_loss_is_the_weighted_sum_and_equal_weights_give_the_mean():
+    from llmblend.ranker.train import pair_loss
+
+    s1, s2 = torch.tensor([2.0, -1.0, 0.5]), torch.tensor([0.0, 1.0, 0.5])
+    y1, y2 = torch.tensor([1.0, 1.0, 0.0]), torch.tensor([0.0, 0.0, 1.0])
+    for kind in ("instructgpt", "BCE"):
+        per = torch.stack([pair_loss(s1[k:k + 1], s2[k:k + 1], y1[k:k + 1], y2[k:k + 1], kind) for k in range(3)])
+        w = torch.tensor([0.5, 0.3, 0.2])
+        assert float(pair_loss(s1, s2, y1, y2, kind, weight=w)) == pytest.approx(float((w * per).sum()), rel=1e-6)
+        assert float(pair_loss(s1, s2, y1, y2, kind, weight=torch.full((3,), 1 / 3))) == pytest.approx(
+            float(pair_loss(s1, s2, y1, y2, kind)), rel=1e-6)
+
+
+def test_a_balanced_step_with_unit_weights_is_the_plain_step(tiny_backbone, tmp_path):
+    from llmblend.ranker.train import Batcher, LengthBalance
+
+    model, tok = build_ranker("pairranker", tiny_backbone, "tiny")
+    model.eval()  # no dropout: the steps differ only by their weights
+    path = tmp_path / "t.jsonl"  # a signal unrelated to length: both kinds of pair occur
+    path.write_text("".join(json.dumps(make_record(i, 5, length_signal=False)) + "\n" for i in range(6)))
+    examples = attach_signal(load_examples(path, ["clm_logprob"]),
+                             tiny_cfg()["ranker"]["signal"])
+    cfg = {**tiny_cfg()["ranker"]["train"], "pairs_per_input": 3, "step_tokens": 128}
+    plain = Batcher(model.config, tok, cfg, seed=3).step(model, examples, "cpu", lambda loss: None)
+    bal = LengthBalance(examples)
+    bal.weights = {"longer": 1.0, "shorter": 1.0, "equal": 1.0}
+    same = Batcher(model.config, tok, cfg, seed=3, balance=bal).step(model, examples, "cpu", lambda loss: None)
+    assert same == pytest.approx(plain, rel=1e-5)
+    bal.weights = {"longer": 5.0, "shorter": 0.1, "equal": 1.0}
+    assert sum(bal.drawn.values()) == 18 and bal.drawn["longer"] and bal.drawn["shorter"]
+    other = Batcher(model.config, tok, cfg, seed=3, balance=bal).step(model, examples, "cpu", lambda loss: None)
+    assert other != pytest.approx(plain, rel=1e-3)
+
+
+def test_training_with_length_balanced_pairs_logs_what_it_drew(tiny_backbone, tmp_path, caplog):
+    import logging
+
+    from llmblend.ranker.stage import train_ranker
+
+    tr = write_split(tmp_path / "train.jsonl", 12)
+    va = write_split(tmp_path / "val.jsonl", 4, start=100)
+    with caplog.at_level(logging.INFO, logger="llmblend"):
+        train_ranker(tiny_cfg(epochs=1, length_balanced_pairs=True), "pairranker", tr, va, tiny_backbone,
+                     tmp_path / "m", tmp_path / "c.csv")
+    drawn = [r.getMessage() for r in caplog.records if "length-balanced pairs drawn" in r.getMessage()]
+    assert len(drawn) == 1
+    with pytest.raises(ValueError, match="length_balanced_pairs"):
+        train_ranker(tiny_cfg(epochs=1, length_balanced_pairs=True), "summareranker", tr, va, tiny_backbone,
+                     tmp_path / "s", tmp_path / "s.csv")

@@ -74,13 +74,70 @@ def sample_pairs(signal, k: int, rng: random.Random):
     return out
 
 
-def pair_loss(s1, s2, y1, y2, kind: str):
+def length_kind(signal, lengths, i: int, j: int) -> str:
+    """Of a pair with different signal: "longer" if the better answer has more words, "shorter" if
+    fewer, "equal" if as many."""
+    better, worse = (i, j) if signal[i] > signal[j] else (j, i)
+    if lengths[better] == lengths[worse]:
+        return "equal"
+    return "longer" if lengths[better] > lengths[worse] else "shorter"
+
+
+class LengthBalance:
+    """Length-balanced training pairs (`train.length_balanced_pairs`). GPT-4-style judges prefer the
+    longer answer (in the AlpacaEval pool the better of two differently judged answers is the longer
+    one in 77% of the pairs), so a ranker trained on such pairs can score well by reading length
+    alone. The pairs are still drawn uniformly within each input (sample_pairs); each pair's loss is
+    weighted by its kind instead (importance weights): with p_longer, p_shorter, p_equal the expected
+    shares of the kinds among the drawn pairs (each input's shares, averaged over the inputs, as every
+    input draws the same number of pairs), a pair whose better answer is the longer weighs
+    (1 - p_equal) / 2 / p_longer, the shorter (1 - p_equal) / 2 / p_shorter, as long 1. Under the
+    weighted loss half the pairs of unequal length go each way, and length alone does not predict the
+    label."""
+
+    def __init__(self, examples):
+        shares = []
+        for ex in examples:
+            lengths, sig, kinds = word_counts(ex.texts), ex.signal, {"longer": 0, "shorter": 0, "equal": 0}
+            for i in range(len(sig)):
+                for j in range(i + 1, len(sig)):
+                    if sig[i] != sig[j]:
+                        kinds[length_kind(sig, lengths, i, j)] += 1
+            total = sum(kinds.values())
+            if total:
+                shares.append({k: v / total for k, v in kinds.items()})
+        self.shares = {k: float(np.mean([sh[k] for sh in shares])) if shares else 0.0
+                       for k in ("longer", "shorter", "equal")}
+        half = (1.0 - self.shares["equal"]) / 2
+        self.weights = {k: half / self.shares[k] if self.shares[k] > 0 else 1.0 for k in ("longer", "shorter")}
+        self.weights["equal"] = 1.0
+        self.drawn = {"longer": 0, "shorter": 0, "equal": 0}
+
+    def weigh(self, signal, lengths, pairs) -> list[float]:
+        """The loss weights of an input's drawn pairs (and their count by kind, for the log)."""
+        kinds = [length_kind(signal, lengths, i, j) for i, j in pairs]
+        for k in kinds:
+            self.drawn[k] += 1
+        return [self.weights[k] for k in kinds]
+
+
+def word_counts(texts) -> list[int]:
+    from llmblend.ranker.baselines import word_count
+
+    return [word_count(t) for t in texts]
+
+
+def pair_loss(s1, s2, y1, y2, kind: str, weight=None):
+    """The mean loss over the pairs; with `weight` (one per pair) the weighted sum instead."""
+    reduction = "mean" if weight is None else "none"
     if kind == "instructgpt":
         sign = torch.sign(y1 - y2)
-        return -F.logsigmoid(sign * (s1 - s2)).mean()
+        per = -F.logsigmoid(sign * (s1 - s2))
+        return per.mean() if weight is None else (weight * per).sum()
     if kind == "BCE":
-        return (F.binary_cross_entropy_with_logits(s1, (y1 > y2).float())
-                + F.binary_cross_entropy_with_logits(s2, (y2 > y1).float())) / 2
+        per = (F.binary_cross_entropy_with_logits(s1, (y1 > y2).float(), reduction=reduction)
+               + F.binary_cross_entropy_with_logits(s2, (y2 > y1).float(), reduction=reduction)) / 2
+        return per if weight is None else (weight * per).sum()
     raise ValueError(f"unknown loss {kind!r} (instructgpt or BCE)")
 
 
@@ -117,11 +174,12 @@ def simcls_reference_loss(cos, gold_cos, signal):
 class Batcher:
     """Turns a batch of examples into model inputs for one training step."""
 
-    def __init__(self, ranker_config, tokenizer, cfg, seed):
+    def __init__(self, ranker_config, tokenizer, cfg, seed, balance: LengthBalance | None = None):
         self.rcfg, self.tok, self.cfg = ranker_config, tokenizer, cfg
         self.enc = PairEncoder(tokenizer, ranker_config)
         self.rng = random.Random(seed)
         self.cache: dict = {}
+        self.balance = balance
 
     def autocast(self, device):
         """The forward passes' precision context (train.autocast; disabled = fp32)."""
@@ -157,11 +215,14 @@ class Batcher:
                 return None
             backward(loss)
             return float(loss.detach())
-        seqs, poss, targets = [], [], []
+        seqs, poss, targets, weights = [], [], [], []  # weights: the pairs' loss weights (LengthBalance)
         for ex in examples:
             if kind == "pairranker":
                 src, cands = self.encoded(ex)
-                for i, j in sample_pairs(ex.signal, self.cfg["pairs_per_input"], self.rng):
+                pairs = sample_pairs(ex.signal, self.cfg["pairs_per_input"], self.rng)
+                if self.balance is not None:
+                    weights += self.balance.weigh(ex.signal, word_counts(ex.texts), pairs)
+                for i, j in pairs:
                     s, p = self.enc.pair(src, cands[i], cands[j])
                     seqs.append(s), poss.append(p), targets.append((ex.signal[i], ex.signal[j]))
             elif kind == "summareranker":
@@ -186,13 +247,17 @@ class Batcher:
                     s1, s2 = model(ids, mask, pos)
                     s1, s2 = s1.float(), s2.float()
                     y = torch.tensor([targets[k] for k in chunk], device=device, dtype=s1.dtype)
-                    loss = pair_loss(s1, s2, y[:, 0], y[:, 1], self.rcfg.loss)
+                    if weights:  # the chunk's share of the step's weighted mean
+                        w = torch.tensor([weights[k] for k in chunk], device=device, dtype=s1.dtype) / sum(weights)
+                        loss = pair_loss(s1, s2, y[:, 0], y[:, 1], self.rcfg.loss, weight=w)
+                    else:
+                        loss = pair_loss(s1, s2, y[:, 0], y[:, 1], self.rcfg.loss)
                 else:
                     out = model(ids, mask, pos).float()
                     y = torch.tensor([targets[k] for k in chunk], device=device, dtype=out.dtype)
                     loss = F.binary_cross_entropy_with_logits(out, y)
-            # the step's loss is the mean over all its sequences: each chunk adds its share
-            loss = loss * (len(chunk) / len(seqs))
+            if not weights:  # the step's loss is the mean over all its sequences: each chunk adds its share
+                loss = loss * (len(chunk) / len(seqs))
             backward(loss)
             total += float(loss.detach())
         return total
@@ -349,7 +414,17 @@ def train(model, tokenizer, train_ex, val_ex, cfg: dict, seed: int, checkpoint=N
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg["warmup_ratio"] * total), total)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     raw = accelerator.unwrap_model(model)
-    batcher = Batcher(raw.config, tokenizer, cfg, seed)
+    balance = None
+    if cfg.get("length_balanced_pairs"):
+        if raw.config.ranker_type != "pairranker":
+            raise ValueError("ranker.train.length_balanced_pairs weighs the PairRanker's training pairs; "
+                             f"{raw.config.ranker_type} draws no pairs")
+        balance = LengthBalance(train_ex)
+        log.info("length-balanced pairs: of an input's pairs with different signal, the better answer is the "
+                 "longer in %.3f, the shorter in %.3f, as long in %.3f (means over the inputs); loss weights %s",
+                 balance.shares["longer"], balance.shares["shorter"], balance.shares["equal"],
+                 {k: round(v, 3) for k, v in balance.weights.items()})
+    batcher = Batcher(raw.config, tokenizer, cfg, seed, balance)
     order_rng = random.Random(seed + 1)
     history, best, best_state = [], -math.inf, None
     select_by = cfg.get("select_by") or schema_default("ranker.select_by")
@@ -430,6 +505,11 @@ def train(model, tokenizer, train_ex, val_ex, cfg: dict, seed: int, checkpoint=N
         history.append(row)
         log.info("%s epoch %d: loss %.4f, val_score %.4f (%.1fs)", raw.config.ranker_type, epoch, row["loss"], vs,
                  time.time() - t0)
+        if balance is not None:  # what the weights achieved (since this process started)
+            d, w = balance.drawn, balance.weights
+            log.info("length-balanced pairs drawn so far: better answer longer %d, shorter %d, as long %d; "
+                     "the longer's share of the weight of unequal pairs %.3f", d["longer"], d["shorter"], d["equal"],
+                     d["longer"] * w["longer"] / max(d["longer"] * w["longer"] + d["shorter"] * w["shorter"], 1e-12))
         if vs > best or best_state is None:
             best, best_state = vs, copy.deepcopy(raw.state_dict())
         if epoch < cfg["epochs"]:
