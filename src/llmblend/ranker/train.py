@@ -85,9 +85,9 @@ def length_kind(signal, lengths, i: int, j: int) -> str:
 
 class LengthBalance:
     """Length-balanced training pairs (`train.length_balanced_pairs`). GPT-4-style judges prefer the
-    longer answer (in the AlpacaEval pool the better of two differently judged answers is the longer
-    one in 77% of the pairs), so a ranker trained on such pairs can score well by reading length
-    alone. The pairs are still drawn uniformly within each input (sample_pairs); each pair's loss is
+    longer answer (on the alpaca_eval profile's train prompts the better of two differently judged
+    answers is the longer in 80% of an input's pairs, on average), so a ranker trained on such pairs
+    can score well by reading length alone. The pairs are still drawn uniformly within each input (sample_pairs); each pair's loss is
     weighted by its kind instead (importance weights): with p_longer, p_shorter, p_equal the expected
     shares of the kinds among the drawn pairs (each input's shares, averaged over the inputs, as every
     input draws the same number of pairs), a pair whose better answer is the longer weighs
