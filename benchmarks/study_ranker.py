@@ -905,7 +905,8 @@ def probe_study(names: list[str], args) -> str:
                          f"{r['gpt_rank_ci'][1]:.2f}] | {r['win_rate']:.1f} | {r['pick_len_words']:.0f} |")
         results[f"{variant}-{target}"] = per_split
     lines.append(f"({time.time() - t0:.0f} s)")
-    (Path(args.out) / "probe" / "result.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    # not result.json: <out>/*/result.json are the cells' (--table reads them all)
+    (Path(args.out) / "probe" / "probe.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     return "\n".join(lines)
 
 
