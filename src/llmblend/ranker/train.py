@@ -87,13 +87,13 @@ class LengthBalance:
     """Length-balanced training pairs (`train.length_balanced_pairs`). GPT-4-style judges prefer the
     longer answer (on the alpaca_eval profile's train prompts the better of two differently judged
     answers is the longer in 80% of an input's pairs, on average), so a ranker trained on such pairs
-    can score well by reading length alone. The pairs are still drawn uniformly within each input (sample_pairs); each pair's loss is
-    weighted by its kind instead (importance weights): with p_longer, p_shorter, p_equal the expected
-    shares of the kinds among the drawn pairs (each input's shares, averaged over the inputs, as every
-    input draws the same number of pairs), a pair whose better answer is the longer weighs
-    (1 - p_equal) / 2 / p_longer, the shorter (1 - p_equal) / 2 / p_shorter, as long 1. Under the
-    weighted loss half the pairs of unequal length go each way, and length alone does not predict the
-    label."""
+    can score well by reading length alone. The pairs are still drawn uniformly within each input
+    (sample_pairs); each pair's loss is weighted by its kind instead (importance weights): with
+    p_longer, p_shorter, p_equal the expected shares of the kinds among the drawn pairs (each input's
+    shares, averaged over the inputs, as every input draws the same number of pairs), a pair whose
+    better answer is the longer weighs (1 - p_equal) / 2 / p_longer, the shorter (1 - p_equal) / 2 /
+    p_shorter, as long 1. Under the weighted loss half the pairs of unequal length go each way, and
+    length alone does not predict the label."""
 
     def __init__(self, examples):
         shares = []
@@ -134,10 +134,10 @@ def pair_loss(s1, s2, y1, y2, kind: str, weight=None):
         sign = torch.sign(y1 - y2)
         per = -F.logsigmoid(sign * (s1 - s2))
         return per.mean() if weight is None else (weight * per).sum()
-    if kind == "BCE":
-        per = (F.binary_cross_entropy_with_logits(s1, (y1 > y2).float(), reduction=reduction)
-               + F.binary_cross_entropy_with_logits(s2, (y2 > y1).float(), reduction=reduction)) / 2
-        return per if weight is None else (weight * per).sum()
+    if kind == "BCE":  # per pair (reduction none) or already the mean
+        loss = (F.binary_cross_entropy_with_logits(s1, (y1 > y2).float(), reduction=reduction)
+                + F.binary_cross_entropy_with_logits(s2, (y2 > y1).float(), reduction=reduction)) / 2
+        return loss if weight is None else (weight * loss).sum()
     raise ValueError(f"unknown loss {kind!r} (instructgpt or BCE)")
 
 
