@@ -31,8 +31,9 @@ A cell is named `len<C>-src<S>-pool<P>-e<E>[-p<K>][-fp32][-headtail][-adrop0][-a
   labelled by that answer's GPT-4 verdict, instead of two pool answers labelled from their two verdicts
   (which says nothing when both beat the reference, or both lost); the test also ranks each answer
   by its logits against the reference (2N passes per prompt, `anchor` in the result) beside MaxLogits;
-  lenbal: length-balanced training pairs (ranker.train.length_balanced_pairs): the better answer is
-  the longer one in half of the drawn pairs of unequal length instead of ~77%;
+  lenbal: length-balanced training pairs (ranker.train.length_balanced_pairs): each pair's loss is
+  weighted so that the longer answer is the better in half the weight of unequal pairs (in ~80% of
+  an input's pool pairs unweighted);
   lr<M>e<X>: learning rate M x 10^-X (lr2e5 = 2e-5) instead of the profile's ranker.train.lr;
   seed<N>: the training's seed (initialisation, pair draws, dropout) instead of the profile's, to see
   how far two trainings of the same cell differ; the held-out models, the test and its bootstrap keep
@@ -79,7 +80,8 @@ def parse_cell(name: str) -> dict:
     return {"name": name, "candidate_max_len": int(m["len"]), "source_max_len": int(m["src"] or 128),
             "pool": m["pool"], "epochs": int(m["epochs"]), "pairs_per_input": int(m["pairs"] or 5),
             "autocast": None if m["fp32"] else "bfloat16", "backbone": m["backbone"] or "minilm",
-            "headtail": bool(m["headtail"]), "anchor": bool(m["anchor"]), "length_balanced": bool(m["lenbal"]), "attention_dropout": 0.0 if m["adrop0"] else None,
+            "headtail": bool(m["headtail"]), "anchor": bool(m["anchor"]), "length_balanced": bool(m["lenbal"]),
+            "attention_dropout": 0.0 if m["adrop0"] else None,
             "lr": None if m["lr"] is None else float(f"{m['lr']}e-{m['lr_exp']}"), "seed": None if m["seed"] is None else int(m["seed"])}
 
 
