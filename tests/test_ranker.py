@@ -745,7 +745,9 @@ def test_length_balance_weights_make_half_the_weight_of_unequal_pairs_go_each_wa
     from llmblend.ranker.train import LengthBalance, length_kind, sample_pairs, word_counts
 
     def example(lengths, signal):
-        return SimpleNamespace(texts=[" ".join(["w"] * int(n)) for n in lengths], signal=signal)
+        return SimpleNamespace(id=f"e{next(ids)}", texts=[" ".join(["w"] * int(n)) for n in lengths], signal=signal)
+
+    ids = iter(range(10**6))
 
     # by hand: input 1's pairs are all "longer" (3 of 3), input 2's one pair "shorter", one "equal"
     bal = LengthBalance([example([30, 20, 10], [3.0, 2.0, 1.0]), example([5, 9, 9], [1.0, 0.0, 1.0])])
@@ -763,7 +765,7 @@ def test_length_balance_weights_make_half_the_weight_of_unequal_pairs_go_each_wa
     for ex in examples:  # uniform draws within each input, as training makes them
         lengths = word_counts(ex.texts)
         pairs = sample_pairs(ex.signal, 5, draw)
-        for (i, j), w in zip(pairs, bal.weigh(ex.signal, lengths, pairs)):
+        for (i, j), w in zip(pairs, bal.weigh(ex, pairs)):
             kind = length_kind(ex.signal, lengths, i, j)
             kinds[kind] += 1
             mass[kind] += w

@@ -97,8 +97,9 @@ class LengthBalance:
 
     def __init__(self, examples):
         shares = []
+        self.lengths = {ex.id: word_counts(ex.texts) for ex in examples}  # counted once, read every epoch
         for ex in examples:
-            lengths, sig, kinds = word_counts(ex.texts), ex.signal, {"longer": 0, "shorter": 0, "equal": 0}
+            lengths, sig, kinds = self.lengths[ex.id], ex.signal, {"longer": 0, "shorter": 0, "equal": 0}
             for i in range(len(sig)):
                 for j in range(i + 1, len(sig)):
                     if sig[i] != sig[j]:
@@ -113,9 +114,9 @@ class LengthBalance:
         self.weights["equal"] = 1.0
         self.drawn = {"longer": 0, "shorter": 0, "equal": 0}
 
-    def weigh(self, signal, lengths, pairs) -> list[float]:
-        """The loss weights of an input's drawn pairs (and their count by kind, for the log)."""
-        kinds = [length_kind(signal, lengths, i, j) for i, j in pairs]
+    def weigh(self, ex, pairs) -> list[float]:
+        """The loss weights of a training input's drawn pairs (and their count by kind, for the log)."""
+        kinds = [length_kind(ex.signal, self.lengths[ex.id], i, j) for i, j in pairs]
         for k in kinds:
             self.drawn[k] += 1
         return [self.weights[k] for k in kinds]
@@ -221,7 +222,7 @@ class Batcher:
                 src, cands = self.encoded(ex)
                 pairs = sample_pairs(ex.signal, self.cfg["pairs_per_input"], self.rng)
                 if self.balance is not None:
-                    weights += self.balance.weigh(ex.signal, word_counts(ex.texts), pairs)
+                    weights += self.balance.weigh(ex, pairs)
                 for i, j in pairs:
                     s, p = self.enc.pair(src, cands[i], cands[j])
                     seqs.append(s), poss.append(p), targets.append((ex.signal[i], ex.signal[j]))
