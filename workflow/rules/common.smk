@@ -37,6 +37,12 @@ CONFIG_ARGS = config_args(workflow)
 # a rule's config params from the slice of the config it reads: `cfg` (reruns, DVC params) and `cfgargs`
 # (the config files and --keys: the command may read those keys only). params: **rule_config(config_slice(...))
 rule_config = partial(declare, CONFIG_ARGS)
+# Scheduling: when several jobs are ready, the jobs of the run's longest chain start first (the
+# PairRanker's training, its train/val rankings, the fuser's data, training and fusion, the fused
+# answers' scoring and verification). Without it Snakemake fills a freed core with any
+# ready job: in a demo run on 2 cores the PairRanker's training started 78 s after its inputs and the
+# 2-thread fuser training 150 s after its own (docs/results.md, "demo"). A priority, not an order.
+ON_CHAIN = 1
 
 # the environment every rule runs in (pins of requirements.lock)
 ENV = "../envs/llmblend.yaml"

@@ -39,6 +39,7 @@ if FCFG:
             benchmark:
                 f"{BENCH}/build_fuser_data.tsv"
             threads: job_threads(config, "build_fuser_data")
+            priority: ON_CHAIN
             resources:
                 **job_resources(config, "build_fuser_data"),
             conda:
@@ -63,6 +64,7 @@ if FCFG:
             benchmark:
                 f"{BENCH}/train_fuser.tsv"
             threads: job_threads(config, "train_fuser")
+            priority: ON_CHAIN
             resources:
                 **job_resources(config, "train_fuser"),
             conda:
@@ -91,6 +93,7 @@ if FCFG:
         benchmark:
             f"{BENCH}/fuse_candidates.tsv"
         threads: job_threads(config, "fuse_candidates")
+        priority: ON_CHAIN
         resources:
             **job_resources(config, "fuse_candidates"),
         conda:
@@ -120,6 +123,7 @@ if FCFG:
             benchmark:
                 f"{BENCH}/verify_fused.tsv"
             threads: job_threads(config, "rank_candidates")
+            priority: ON_CHAIN
             resources:
                 **job_resources(config, "rank_candidates", target="verify"),
             conda:

@@ -104,6 +104,7 @@ if MCFG:
         benchmark:
             f"{BENCH}/score_fused/{{kind}}.tsv"
         threads: job_threads(config, "score_candidates")
+        priority: lambda wc: 0 if wc.kind == "aggregated" else ON_CHAIN
         resources:
             **job_resources(config, "score_candidates"),
         conda:

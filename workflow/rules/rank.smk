@@ -100,6 +100,7 @@ if RCFG:
         benchmark:
             f"{BENCH}/train_ranker/{{ranker}}.tsv"
         threads: job_threads(config, "train_ranker")
+        priority: lambda wc: ON_CHAIN if wc.ranker == "pairranker" else 0
         resources:
             **job_resources(config, "train_ranker"),
         conda:
@@ -145,6 +146,7 @@ if RCFG:
         benchmark:
             f"{BENCH}/rank_with_pairranker/{{split}}.tsv"
         threads: job_threads(config, "rank_candidates")
+        priority: ON_CHAIN
         resources:
             **job_resources(config, "rank_candidates"),
         conda:
