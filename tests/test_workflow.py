@@ -27,23 +27,23 @@ def test_dry_run_of_every_profile(profile):
     assert "Building DAG of jobs" in r.stdout + r.stderr
 
 
-
 def test_the_longest_chain_has_priority():
     """The jobs from the PairRanker's training to the fused answers' scoring start first when several are
     ready (workflow/rules/common.smk, ON_CHAIN); the other rankers' trainings and the aggregator's scoring
     do not, or they would take the cores the chain waits for."""
     r = run(["snakemake", "-n", "--forceall", "--cores", "2"], cwd=ROOT, timeout=300)
     jobs = re.split(r"^\s*(?:local)?rule (\w+):", r.stdout + r.stderr, flags=re.M)[1:]
-    first = {}
+    priority = {}
     for name, body in zip(jobs[::2], jobs[1::2]):
         wildcards = re.search(r"^\s*wildcards: (.*)$", body, re.M)
         key = name + (f"[{wildcards[1]}]" if wildcards else "")
-        first[key] = int(m[1]) if (m := re.search(r"^\s*priority: (\d+)$", body, re.M)) else 0
-    assert {k for k, p in first.items() if p} == {
+        priority[key] = int(m[1]) if (m := re.search(r"^\s*priority: (\d+)$", body, re.M)) else 0
+    assert {k for k, p in priority.items() if p} == {
         "train_ranker[ranker=pairranker]", "rank_with_pairranker[split=train]", "rank_with_pairranker[split=val]",
         "build_fuser_data", "train_fuser", "fuse_candidates", "verify_fused",
         "score_fused[kind=fused]", "score_fused[kind=verified]"}
-    assert first["train_ranker[ranker=simcls]"] == 0 and first["score_fused[kind=aggregated]"] == 0
+    assert priority["train_ranker[ranker=simcls]"] == 0 and priority["score_fused[kind=aggregated]"] == 0
+
 
 def test_every_rule_declares_config_keys_and_logs():
     """Each rule that runs a command declares the config keys it reads (`**rule_config(...)`: the `cfg`

@@ -39,9 +39,9 @@ CONFIG_ARGS = config_args(workflow)
 rule_config = partial(declare, CONFIG_ARGS)
 # Scheduling: when several jobs are ready, the jobs of the run's longest chain start first (the
 # PairRanker's training, its train/val rankings, the fuser's data, training and fusion, the fused
-# answers' scoring and verification). Without it Snakemake fills a freed core with any
-# ready job: in a demo run on 2 cores the PairRanker's training started 78 s after its inputs and the
-# 2-thread fuser training 150 s after its own (docs/results.md, "demo"). A priority, not an order.
+# answers' scoring and verification). Without it Snakemake fills a freed core with any ready job: in a
+# demo run on 2 cores the PairRanker's training started 78 s after its inputs (with it: at once). A
+# priority holds no core free, so a 2-thread job (the fuser's) still waits for both (docs/results.md, "demo").
 ON_CHAIN = 1
 
 # the environment every rule runs in (pins of requirements.lock)
