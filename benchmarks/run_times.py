@@ -6,6 +6,9 @@ performance issue asks for a reason or a fix for each stage over 5 minutes), and
 Snakemake log, the run's own wall time (first to last timestamp) against `--goal` minutes, and how
 full the cores were: each job's start, end and threads read from the log, so the seconds in which the
 running jobs reserved fewer threads than `--cores` show where the schedule, not the work, set the time.
+With the log it also replays the run's jobs on `--cores` cores (`replay`: the DAG from the jobs' inputs
+and outputs as the log lists them, each job's logged seconds): in the run's own start order, longest
+remaining path first, and the two bounds no schedule beats (the longest path, the core-seconds).
 
     python benchmarks/run_times.py --dir /path/to/clone --run alpaca_eval --goal 60 \
         --log /path/to/snakemake.log --out results/alpaca_eval/run_times.md
@@ -22,8 +25,8 @@ from pathlib import Path
 # the log's events in order; a progress bar without a newline can glue a timestamp or a "Finished"
 # onto its line, so those two are found anywhere, the rule block's own lines only at a line's start
 EVENT = re.compile(r"\[(?P<stamp>\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]|Finished jobid: (?P<end>\d+)"
-                   r"|^\s*(?:local)?rule (?P<rule>\w+):|^\s*jobid: (?P<start>\d+)|^\s*threads: (?P<threads>\d+)",
-                   re.M)
+                   r"|^\s*(?:local)?rule (?P<rule>\w+):|^\s*jobid: (?P<start>\d+)|^\s*threads: (?P<threads>\d+)"
+                   r"|^\s*(?P<io>input|output): (?P<files>.*)$", re.M)
 
 
 def job_rows(bench_dir: Path) -> list[dict]:
@@ -47,7 +50,8 @@ def log_span(log: Path) -> tuple[datetime, datetime] | None:
 
 
 def job_spans(log: Path) -> list[dict]:
-    """Every job of the log: rule, threads, start and end in seconds from the first timestamp."""
+    """Every job of the log: rule, threads, input and output files, start and end in seconds from the
+    first timestamp."""
     now = t0 = None
     jobs: dict[int, dict] = {}
     current = None
@@ -57,9 +61,12 @@ def job_spans(log: Path) -> list[dict]:
             t0 = t0 or now
         elif m["rule"]:
             current = None
-            rule = m["rule"]
+            rule, files = m["rule"], {"input": [], "output": []}
+        elif m["io"] and current is None:
+            files[m["io"]] = [f.strip() for f in m["files"].split(",")]
         elif m["start"] and now is not None:
-            current = jobs[int(m["start"])] = {"rule": rule, "threads": 1, "start": (now - t0).total_seconds()}
+            current = jobs[int(m["start"])] = {"rule": rule, "threads": 1, "start": (now - t0).total_seconds(),
+                                               **files}
         elif m["threads"] and current is not None:
             current["threads"] = int(m["threads"])
         elif m["end"] and int(m["end"]) in jobs:
@@ -77,7 +84,45 @@ def core_use(spans: list[dict], cores: int) -> dict:
     return {n: sum(1 for r in reserved if min(r, cores) == n) for n in range(cores + 1)}
 
 
-def report(rows: list[dict], flag: float, span, goal_min: float | None, use: dict | None = None) -> str:
+def replay(spans: list[dict], cores: int) -> dict:
+    """The run's jobs replayed on `cores` cores by a list scheduler: a job is ready when every job that
+    makes one of its inputs has ended; whenever a job ends, the ready jobs start in priority order while
+    their threads fit (a job that does not fit is passed over, as Snakemake does). Seconds: `as_run`
+    (priority = the run's own start order), `longest_path_first`, and the bounds `critical_path` and
+    `core_seconds` (the jobs' thread-seconds over the cores)."""
+    made_by = {f: i for i, j in enumerate(spans) for f in j.get("output", [])}
+    deps = [{made_by[f] for f in j.get("input", []) if f in made_by} - {i} for i, j in enumerate(spans)]
+    dur = [j["end"] - j["start"] for j in spans]
+    threads = [min(j["threads"], cores) for j in spans]
+    kids = [[k for k, d in enumerate(deps) if i in d] for i in range(len(spans))]
+    tail: dict[int, float] = {}
+
+    def path(i: int) -> float:  # the job's seconds plus its longest chain of dependants
+        if i not in tail:
+            tail[i] = dur[i] + max((path(k) for k in kids[i]), default=0.0)
+        return tail[i]
+
+    def makespan(key) -> float:
+        pending, done, running, free, now = set(range(len(spans))), set(), [], cores, 0.0
+        while pending or running:
+            for i in sorted((i for i in pending if deps[i] <= done), key=key):
+                if threads[i] <= free:
+                    free -= threads[i]
+                    pending.discard(i)
+                    running.append((now + dur[i], i))
+            running.sort()
+            now, i = running.pop(0)
+            free += threads[i]
+            done.add(i)
+        return now
+
+    return {"as_run": makespan(lambda i: spans[i]["start"]), "longest_path_first": makespan(lambda i: -path(i)),
+            "critical_path": max((path(i) for i in range(len(spans))), default=0.0),
+            "core_seconds": sum(d * t for d, t in zip(dur, threads)) / cores}
+
+
+def report(rows: list[dict], flag: float, span, goal_min: float | None, use: dict | None = None,
+           replayed: dict | None = None) -> str:
     out = ["| job | wall s | CPU s | peak RSS MB | over the flag |", "|---|---|---|---|---|"]
     for r in rows:
         cpu = f"{r['cpu_s']:.0f}" if r["cpu_s"] is not None else "-"
@@ -98,6 +143,11 @@ def report(rows: list[dict], flag: float, span, goal_min: float | None, use: dic
         busy = sum(n * s for n, s in use.items()) / max(1, cores * sum(use.values()))
         out.append("seconds of the run with " + ", ".join(f"{n} of {cores} cores reserved: {s}" for n, s in use.items())
                    + f" ({100 * busy:.0f}% of the core-seconds)")
+    if replayed:
+        out.append(f"replayed on {max(use) if use else '?'} cores (the log's jobs and their logged seconds): "
+                   f"{replayed['as_run']:.0f} s in the run's start order, {replayed['longest_path_first']:.0f} s "
+                   f"longest remaining path first; no schedule beats the longest path "
+                   f"({replayed['critical_path']:.0f} s) or the core-seconds ({replayed['core_seconds']:.0f} s)")
     return "\n".join(out)
 
 
@@ -115,8 +165,9 @@ def main(argv=None) -> int:
     if not bench.is_dir():
         raise SystemExit(f"{bench}: no benchmark folder (has the run finished?)")
     log = Path(args.log) if args.log else None
+    spans = job_spans(log) if log else []
     text = report(job_rows(bench), args.flag, log_span(log) if log else None, args.goal,
-                  core_use(job_spans(log), args.cores) if log else None)
+                  core_use(spans, args.cores) if log else None, replay(spans, args.cores) if log else None)
     print(text)
     if args.out:
         Path(args.out).write_text(text + "\n", encoding="utf-8")
