@@ -116,7 +116,8 @@ def replay(spans: list[dict], cores: int) -> dict:
             done.add(i)
         return now
 
-    return {"as_run": makespan(lambda i: spans[i]["start"]), "longest_path_first": makespan(lambda i: -path(i)),
+    return {"cores": cores, "as_run": makespan(lambda i: spans[i]["start"]),
+            "longest_path_first": makespan(lambda i: -path(i)),
             "critical_path": max((path(i) for i in range(len(spans))), default=0.0),
             "core_seconds": sum(d * t for d, t in zip(dur, threads)) / cores}
 
@@ -144,7 +145,7 @@ def report(rows: list[dict], flag: float, span, goal_min: float | None, use: dic
         out.append("seconds of the run with " + ", ".join(f"{n} of {cores} cores reserved: {s}" for n, s in use.items())
                    + f" ({100 * busy:.0f}% of the core-seconds)")
     if replayed:
-        out.append(f"replayed on {max(use) if use else '?'} cores (the log's jobs and their logged seconds): "
+        out.append(f"replayed on {replayed['cores']} cores (the log's jobs and their logged seconds): "
                    f"{replayed['as_run']:.0f} s in the run's start order, {replayed['longest_path_first']:.0f} s "
                    f"longest remaining path first; no schedule beats the longest path "
                    f"({replayed['critical_path']:.0f} s) or the core-seconds ({replayed['core_seconds']:.0f} s)")

@@ -91,7 +91,7 @@ def test_replay_by_start_order_and_by_longest_path(tmp_path):
     assert {j["rule"]: (j["input"], j["output"]) for j in spans} == {
         "C": ([], ["c"]), "D": ([], ["d"]), "A": ([], ["a", "a2"]), "B": (["x", "a2"], ["b"])}
     # as run: C and D, then A, then B (40 s); A first: A + C, then B + D (30 s); 50 thread-seconds / 2 cores
-    assert rt.replay(spans, cores=2) == {"as_run": 40.0, "longest_path_first": 30.0, "critical_path": 30.0,
+    assert rt.replay(spans, cores=2) == {"cores": 2, "as_run": 40.0, "longest_path_first": 30.0, "critical_path": 30.0,
                                          "core_seconds": 25.0}
     # one core: every order takes the 50 s of work
     assert rt.replay(spans, cores=1)["longest_path_first"] == 50.0
