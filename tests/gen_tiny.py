@@ -42,9 +42,10 @@ def make_tiny_model(path, seed: int = 0):
     return path
 
 
-def write_tiny_gguf(path, seed: int = 0):
+def write_tiny_gguf(path, seed: int = 0, tied: bool = False):
     """A tiny Llama as a GGUF file (2 blocks, hidden 16, a byte-level BPE of 40 tokens, F32
-    tensors): what `llmblend convert-model` reads from the packaged GGUF models, in a second."""
+    tensors): what `llmblend convert-model` reads from the packaged GGUF models, in a second.
+    tied: no output.weight, so the output layer is the token embedding (as in SmolLM2's and Gemma-3's)."""
     import gguf
     import numpy as np
 
@@ -73,8 +74,9 @@ def write_tiny_gguf(path, seed: int = 0):
     w.add_bos_token_id(0)
     w.add_eos_token_id(1)
     w.add_unk_token_id(2)
-    shapes = {"token_embd.weight": (len(tokens), hidden), "output_norm.weight": (hidden,),
-              "output.weight": (len(tokens), hidden)}
+    shapes = {"token_embd.weight": (len(tokens), hidden), "output_norm.weight": (hidden,)}
+    if not tied:
+        shapes["output.weight"] = (len(tokens), hidden)
     for i in range(n_layer):
         shapes.update({f"blk.{i}.attn_norm.weight": (hidden,), f"blk.{i}.ffn_norm.weight": (hidden,),
                        f"blk.{i}.attn_q.weight": (hidden, hidden), f"blk.{i}.attn_k.weight": (kv_dim, hidden),

