@@ -492,6 +492,47 @@ def test_rank_split_methods_and_counts(tiny_backbone, tmp_path):
     assert "ranker.select" not in method_keys("pairranker-knockout", {})
 
 
+def test_bubble_and_schedules_played_on_the_saved_matrices(tiny_backbone, tmp_path):
+    """The workflow's bubble and best-of-N jobs read rank_test_full's matrices (--from-matrices): the same
+    ranks and passes as running the model, with no model loaded; a matrices file of other examples is refused."""
+    from llmblend.ranker.rules import method_args, method_inputs, plays_on_matrices
+    from llmblend.ranker.stage import rank_split
+
+    te = write_split(tmp_path / "test.jsonl", 6, cands=6)
+    torch.manual_seed(0)
+    model, tok = build_ranker("pairranker", tiny_backbone, "test")
+    model.save_pretrained(tmp_path / "pr", tok)
+    cfg = tiny_cfg()
+    cfg["ranker"]["select"] = {"opponents": 1, "refine_top": 3}
+    npz, names = tmp_path / "m.npz", ["pairranker-bubble", "pairranker-sampled", "pairranker-knockout"]
+    rank_split(cfg, ["pairranker"] + names, te, tmp_path / "ran", "test", {"pairranker": tmp_path / "pr"},
+               matrices_path=npz)
+    reps = rank_split(cfg, names, te, tmp_path / "read", "test", matrices_in=npz)
+    read = lambda d, m: [json.loads(x) for x in (tmp_path / d / m / "test.jsonl").read_text().splitlines()]  # noqa: E731
+    for m in names:
+        assert [r["ranks"] for r in read("read", m)] == [r["ranks"] for r in read("ran", m)], m
+        assert [r["n_forward"] for r in read("read", m)] == [r["n_forward"] for r in read("ran", m)], m
+    assert [r["n_forward"] for r in read("read", "pairranker-bubble")] == [10] * 6
+    assert reps["pairranker-sampled"]["mean_n_forward"] < 30  # the schedule's passes, not the matrix's
+    # the picks differ between the prompts' seeded orders: the test is not passed by a constant pick
+    assert len({r["ranks"].index(1) for r in read("read", "pairranker-bubble")}) > 1
+    other = write_split(tmp_path / "other.jsonl", 5, cands=6)
+    with pytest.raises(InputError, match="m.npz: field 'ids'"):
+        rank_split(cfg, ["pairranker-bubble"], other, tmp_path / "bad", "test", matrices_in=npz)
+    assert not (tmp_path / "bad").exists()
+    # the rule's inputs and arguments: the matrices instead of the model, when the workflow keeps them
+    assert method_inputs("pairranker-sampled", "data/r", {}, "data/r/m.npz") == {"matrices": "data/r/m.npz"}
+    assert method_inputs("pairranker-sampled", "data/r", {}) == {"model": "data/r/rankers/pairranker/model"}
+    assert method_inputs("simcls", "data/r", {}, "data/r/m.npz") == {"model": "data/r/rankers/simcls/model"}
+    assert plays_on_matrices("pairranker-bubble", ["pairranker", "pairranker-bubble"])
+    assert not plays_on_matrices("pairranker-bubble", ["pairranker-bubble"])
+    assert not plays_on_matrices("simcls", ["pairranker", "simcls"])
+
+    class Inputs(dict):
+        __getattr__ = dict.__getitem__
+    assert method_args("pairranker-bubble", Inputs(matrices="r/m x.npz"), {}) == "--from-matrices 'r/m x.npz'"
+
+
 def test_rank_split_writes_nothing_when_a_method_fails(tmp_path):
     from llmblend.errors import ConfigError
     from llmblend.ranker.stage import rank_split

@@ -2,7 +2,8 @@
 # [import_ranker_pool -> judge_ranker_pool: the training pool of ranker.train_generators, if set]
 # -> train_ranker (one job per trained ranker) -> rank_with_pairranker (train/val: the fuser's data)
 # -> rank_test_full (MaxLogits + MaxWins from one comparison matrix, which it keeps:
-# data/<run>/rankings/pairranker/test.matrices.npz) -> rank_candidates (the other methods on test).
+# data/<run>/rankings/pairranker/test.matrices.npz) -> rank_candidates (the other methods on test;
+# bubble and the best-of-N schedules played on those matrices, their passes being its entries).
 # Rankings: data/<run>/rankings/<method>/<split>.jsonl.
 
 RCFG = config.get("ranker")
@@ -17,6 +18,8 @@ if RCFG:
 
     RANK_METHODS = RCFG["methods"]
     FULL_METHODS = [m for m in RANK_METHODS if _method_kind(m) == "pair_full"]
+    # rank_test_full keeps the test matrices; bubble and the select schedules are played on them
+    TEST_MATRICES = f"{DATA}/rankings/pairranker/test.matrices.npz" if FULL_METHODS else None
     OTHER_METHODS = [m for m in RANK_METHODS if _method_kind(m) != "pair_full"]
     PRETRAINED_RANKER = RCFG.get("pretrained")
     TRAINED_RANKERS = _trained_rankers(RCFG)
@@ -166,7 +169,7 @@ if RCFG:
                 ranks=[f"{DATA}/rankings/{m}/test.jsonl" for m in FULL_METHODS],
                 reports=[f"{DATA}/rankings/{m}/test.report.json" for m in FULL_METHODS],
                 # the matrices themselves: the evaluate stage replays the best-of-N schedules on them
-                matrices=f"{DATA}/rankings/pairranker/test.matrices.npz",
+                matrices=TEST_MATRICES,
             params:
                 **rule_config(config_slice(config, *infer_keys())),
                 methods=q(",".join(FULL_METHODS)),
@@ -189,7 +192,7 @@ if RCFG:
 
         rule rank_candidates:
             input:
-                unpack(lambda wc: _method_inputs(wc.method, DATA, READ_INPUTS)),
+                unpack(lambda wc: _method_inputs(wc.method, DATA, READ_INPUTS, TEST_MATRICES)),
                 scored=f"{DATA}/scored/test.jsonl",
             output:
                 ranks=f"{DATA}/rankings/{{method}}/test.jsonl",

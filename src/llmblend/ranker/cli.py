@@ -54,6 +54,8 @@ def register(sub, add_common):
                    help="another method's rankings of this split, for a method that combines it (pairranker-consensus)")
     p.add_argument("--matrices", help="also write the full comparison matrices here (.npz; needs pairranker or "
                                       "pairranker-maxwins among --methods)")
+    p.add_argument("--from-matrices", help="this split's full comparison matrices (a --matrices file): bubble and "
+                                           "the select schedules read their logits there instead of running the model")
     add_threads(p)
     p.set_defaults(func=run_rank)
 
@@ -96,4 +98,4 @@ def run_rank(args):
                name_value_pairs(args.model, "--model"), judge_path=args.judge,
                clm_model_dir=resolve(args.clm_model) if args.clm_model else None, matrices_path=args.matrices,
                encoder_dir=resolve(args.encoder) if args.encoder else None,
-               rankings=name_value_pairs(args.rankings, "--rankings"))
+               rankings=name_value_pairs(args.rankings, "--rankings"), matrices_in=args.from_matrices)

@@ -97,26 +97,41 @@ def bubble(model, tokenizer, sources, candidates, seed: int, both_orders=True, *
     position holds the pick. Returns (scores by final position, forward passes per example).
     The comparisons of a pass depend on earlier ones, so the pass runs step by step, batched across
     examples."""
+    def logits(active, pairs, desc):
+        return pair_logits(model, tokenizer, [sources[e] for e in active], [candidates[e] for e in active],
+                           pairs, desc=desc, **kw)
+    return bubble_pass([len(c) for c in candidates], seed, logits, both_orders)
+
+
+def bubble_on_matrices(matrices, seed: int, both_orders=True):
+    """`bubble` played on each example's full comparison matrix (M[i, j] = logit(i first, j second)):
+    the same seeded permutations and comparisons, each logit read from M instead of run."""
+    def logits(active, pairs, desc):
+        return [[float(matrices[e][i, j]) for i, j in plist] for e, plist in zip(active, pairs)]
+    return bubble_pass([len(m) for m in matrices], seed, logits, both_orders)
+
+
+def bubble_pass(sizes, seed: int, logits, both_orders=True):
+    """The bubble pass over examples of `sizes` candidates; `logits(active, pairs, desc)` gives the
+    logits of the ordered pairs of the examples `active`, one list per example."""
     rng = np.random.default_rng(seed)
-    perms = [list(rng.permutation(len(c))) for c in candidates]
-    n_forward = [0] * len(candidates)
-    steps = max((len(c) for c in candidates), default=1) - 1
+    perms = [list(rng.permutation(n)) for n in sizes]
+    n_forward = [0] * len(sizes)
+    steps = max(sizes, default=1) - 1
     for step in range(steps):
-        active = [e for e, c in enumerate(candidates) if step < len(c) - 1]
+        active = [e for e, n in enumerate(sizes) if step < n - 1]
         pairs = []
         for e in active:
             a, b = perms[e][step], perms[e][step + 1]
             pairs.append([(a, b), (b, a)] if both_orders else [(a, b)])
-        logits = pair_logits(model, tokenizer, [sources[e] for e in active], [candidates[e] for e in active],
-                             pairs, desc=f"bubble step {step + 1}/{steps}", **kw)
-        for e, vals in zip(active, logits):
+        for e, vals in zip(active, logits(active, pairs, f"bubble step {step + 1}/{steps}")):
             margin = vals[0] - vals[1] if both_orders else vals[0]
             n_forward[e] += len(vals)
             if margin > 0:  # the left one wins and moves on to the right
                 perms[e][step], perms[e][step + 1] = perms[e][step + 1], perms[e][step]
     scores = []
-    for e, c in enumerate(candidates):
-        s = [0.0] * len(c)
+    for e, n in enumerate(sizes):
+        s = [0.0] * n
         for pos, cand in enumerate(perms[e]):
             s[cand] = float(pos)
         scores.append(s)

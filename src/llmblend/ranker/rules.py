@@ -25,11 +25,25 @@ def part_input(method: str) -> str:
     return "part_" + method.replace("-", "_")
 
 
-def method_inputs(name: str, data: str, model_inputs: dict) -> dict:
+# the methods whose passes are entries of the full comparison matrix: with the matrices at hand
+# (rule rank_test_full) they read them and run no model
+MATRIX_PLAYED = ("bubble", "select")
+
+
+def plays_on_matrices(name: str, methods: list[str]) -> bool:
+    """Whether the workflow plays method `name` on the test matrices (kept when `methods` has a full one)."""
+    return _method(name).kind in MATRIX_PLAYED and any(_method(m).kind == "pair_full" for m in methods)
+
+
+def method_inputs(name: str, data: str, model_inputs: dict, matrices: str | None = None) -> dict:
     """Extra inputs of rank_candidates for one method: its trained model, judge labels, the rankings it
-    combines, and the model of what it reads (`model_inputs`: reads -> rule input, e.g. "clm", "encoder")."""
+    combines, and the model of what it reads (`model_inputs`: reads -> rule input, e.g. "clm", "encoder").
+    `matrices`: the test split's full comparison matrices, when the workflow computes them; bubble and
+    the select schedules then read those instead of the model."""
     m, extra = _method(name), {}
-    if m.model:
+    if matrices and m.kind in MATRIX_PLAYED:
+        extra["matrices"] = matrices
+    elif m.model:
         extra["model"] = f"{data}/rankers/{m.model}/model"
     if m.reads == "judge":
         extra["judge"] = f"{data}/judge/test.jsonl"
@@ -45,7 +59,10 @@ def method_args(name: str, inputs, model_args: dict) -> str:
     from llmblend.workflow.snake import q
 
     m = _method(name)
-    args = [f"--model {q(f'{m.model}={inputs.model}')}"] if m.model else []
+    if "matrices" in inputs.keys():
+        args = [f"--from-matrices {q(inputs.matrices)}"]
+    else:
+        args = [f"--model {q(f'{m.model}={inputs.model}')}"] if m.model else []
     if m.reads == "judge":
         args.append(f"--judge {q(inputs.judge)}")
     if m.reads in ("clm", "encoder"):

@@ -322,6 +322,15 @@ def run(model, tokenizer, sources, candidates, schedules, **infer_kw):
             schedules[e].feed(dict(zip(plist, vals)))
 
 
+def select_on_matrices(matrices, schedule: str, seed: int, opponents: int = DEFAULT_OPPONENTS,
+                       refine_top: int = DEFAULT_REFINE_TOP):
+    """`select` played on each example's full comparison matrix: the same seeded schedules, each
+    logit read from the matrix instead of run (what the workflow does when it has the matrices)."""
+    scheds = [play_matrix(make(schedule, len(m), seed, e, opponents=opponents, refine_top=refine_top), m)
+              for e, m in enumerate(matrices)]
+    return [s.scores for s in scheds], [s.n_forward for s in scheds]
+
+
 def select(model, tokenizer, sources, candidates, schedule: str, seed: int,
            opponents: int = DEFAULT_OPPONENTS, refine_top: int = DEFAULT_REFINE_TOP, **infer_kw):
     """Scores (higher = better; the pick is the argmax) and forward passes of each example under a

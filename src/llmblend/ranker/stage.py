@@ -5,7 +5,9 @@
   `<out_dir>/<method>/<split>.jsonl`, records {id, ranks, scores, n_forward}, plus a report; with
   `matrices_path` (rule rank_test_full) also the full comparison matrices the MaxLogits / MaxWins
   methods were computed from (`infer.write_matrices`), which the evaluate stage replays the best-of-N
-  schedules on (`select.simulate_grid`) at no model cost.
+  schedules on (`select.simulate_grid`) at no model cost; with `matrices_in` (rule rank_candidates,
+  when rank_test_full runs) bubble and the select schedules are played on those matrices: the same
+  seeded comparisons and the same `n_forward`, each logit read instead of run again.
 """
 
 from __future__ import annotations
@@ -117,11 +119,29 @@ def save_dir_atomic(model, tokenizer, out_dir) -> None:
             shutil.rmtree(tmp)
 
 
+def read_split_matrices(path, examples) -> list:
+    """The full comparison matrices of `path`, checked against the split's examples: the same ids in the
+    same order, an N x N matrix for N candidates (else InputError naming the file and the example)."""
+    from llmblend.errors import InputError
+
+    ids, mats = infer.read_matrices(path)
+    if ids != [ex.id for ex in examples]:
+        raise InputError(path, field="ids", problem=f"{len(ids)} matrices whose ids are not the {len(examples)} "
+                                                    f"examples of the split, in order (a matrices file of another split?)")
+    for e, (ex, m) in enumerate(zip(examples, mats)):
+        if m.shape != (len(ex.texts), len(ex.texts)):
+            raise InputError(path, field=f"m{e}", problem=f"a {m.shape[0]} x {m.shape[1]} matrix for example "
+                                                          f"{ex.id}, which has {len(ex.texts)} candidates")
+    return mats
+
+
 def rank_split(cfg: dict, methods: list[str], input_path, out_dir, split: str, models: dict | None = None,
                judge_path=None, clm_model_dir=None, matrices_path=None, encoder_dir=None,
-               rankings: dict | None = None) -> dict:
+               rankings: dict | None = None, matrices_in=None) -> dict:
     """Rank every example of a split with each method; `models` maps a trained type to its directory.
     matrices_path: also write the full comparison matrices there (needs a `pair_full` method).
+    matrices_in: the split's full comparison matrices (a `matrices_path` file of the same ranker): bubble
+    and the select schedules read their logits there instead of running the model.
     encoder_dir: the sentence encoder of `consensus`; rankings: method -> its rankings file of this
     split, for the methods that combine others (`combine`)."""
     rows = [method(m) for m in methods]
@@ -155,6 +175,7 @@ def rank_split(cfg: dict, methods: list[str], input_path, out_dir, split: str, m
         return sources(examples, get(kind)[0].config.source_join)
 
     results, reports, matrices = {}, {}, None
+    given = read_split_matrices(matrices_in, examples) if matrices_in is not None else None
     for name in methods:
         t0 = time.time()
         row = method(name)
@@ -166,8 +187,13 @@ def rank_split(cfg: dict, methods: list[str], input_path, out_dir, split: str, m
             if matrices is None:
                 matrices = infer.full_matrices(*get("pairranker"), srcs("pairranker"), cands, **kw)
             scores = [row.aggregate(m).tolist() for m in matrices]
+        elif kind == "bubble" and given is not None:
+            scores, n_fwd = infer.bubble_on_matrices(given, seed=int(cfg["seed"]))
         elif kind == "bubble":
             scores, n_fwd = infer.bubble(*get("pairranker"), srcs("pairranker"), cands, seed=int(cfg["seed"]), **kw)
+        elif kind == "select" and given is not None:
+            scores, n_fwd = select_schedules.select_on_matrices(given, row.schedule, int(cfg["seed"]),
+                                                                **select_settings(row.keys, rc))
         elif kind == "select":
             scores, n_fwd = select_schedules.select(*get("pairranker"), srcs("pairranker"), cands, row.schedule,
                                                     int(cfg["seed"]), **select_settings(row.keys, rc), **kw)

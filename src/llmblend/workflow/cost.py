@@ -210,8 +210,12 @@ def job_units(cfg: dict, stage: str, wildcards: dict) -> float:
 
         if wildcards.get("target") == "verify":  # verify_fused: fused vs top-1, both orders
             return items["test"] * 2
+        from llmblend.ranker.rules import plays_on_matrices
+
         split = wildcards.get("split", "test")
         methods = wildcards.get("methods") or [wildcards.get("method", "pairranker")]
+        if len(methods) == 1 and plays_on_matrices(methods[0], cfg["ranker"]["methods"]):
+            return 0  # its passes are read from rank_test_full's matrices
         return items[split] * passes_per_prompt(methods, n, cfg["ranker"])
     if stage == "train_fuser":
         return items["train"] * cfg["fuser"]["train"]["epochs"]
