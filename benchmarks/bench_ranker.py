@@ -11,8 +11,8 @@
    matrices of step 2 are compared with fp32's (logit difference, MaxLogits top-1, pair signs).
 
 4. The hardware limit: a torch matmul probe in the same run, with the same thread count (square
-   fp32 and bf16 matmuls, bf16 both as bf16 tensors and under CPU autocast; warm-up, best of
-   --peak-repeats), the CPU model and its matmul flags; then, from forward hooks on the encoder
+   fp32 and bf16 matmuls, bf16 both as bf16 tensors and under CPU autocast, the bf16 ones only where
+   the CPU has native bf16 unless --bf16-peak yes; warm-up, best of --peak-repeats), the CPU model and its matmul flags; then, from forward hooks on the encoder
    that record every batch the timed runs really ran (padded shape and attention-mask lengths),
    tokens/s (padded and useful), the encoder FLOPs (benchmarks/hwpeak.py: per layer 2L*4d^2 +
    2L*2d*d_ff + 4L^2*d, plus the head) as achieved GFLOP/s, end to end and inside the encoder, and
@@ -147,7 +147,8 @@ def set_pcts(hw, peak, peak_cpu):
                     ("cpu_gflops_padded", peak_cpu), ("encoder_cpu_gflops_padded", peak_cpu)):
         if key in hw:
             hw[key.replace("gflops", "pct_fp32_peak")] = round(100 * hw[key] / pk["fp32"], 1)
-            hw[key.replace("gflops", "pct_bf16_peak")] = round(100 * hw[key] / pk["bf16_best"], 1)
+            hw[key.replace("gflops", "pct_bf16_peak")] = (round(100 * hw[key] / pk["bf16_best"], 1)
+                                                          if pk["bf16_best"] else None)
 
 
 def main(argv=None):
@@ -169,6 +170,9 @@ def main(argv=None):
     ap.add_argument("--no-schedules", action="store_true", help="skip the aggregation comparison (step 2/3)")
     ap.add_argument("--peak-sizes", default="1024,2048", help="square matmul sizes of the peak probe")
     ap.add_argument("--peak-repeats", type=int, default=10, help="repeats per matmul of the peak probe (best kept)")
+    ap.add_argument("--bf16-peak", choices=["auto", "yes", "no"], default="auto",
+                    help="probe the bf16 matmul peak: auto = where the CPU has native bf16 (avx512_bf16, amx_bf16); "
+                         "emulated bf16 probes take minutes and say nothing about a kernel worth using")
     ap.add_argument("--compile", action="store_true",
                     help="run the encoder layers under torch.compile (inductor; needs a C++ compiler)")
     ap.add_argument("--freeze", action="store_true",
@@ -208,8 +212,9 @@ def main(argv=None):
           + f"; torch {cpu['torch_cpu_capability']}, {cpu['torch_threads']} threads; load {hwpeak.loadavg()}",
           flush=True)
     # square peaks, and the encoder's own GEMMs (Q/K/V/O, MLP up, MLP down) at 2048 rows
+    bf16 = args.bf16_peak == "yes" or (args.bf16_peak == "auto" and hwpeak.native_bf16(cpu))
     peak = hwpeak.matmul_peak(tuple(int(x) for x in args.peak_sizes.split(",")), args.peak_repeats,
-                              shapes=((2048, d, d), (2048, d, d_ff), (2048, d_ff, d)))
+                              shapes=((2048, d, d), (2048, d, d_ff), (2048, d_ff, d)), bf16=bf16)
     pk = peak["peak_gflops"]
     print(f"matmul peak ({peak['threads']} threads, best of {args.peak_repeats}): fp32 {pk['fp32']} GFLOP/s, "
           f"bf16 {pk['bf16']} GFLOP/s (bf16 tensors), {pk['bf16_autocast']} GFLOP/s (fp32 under autocast); "
@@ -280,12 +285,13 @@ def main(argv=None):
     rec.remove()
     # the probe again after the timed runs: the machine may be shared, so the peak is the better of
     # the two probes (the percentages above are then conservative) and both are kept
-    after = hwpeak.matmul_peak(tuple(int(x) for x in args.peak_sizes.split(",")), args.peak_repeats)
+    after = hwpeak.matmul_peak(tuple(int(x) for x in args.peak_sizes.split(",")), args.peak_repeats, bf16=bf16)
     print(f"matmul peak after the runs: fp32 {after['peak_gflops']['fp32']}, bf16 {after['peak_gflops']['bf16']}, "
           f"bf16 autocast {after['peak_gflops']['bf16_autocast']} GFLOP/s; load {hwpeak.loadavg()}", flush=True)
     result["matmul_peak_after"] = after
-    best = {k: max(pk[k], after["peak_gflops"][k]) for k in pk}
-    best_cpu = {k: max(peak["peak_gflops_cpu"][k], after["peak_gflops_cpu"][k]) for k in pk}
+    best = {k: max(pk[k], after["peak_gflops"][k]) if bf16 or k == "fp32" else None for k in pk}
+    best_cpu = {k: max(peak["peak_gflops_cpu"][k], after["peak_gflops_cpu"][k]) if bf16 or k == "fp32" else None
+                for k in pk}
     print(f"matmul peak after the runs, per CPU second: fp32 {after['peak_gflops_cpu']['fp32']}, "
           f"bf16 {after['peak_gflops_cpu']['bf16_best']} GFLOP/s (before: {peak['peak_gflops_cpu']['fp32']}, "
           f"{peak['peak_gflops_cpu']['bf16_best']})", flush=True)

@@ -16,6 +16,9 @@ import time
 import torch
 
 FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_vnni", "avx_vnni")
+# the instructions that make bf16 matmuls native; without them torch emulates bf16, ~100x slower than
+# fp32 (a 2048 x 2048 bf16 probe alone then runs for minutes)
+NATIVE_BF16 = ("avx512_bf16", "amx_bf16")
 
 
 def cpu_info() -> dict:
@@ -31,6 +34,11 @@ def cpu_info() -> dict:
     return {"model": model, "flags": {f: f in flags for f in FLAGS},
             "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "torch_threads": torch.get_num_threads()}
+
+
+def native_bf16(cpu: dict) -> bool:
+    """Whether `cpu_info()`'s flags include a native bf16 matmul instruction."""
+    return any(cpu["flags"].get(f) for f in NATIVE_BF16)
 
 
 def loadavg() -> str:
@@ -54,7 +62,7 @@ def _best_gflops(fn, flops, repeats, warmup=2) -> tuple[float, float]:
     return flops / best / 1e9, flops / max(best_cpu, 1e-9) / 1e9
 
 
-def _gemm_rates(m, k, n, repeats) -> dict:
+def _gemm_rates(m, k, n, repeats, bf16=True) -> dict:
     g = torch.Generator().manual_seed(0)
     a32, b32 = torch.randn(m, k, generator=g), torch.randn(k, n, generator=g)
     a16, b16 = a32.bfloat16(), b32.bfloat16()
@@ -65,26 +73,30 @@ def _gemm_rates(m, k, n, repeats) -> dict:
             torch.matmul(a32, b32)
 
     with torch.inference_mode():
-        return {"fp32": _best_gflops(lambda: torch.matmul(a32, b32), flops, repeats),
-                "bf16": _best_gflops(lambda: torch.matmul(a16, b16), flops, repeats),
-                "bf16_autocast": _best_gflops(autocast_mm, flops, repeats)}
+        rates = {"fp32": _best_gflops(lambda: torch.matmul(a32, b32), flops, repeats)}
+        if bf16:
+            rates["bf16"] = _best_gflops(lambda: torch.matmul(a16, b16), flops, repeats)
+            rates["bf16_autocast"] = _best_gflops(autocast_mm, flops, repeats)
+        return rates
 
 
-def matmul_peak(sizes=(1024, 2048), repeats=5, shapes=()) -> dict:
+def matmul_peak(sizes=(1024, 2048), repeats=5, shapes=(), bf16=True) -> dict:
     """GFLOP/s per dtype: the best over `sizes` (square n x n @ n x n) is the peak, by wall time
     (peak_gflops) and by CPU time received (peak_gflops_cpu); `shapes` are (m, k, n) GEMMs reported
-    alongside (e.g. the encoder's linear layers), not part of the peak."""
-    dts = ("fp32", "bf16", "bf16_autocast")
-    square = {n: _gemm_rates(n, n, n, repeats) for n in sizes}
-    out = {"threads": torch.get_num_threads(), "repeats": repeats,
+    alongside (e.g. the encoder's linear layers), not part of the peak. bf16=False: fp32 only, the
+    bf16 peaks None (for a CPU without native bf16, `native_bf16`)."""
+    dts = ("fp32", "bf16", "bf16_autocast") if bf16 else ("fp32",)
+    square = {n: _gemm_rates(n, n, n, repeats, bf16) for n in sizes}
+    out = {"threads": torch.get_num_threads(), "repeats": repeats, "bf16_probed": bf16,
            "square": {str(n): {k: round(v[0], 1) for k, v in r.items()} for n, r in square.items()},
            "square_cpu": {str(n): {k: round(v[1], 1) for k, v in r.items()} for n, r in square.items()}}
     for key, j in (("peak_gflops", 0), ("peak_gflops_cpu", 1)):
-        peak = {dt: max(r[dt][j] for r in square.values()) for dt in dts}
-        peak["bf16_best"] = max(peak["bf16"], peak["bf16_autocast"])
-        out[key] = {k: round(v, 1) for k, v in peak.items()}
+        peak = {dt: round(max(r[dt][j] for r in square.values()), 1) if dt in dts else None
+                for dt in ("fp32", "bf16", "bf16_autocast")}
+        peak["bf16_best"] = max(peak["bf16"], peak["bf16_autocast"]) if bf16 else None
+        out[key] = peak
     if shapes:
-        rates = {f"{m}x{k}x{n}": _gemm_rates(m, k, n, repeats) for m, k, n in shapes}
+        rates = {f"{m}x{k}x{n}": _gemm_rates(m, k, n, repeats, bf16) for m, k, n in shapes}
         out["shapes"] = {s: {dt: round(v[0], 1) for dt, v in r.items()} for s, r in rates.items()}
         out["shapes_cpu"] = {s: {dt: round(v[1], 1) for dt, v in r.items()} for s, r in rates.items()}
     return out
