@@ -24,7 +24,7 @@ import torch
 
 from llmblend.checkpoint import checkpoint_key
 from llmblend.config import setting
-from llmblend.errors import ConfigError, LLMBlendError
+from llmblend.errors import ConfigError, InputError, LLMBlendError
 from llmblend.io import atomic_path, sha256_file, share_like_open, write_json, write_jsonl
 from llmblend.ranker import baselines, infer
 from llmblend.ranker import select as select_schedules
@@ -122,8 +122,6 @@ def save_dir_atomic(model, tokenizer, out_dir) -> None:
 def read_split_matrices(path, examples) -> list:
     """The full comparison matrices of `path`, checked against the split's examples: the same ids in the
     same order, an N x N matrix for N candidates (else InputError naming the file and the example)."""
-    from llmblend.errors import InputError
-
     ids, mats = infer.read_matrices(path)
     if ids != [ex.id for ex in examples]:
         raise InputError(path, field="ids", problem=f"{len(ids)} matrices whose ids are not the {len(examples)} "
