@@ -9,7 +9,7 @@ per prompt; with --matrices they are saved there, and a rerun loads them and cos
 Every schedule of `llmblend.ranker.select` is then SIMULATED on those matrices by
 `select.simulate_grid` (a schedule's passes are entries of the full matrix; the evaluate stage's
 select_curve runs the same function on rule rank_test_full's test.matrices.npz, which --matrices also
-reads): `sampled` over opponents 1..4 x refine_top 2..5, `knockout`, `full`,
+reads): `sampled` over opponents 1..4 x refine_top 2..5, `race` over the z of --race-z, `knockout`, `full`,
 each over the seeds of --seeds (the permutations differ by seed; agreement is pooled over seeds and
 prompts); --rules adds `sampled` rows for other leader rules (lsq, lsq_plain, mean, sub; the default
 is select.LEADER_RULE). Per cell: mean forward passes per prompt and as % of N(N-1), top-1
@@ -22,8 +22,8 @@ prints a table. The target: >= 95% agreement with <= 25% of the passes.
 --synthetic <regime> simulates matrices instead (REGIMES below: consistent, intransitive,
 pair-symmetric, position; --prompts, --n), to compare the schedules and leader rules without a model.
 
-With --time the default `sampled` (and `full`) also run for real through the model, and the wall
-times are printed with the CPU flags line.
+With --time the default `sampled`, `race` (and `full`) also run for real through the model, and the
+wall times are printed with the CPU flags line.
 """
 
 from __future__ import annotations
@@ -105,14 +105,17 @@ def gpt_rank_of(picks, judged):
     return float(np.mean(vals)) if vals else None
 
 
-def grid(mats, seeds, judged=None, opponents=(1, 2, 3, 4), refine_top=(2, 3, 4, 5), rules=(select.LEADER_RULE,)):
-    """select.simulate_grid over the cells (full, knockout, sampled rules x opponents x refine_top), as
-    printable rows (rounded, "" for a setting a schedule does not have), with the picks' GPT-Rank."""
+def grid(mats, seeds, judged=None, opponents=(1, 2, 3, 4), refine_top=(2, 3, 4, 5), rules=(select.LEADER_RULE,),
+         race_z=(0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)):
+    """select.simulate_grid over the cells (full, knockout, sampled rules x opponents x refine_top, race
+    for each z), as printable rows (rounded, "" for a setting a schedule does not have), with the picks'
+    GPT-Rank and, for race, the largest passes of one prompt."""
     full_pick = [int(np.argmax(infer.max_logits(m))) for m in mats]
     rows = []
-    for r in select.simulate_grid(mats, seeds, select.grid_cells(opponents, refine_top, rules)):
+    for r in select.simulate_grid(mats, seeds, select.grid_cells(opponents, refine_top, rules, race_z)):
         row = {"schedule": r["schedule"], "opponents": r["opponents"] or "", "refine_top": r["refine_top"] or "",
-               "rule": r["rule"] or "", "prompts": r["prompts"], "seeds": r["seeds"],
+               "rule": r["rule"] or "", "z": "" if r["z"] is None else r["z"], "prompts": r["prompts"],
+               "seeds": r["seeds"], "max_passes": max(r["n_forward"]) if r["n_forward"] else "",
                "passes_per_prompt": round(r["passes_per_prompt"], 2), "passes_pct": round(r["passes_pct"], 1),
                "top1_agreement": round(r["top1_agreement"], 4),
                "top1_agreement_unique": round(r["top1_agreement_unique"], 4)}
@@ -138,6 +141,13 @@ def plot(rows, path):
         ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], "o-", label=f"sampled, {o} opponent(s)")
         for x, y, k in pts:
             ax.annotate(f"k={k}", (x, 100 * y), fontsize=6, xytext=(2, -8), textcoords="offset points")
+    race = sorted((r for r in rows if r["schedule"] == "race"), key=lambda r: r["z"])
+    if race:
+        ax.plot([r["passes_per_prompt"] for r in race], [100 * r["top1_agreement"] for r in race], "D-",
+                label="race (adaptive)")
+        for r in race:
+            ax.annotate(f"z={r['z']:g}", (r["passes_per_prompt"], 100 * r["top1_agreement"]), fontsize=6,
+                        xytext=(2, 4), textcoords="offset points")
     for name, marker in (("knockout", "s"), ("full", "*")):
         for r in rows:
             if r["schedule"] == name:
@@ -195,7 +205,8 @@ def main(argv=None):
     ap.add_argument("--rules", default=select.LEADER_RULE,
                     help="leader rules of `sampled` to simulate (comma-separated: lsq, lsq_plain, mean, sub; "
                          f"the plot shows the default, {select.LEADER_RULE})")
-    ap.add_argument("--time", action="store_true", help="also run full and the default sampled for real (timed)")
+    ap.add_argument("--race-z", default="0.5,0.75,1,1.25,1.5,2,2.5,3", help="z values of the race cells (comma-separated)")
+    ap.add_argument("--time", action="store_true", help="also run full and the default sampled and race for real (timed)")
     args = ap.parse_args(argv)
 
     from llmblend.ranker.data import load_examples, load_judge
@@ -227,7 +238,8 @@ def main(argv=None):
         judged = [by_id.get(i) for i in ids]
         print(f"judge labels for {sum(j is not None for j in judged)} of {len(ids)} prompts")
     seeds = [int(s) for s in args.seeds.split(",") if s]
-    rows = grid(mats, seeds, judged, rules=tuple(r for r in args.rules.split(",") if r))
+    rows = grid(mats, seeds, judged, rules=tuple(r for r in args.rules.split(",") if r),
+                race_z=tuple(float(z) for z in args.race_z.split(",") if z))
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -239,11 +251,11 @@ def main(argv=None):
     plot(rows, out / "select.png")
     sizes = sorted({m.shape[0] for m in mats})
     print(f"{len(mats)} prompts, N = {sizes}, seeds {seeds}; agreement = top-1 equal to full MaxLogits'")
-    head = f"{'schedule':9} {'opp':>3} {'top':>3} {'rule':>9} {'passes':>7} {'% N(N-1)':>8} {'agree':>6}"
+    head = f"{'schedule':9} {'opp':>3} {'top':>3} {'rule':>9} {'z':>5} {'passes':>7} {'% N(N-1)':>8} {'agree':>6}"
     head += f" {'GPT-Rank':>8} {'(full)':>6}" if judged is not None else ""
     print(head)
     for r in rows:
-        line = (f"{r['schedule']:9} {r['opponents']!s:>3} {r['refine_top']!s:>3} {r['rule']:>9} "
+        line = (f"{r['schedule']:9} {r['opponents']!s:>3} {r['refine_top']!s:>3} {r['rule']:>9} {r['z']!s:>5} "
                 f"{r['passes_per_prompt']:7.1f} "
                 f"{r['passes_pct']:7.1f}% {100 * r['top1_agreement']:5.1f}%")
         if judged is not None:
@@ -258,7 +270,7 @@ def main(argv=None):
         model, tok, kw = runner
         srcs, cands = [x.source for x in examples], [x.texts for x in examples]
         print(cpu_line())
-        for name in ("sampled", "full"):
+        for name in ("sampled", "race", "full"):
             t0 = time.perf_counter()
             _, n_fwd = select.select(model, tok, srcs, cands, name, seeds[0], **kw)
             sec = time.perf_counter() - t0

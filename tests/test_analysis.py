@@ -266,7 +266,7 @@ def curve_matrices(paths, path, drop=0):
     return path
 
 
-CURVE_COLUMNS = "schedule,opponents,refine_top,label,prompts,passes_per_prompt,passes_pct,agreement_pct,gpt_rank,judged"
+CURVE_COLUMNS = "schedule,opponents,refine_top,z,label,prompts,passes_per_prompt,passes_pct,agreement_pct,gpt_rank,judged"
 
 
 def test_select_curve_replays_the_schedules_on_the_full_matrices(tmp_path):
@@ -275,10 +275,12 @@ def test_select_curve_replays_the_schedules_on_the_full_matrices(tmp_path):
     with open(out / "plots/select_curve.csv", encoding="utf-8") as f:
         assert f.readline().strip() == CURVE_COLUMNS
     rows = {r["label"]: r for r in read_csv(out / "plots/select_curve.csv")}
-    assert list(rows) == ["full", "knockout"] + [f"o{o} k{k}" for o in (1, 2, 3) for k in (2, 3, 4, 5)]
+    assert list(rows) == ["full", "knockout"] + [f"o{o} k{k}" for o in (1, 2, 3) for k in (2, 3, 4, 5)] + [
+        f"race z{z}" for z in ("0.5", "1", "1.5", "2", "3")]
     full, knock = rows["full"], rows["knockout"]
     assert (full["schedule"], full["opponents"], full["refine_top"]) == ("full", "", "")
     assert (rows["o2 k3"]["opponents"], rows["o2 k3"]["refine_top"]) == ("2", "3")  # integers, not 2.0
+    assert (rows["race z1.5"]["schedule"], rows["race z1.5"]["z"], rows["o2 k3"]["z"]) == ("race", "1.5", "")
     assert [float(full[c]) for c in ("passes_per_prompt", "passes_pct", "agreement_pct")] == [12.0, 100.0, 100.0]
     assert float(knock["passes_per_prompt"]) == 6.0 and float(knock["passes_pct"]) == 50.0  # 2(N-1) of N(N-1)
     assert float(rows["o1 k5"]["passes_per_prompt"]) == 12.0  # refine_top >= N: the full matrix
@@ -291,7 +293,7 @@ def test_select_curve_replays_the_schedules_on_the_full_matrices(tmp_path):
     assert all(float(r["gpt_rank"]) == pytest.approx(float(full["gpt_rank"]), abs=1e-4) for r in rows.values())
     for ext in ("png", "svg"):
         assert (out / f"figures/select_curve.{ext}").stat().st_size > 0
-    assert summary["select_curve"] == {"seed": 7, "prompts": 40, "cells": 14}
+    assert summary["select_curve"] == {"seed": 7, "prompts": 40, "cells": 19}
     # byte-reproducible, like every figure
     out2, _, _ = run_eval(tmp_path / "b", matrices=tmp_path / "m.npz")
     for rel in ("plots/select_curve.csv", "figures/select_curve.png", "figures/select_curve.svg"):

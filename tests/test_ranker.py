@@ -490,6 +490,7 @@ def test_rank_split_methods_and_counts(tiny_backbone, tmp_path):
                for x in (tmp_path / "sel2" / "pairranker-sampled" / "test.jsonl").read_text().splitlines())
     assert "ranker.select" in method_keys("pairranker-sampled", {})
     assert "ranker.select" not in method_keys("pairranker-knockout", {})
+    assert "ranker.race" in method_keys("pairranker-race", {}) and "ranker.select" not in method_keys("pairranker-race", {})
 
 
 def test_bubble_and_schedules_played_on_the_saved_matrices(tiny_backbone, tmp_path):
@@ -504,7 +505,9 @@ def test_bubble_and_schedules_played_on_the_saved_matrices(tiny_backbone, tmp_pa
     model.save_pretrained(tmp_path / "pr", tok)
     cfg = tiny_cfg()
     cfg["ranker"]["select"] = {"opponents": 1, "refine_top": 3}
-    npz, names = tmp_path / "m.npz", ["pairranker-bubble", "pairranker-sampled", "pairranker-knockout"]
+    cfg["ranker"]["race"] = {"z": 1.0}
+    npz = tmp_path / "m.npz"
+    names = ["pairranker-bubble", "pairranker-sampled", "pairranker-race", "pairranker-knockout"]
     rank_split(cfg, ["pairranker"] + names, te, tmp_path / "ran", "test", {"pairranker": tmp_path / "pr"},
                matrices_path=npz)
     reps = rank_split(cfg, names, te, tmp_path / "read", "test", matrices_in=npz)
@@ -514,6 +517,13 @@ def test_bubble_and_schedules_played_on_the_saved_matrices(tiny_backbone, tmp_pa
         assert [r["n_forward"] for r in read("read", m)] == [r["n_forward"] for r in read("ran", m)], m
     assert [r["n_forward"] for r in read("read", "pairranker-bubble")] == [10] * 6
     assert reps["pairranker-sampled"]["mean_n_forward"] < 30  # the schedule's passes, not the matrix's
+    # race reads its own setting: a z no gap reaches plays the full matrix, picking as MaxLogits
+    assert reps["pairranker-race"]["mean_n_forward"] < 30
+    cfg["ranker"]["race"] = {"z": 1e9}
+    rank_split(cfg, ["pairranker-race"], te, tmp_path / "race", "test", matrices_in=npz)
+    assert [r["n_forward"] for r in read("race", "pairranker-race")] == [30] * 6
+    assert [r["ranks"].index(1) for r in read("race", "pairranker-race")] == [
+        r["ranks"].index(1) for r in read("ran", "pairranker")]
     # the picks differ between the prompts' seeded orders: the test is not passed by a constant pick
     assert len({r["ranks"].index(1) for r in read("read", "pairranker-bubble")}) > 1
     other = write_split(tmp_path / "other.jsonl", 5, cands=6)

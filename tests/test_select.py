@@ -125,6 +125,57 @@ def test_sampled_with_everyone_refined_picks_as_max_logits():
             assert np.allclose(lsq - lsq.mean(), (ml - ml.mean()) / 2, atol=1e-9)
 
 
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 7, 12])
+def test_race_never_repeats_a_pair_and_plays_the_full_matrix_at_an_unreachable_z(n):
+    rng = np.random.default_rng(n)
+    for seed in range(3):
+        m = rng.normal(size=(n, n))
+        np.fill_diagonal(m, 0.0)
+        for z in (0.0, 1.0, 2.0):
+            s = select.make("race", n, seed, z=z)
+            asked = play_logged(s, m)
+            assert len(asked) == len(set(asked)) == s.n_forward <= n * (n - 1) == select.max_forward("race", n)
+            assert all(i != j for i, j in asked) and len(s.scores) == n and 0 <= s.pick < max(n, 1)
+        # no gap is 1e9 standard errors: every candidate is played out, and the scores are MaxLogits'
+        s = select.play_matrix(select.make("race", n, seed, z=1e9), m)
+        assert s.n_forward == n * (n - 1)
+        assert np.allclose(s.scores, infer.max_logits(m)) and s.pick == int(np.argmax(infer.max_logits(m)))
+
+
+def test_race_stops_early_on_a_clear_winner_and_plays_on_a_close_one():
+    rng = np.random.default_rng(0)
+    f = rng.normal(scale=0.3, size=12)
+    played = {}
+    for gap in (3.0, 0.05):  # candidate 3 at 1.5, candidate 5 that much behind
+        g = f.copy()
+        g[3], g[5] = 1.5, 1.5 - gap
+        m = consistent(g) + rng.normal(scale=0.1, size=(12, 12))
+        np.fill_diagonal(m, 0.0)
+        s = select.play_matrix(select.make("race", 12, 1, z=2.0), m)
+        assert s.pick == int(np.argmax(infer.max_logits(m))) == 3
+        played[gap] = s.n_forward
+    assert played[3.0] <= 24 and played[0.05] >= 2 * played[3.0], played  # round 1 is 12 passes, N(N-1) 132
+
+
+def test_race_buys_agreement_with_passes():
+    """On noisy matrices, a larger z spends more passes and agrees more often with full MaxLogits; at
+    the 25% of the passes where `sampled` (o1 k5) agrees on ~80%, the race agrees on more."""
+    rng = np.random.default_rng(5)
+    mats = []
+    for _ in range(120):
+        f = rng.normal(size=12)
+        m = f[:, None] - f[None, :] + 0.3 + rng.normal(scale=0.7, size=(12, 12))
+        np.fill_diagonal(m, 0.0)
+        mats.append(m)
+    rows = select.simulate_grid(mats, seed=0, grid=[("sampled", {"opponents": 1, "refine_top": 5})] + [
+        ("race", {"z": z}) for z in (0.5, 1.0, 1.5, 3.0)])
+    passes = [r["passes_pct"] for r in rows[1:]]
+    agree = [r["top1_agreement"] for r in rows[1:]]
+    assert passes == sorted(passes) and agree[-1] > agree[0] and agree[-1] >= 0.97
+    at_quarter = max((r for r in rows[1:] if r["passes_pct"] <= rows[0]["passes_pct"]), key=lambda r: r["passes_pct"])
+    assert at_quarter["top1_agreement"] > rows[0]["top1_agreement"] + 0.05, (at_quarter, rows[0])
+
+
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 12, 13])
 def test_knockout_finds_the_condorcet_winner_with_2n_minus_2_passes(n):
     rng = np.random.default_rng(n)
@@ -150,7 +201,7 @@ def test_run_batches_rounds_across_examples(monkeypatch):
     srcs, cands = [str(e) for e in range(4)], [["x"] * 7 for _ in range(4)]
     for name, rounds in (("full", 1), ("sampled", 2), ("knockout", 3)):
         calls.clear()
-        scores, n_fwd = select.select(None, None, srcs, cands, name, seed=1, opponents=2, refine_top=3)
+        scores, n_fwd = select.select(None, None, srcs, cands, name, seed=1, settings={"opponents": 2, "refine_top": 3})
         assert len(calls) == rounds  # one model call per round, all examples together
         assert sum(calls) == sum(n_fwd)
         if name != "sampled":
@@ -168,6 +219,10 @@ def test_unknown_schedule():
         select.make("sampled", 4, 0, opponents=0)
     with pytest.raises(ValueError, match="leader rule"):
         select.make("sampled", 4, 0, rule="best")
+    with pytest.raises(ValueError, match="z="):
+        select.make("race", 4, 0, z=-1.0)
+    with pytest.raises(TypeError, match="refine_top"):  # a setting of another schedule is not ignored
+        select.make("race", 4, 0, refine_top=3)
 
 
 def test_blender_best_of_n_with_a_schedule(tiny_backbone, tmp_path, monkeypatch):  # noqa: F811
@@ -189,10 +244,12 @@ def test_blender_best_of_n_with_a_schedule(tiny_backbone, tmp_path, monkeypatch)
     b.best_of_n(inputs, cands, schedule="knockout")
     assert sum(spent) == 2 * (5 - 1) + 2 * (3 - 1)  # the schedule ran, not the full matrix
     assert b.best_of_n(inputs, cands, schedule="full") == plain  # the same pick as MaxLogits
-    for sched in ("sampled", "knockout"):
+    for sched in ("sampled", "knockout", "race"):
         best = b.best_of_n(inputs, cands, schedule=sched)
         assert [x in c for x, c in zip(best, cands)] == [True, True]
     assert b.best_of_n(inputs, cands, schedule="sampled", opponents=1, refine_top=5) == plain
+    spent.clear()  # race with a z no gap reaches plays both full matrices: MaxLogits' picks
+    assert b.best_of_n(inputs, cands, schedule="race", z=1e9) == plain and sum(spent) == 5 * 4 + 3 * 2
     with pytest.raises(ValueError, match="schedule"):
         b.best_of_n(inputs, cands, schedule="bogus")
 
@@ -201,12 +258,14 @@ def test_method_wiring_labels_and_cost():
     from llmblend.analysis.tables import method_name, settings_of
     from llmblend.ranker.methods import method_kind, model_for
 
-    for m, label in (("pairranker-sampled", "PairRanker (sampled)"), ("pairranker-knockout", "PairRanker (knockout)")):
+    for m, label in (("pairranker-sampled", "PairRanker (sampled)"), ("pairranker-knockout", "PairRanker (knockout)"),
+                     ("pairranker-race", "PairRanker (race)")):
         assert method_kind(m) == "select" and model_for(m) == "pairranker"
         assert method_name(m, settings_of({})) == label
         assert m in settings_of({})["tradeoff_methods"]
     assert select.max_forward("sampled", 12, 2, 3) == 30 and select.max_forward("knockout", 12) == 22
     assert select.max_forward("sampled", 3, 4, 5) == 6  # never more than the full matrix
+    assert select.max_forward("race", 12, z=2.0) == 132  # a close prompt may play it all
 
 
 def test_simulate_grid_full_agrees_fully_with_every_pass():
@@ -216,13 +275,14 @@ def test_simulate_grid_full_agrees_fully_with_every_pass():
         np.fill_diagonal(m, 0.0)
     rows = select.simulate_grid(mats, seed=3)
     assert [select.cell_label(r) for r in rows] == ["full", "knockout"] + [
-        f"o{o} k{k}" for o in (1, 2, 3) for k in (2, 3, 4, 5)]  # the default grid
+        f"o{o} k{k}" for o in (1, 2, 3) for k in (2, 3, 4, 5)] + [
+        f"race z{z}" for z in ("0.5", "1", "1.5", "2", "3")]  # the default grid
     full = rows[0]
     assert full["top1_agreement"] == 1.0 and full["passes_pct"] == 100.0
     assert full["passes_per_prompt"] == (12 + 42 + 132 + 132) / 4
     assert full["picks"] == [int(np.argmax(infer.max_logits(m))) for m in mats]
     for r in rows:  # the picks are those of the schedules played one by one
-        kw = {k: r[k] for k in ("opponents", "refine_top", "rule") if r[k] is not None}
+        kw = {k: r[k] for k in ("opponents", "refine_top", "rule", "z") if r[k] is not None}
         for e, m in enumerate(mats):
             s = select.play_matrix(select.make(r["schedule"], m.shape[0], 3, e, **kw), m)
             assert r["picks"][e] == s.pick and r["n_forward"][e] == s.n_forward and r["scores"][e] == s.scores

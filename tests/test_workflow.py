@@ -194,3 +194,5 @@ def test_each_ranker_setting_reaches_only_the_stages_that_read_it(pipeline):
     assert pair_only == {n for n in stages if n.startswith("train_ranker_pairranker")}
     # ranker.select (opponents, refine_top) reaches the pairranker-sampled ranking only
     assert with_key("ranker.select") == {n for n in stages if n == "rank_candidates_pairranker-sampled"}
+    # and ranker.race (z, opponents) the pairranker-race ranking only
+    assert with_key("ranker.race") == {"rank_candidates_pairranker-race"}

@@ -216,7 +216,10 @@ class Blender:
         "full" (N(N-1) passes, the same pick as max_logits), "sampled" (each candidate against
         `opponents` others in both positions, then the `refine_top` best play each other:
         about N*opponents + refine_top*(refine_top-1) passes; schedule_kw opponents and refine_top,
-        default select.DEFAULT_OPPONENTS / DEFAULT_REFINE_TOP = 1 / 5)
+        default select.DEFAULT_OPPONENTS / DEFAULT_REFINE_TOP = 1 / 5),
+        "race" (adaptive: plays until the leader is `z` standard errors ahead of every rival on its
+        estimated MaxLogits score, so few passes where the best is clear and up to N(N-1) where it is
+        not; schedule_kw z and opponents, default select.DEFAULT_Z and one opponent)
         or "knockout" (a bracket, each match in both orders: 2(N-1) passes)."""
         if schedule is None:
             scores = self.rank(inputs, candidates, instructions, return_scores=True, mode=mode)
@@ -230,7 +233,7 @@ class Blender:
                 raise ValueError(f"schedule {schedule!r}: one of {', '.join(select.SCHEDULES)}")
             candidates = _candidate_lists("candidates", candidates, len(_texts("inputs", inputs)))
             scores, _ = select.select(model, self.tokenizer, self._sources(inputs, instructions), candidates,
-                                      schedule, self.seed, **schedule_kw, **self.infer_kw)
+                                      schedule, self.seed, schedule_kw, **self.infer_kw)
         return [c[int(np.argmax(s))] for c, s in zip(candidates, scores)]
 
     # ---------------------------------------------------------------- fusing

@@ -38,7 +38,7 @@ from llmblend.ranker import select as schedules
 log = logging.getLogger("llmblend.evaluate")
 
 FIGURES = ["figure1", "gpt_rank_distribution", "correlation_heatmap", "tradeoff"]
-SELECT_CURVE_COLUMNS = ["schedule", "opponents", "refine_top", "label", "prompts", "passes_per_prompt",
+SELECT_CURVE_COLUMNS = ["schedule", "opponents", "refine_top", "z", "label", "prompts", "passes_per_prompt",
                         "passes_pct", "agreement_pct", "gpt_rank", "judged"]
 
 
@@ -130,7 +130,7 @@ def select_curve(rows_at: list[int], mats: list[np.ndarray], ev: Evaluation, see
             ranks[row] = aggregate.ranks_from_scores(sc)
         gpt = ev.gpt_values(select_in_pool(ranks, ev.pool))["gpt_rank"]
         out.append({"schedule": r["schedule"], "opponents": r["opponents"], "refine_top": r["refine_top"],
-                    "label": schedules.cell_label(r), "prompts": r["prompts"],
+                    "z": r["z"], "label": schedules.cell_label(r), "prompts": r["prompts"],
                     "passes_per_prompt": _clean(r["passes_per_prompt"]), "passes_pct": _clean(r["passes_pct"]),
                     "agreement_pct": _clean(100 * r["top1_agreement"]),
                     "gpt_rank": _clean(np.nanmean(gpt)) if np.isfinite(gpt).any() else None,

@@ -106,7 +106,7 @@ def tradeoff(points: list[dict], out_dir: Path):
 def select_curve(rows: list[dict], out_dir: Path, target_agreement: float = 95.0, target_share: float = 0.25):
     """Best-of-N schedules replayed on the full matrices: forward passes per prompt vs top-1 agreement
     with full MaxLogits (%), one labelled point per cell, a line through the `sampled` cells of each
-    opponents value; dashed: the target (>= 95% agreement, <= 25% of N(N-1) passes)."""
+    opponents value and one through the `race` cells; dashed: the target (>= 95% agreement, <= 25% of N(N-1) passes)."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     pts = [r for r in rows if r["passes_per_prompt"] is not None and r["agreement_pct"] is not None]
     if not pts:
@@ -118,6 +118,10 @@ def select_curve(rows: list[dict], out_dir: Path, target_agreement: float = 95.0
                                                                                r["refine_top"]))
         ax.plot([r["passes_per_prompt"] for r in line], [r["agreement_pct"] for r in line], "o-", ms=4,
                 label=f"sampled, {o} opponent{'s' if o > 1 else ''}")
+    race = sorted((r for r in pts if r["schedule"] == "race"), key=lambda r: r["z"])
+    if race:
+        ax.plot([r["passes_per_prompt"] for r in race], [r["agreement_pct"] for r in race], "D-", ms=4,
+                label="race (adaptive), by z")
     for name, marker in (("knockout", "s"), ("full", "*")):
         for r in pts:
             if r["schedule"] == name:

@@ -41,6 +41,7 @@ METHOD_NAMES = {
     "summareranker": "SummaReranker", "pairranker": "PairRanker", "pairranker-maxlogits": "PairRanker",
     "pairranker-maxwins": "PairRanker (MaxWins)", "pairranker-bubble": "PairRanker (Bubble)",
     "pairranker-sampled": "PairRanker (sampled)", "pairranker-knockout": "PairRanker (knockout)",
+    "pairranker-race": "PairRanker (race)",
     "oracle-gpt_rank": "Oracle (GPT-Rank)", "oracle-bertscore": "Oracle (BERTScore)",
     "oracle-bartscore": "Oracle (BARTScore)", "oracle-bleurt": "Oracle (BLEURT)",
     "longest": "Longest", "consensus": "Consensus (MBR)", "pairranker-consensus": "PairRanker + consensus",

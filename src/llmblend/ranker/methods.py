@@ -60,6 +60,7 @@ def _schedule_passes(schedule: str, keys: tuple[str, ...]) -> Callable[[int, dic
 
 
 _SAMPLED_KEYS = INFER_KEYS + ("ranker.select",)
+_RACE_KEYS = INFER_KEYS + ("ranker.race",)
 METHODS = {
     # the full N(N-1) comparison matrix, computed once for both aggregations (rule rank_test_full)
     "pairranker": Method("pair_full", "pairranker", keys=INFER_KEYS, passes=_full, aggregate=max_logits,
@@ -69,9 +70,12 @@ METHODS = {
     # one seeded pass, each comparison in both orders: only the top-1 is meaningful
     "pairranker-bubble": Method("bubble", "pairranker", keys=INFER_KEYS, passes=lambda n, r: 2 * max(n - 1, 0),
                                 mode="bubble"),
-    # best-of-N schedules (llmblend.ranker.select); `sampled` reads ranker.select, knockout has no setting
+    # best-of-N schedules (llmblend.ranker.select); `sampled` reads ranker.select, `race` ranker.race,
+    # knockout has no setting
     "pairranker-sampled": Method("select", "pairranker", keys=_SAMPLED_KEYS, schedule="sampled",
                                  passes=_schedule_passes("sampled", _SAMPLED_KEYS)),
+    "pairranker-race": Method("select", "pairranker", keys=_RACE_KEYS, schedule="race",
+                              passes=_schedule_passes("race", _RACE_KEYS)),
     "pairranker-knockout": Method("select", "pairranker", keys=INFER_KEYS, schedule="knockout",
                                   passes=_schedule_passes("knockout", INFER_KEYS)),
     # SimCLS encodes the source once and each candidate once; SummaReranker each (source, candidate)
@@ -115,8 +119,12 @@ def model_for(name: str) -> str | None:
 
 
 def select_settings(keys: tuple[str, ...], rcfg: dict) -> dict:
-    """The `ranker.select` settings of a schedule that declares that key (else the schedule's own)."""
-    return dict(rcfg.get("select") or {}) if "ranker.select" in keys else {}
+    """A schedule's settings: `ranker.select` or `ranker.race`, whichever its method declares (else
+    the schedule's own defaults)."""
+    for key in ("ranker.select", "ranker.race"):
+        if key in keys:
+            return dict(rcfg.get(key.split(".", 1)[1]) or {})
+    return {}
 
 
 def passes_per_prompt(names: list[str], n: int, rcfg: dict) -> int:

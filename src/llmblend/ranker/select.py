@@ -21,6 +21,16 @@ evaluate stage's select_curve and benchmarks/bench_select.py call it).
   logit(i, j) ~ f_i - f_j + g_i + g_j + c over every observed entry (g: each candidate's own position
   effect, c: the position bias), which is MaxLogits / 2 plus a constant when the matrix is complete;
   the others keep their round-1 score, shifted below every leader. k >= N runs the full matrix.
+- `race` (`z`, `opponents` o): adaptive, a racing algorithm after LUCB (Kalyanakrishnan et al., 2012)
+  on the MaxLogits score itself. Round 1 is `sampled`'s cyclic design. After each round the scores
+  are estimated by the least-squares fit of `sampled` (est_i = 2 f_i, MaxLogits on a complete
+  matrix) and each candidate's unplayed total gets a variance (finite-population: U s^2 + U^2 s^2 / k
+  for k played and U unplayed of its 2(N-1) own-side values, s^2 the prompt's pooled within-candidate
+  variance of those values); the rival b whose gap to the leader a is the fewest standard errors is
+  found, and the schedule stops when that is >= z. Otherwise it plays a against b (both orders) if
+  not yet played, else one new comparison each for a and b (random unplayed opponent, in the position
+  each has played less). Easy prompts stop after a few rounds, close ones play on, up to the full
+  matrix: the passes differ by prompt, and z trades passes for agreement with full MaxLogits.
 - `knockout`: a single-elimination bracket over a seeded shuffle, each match in both orders
   (logit(a, b) - logit(b, a) > 0: a advances, else b; an odd one out gets a bye), 2(N-1) passes in
   ceil(log2 N) rounds; score = rounds survived (a bye counts), so the winner alone has the top score
@@ -35,7 +45,7 @@ import numpy as np
 from llmblend.config import schema_default
 from llmblend.ranker.aggregate import max_logits
 
-SCHEDULES = ("full", "sampled", "knockout")
+SCHEDULES = ("full", "sampled", "race", "knockout")
 # `sampled`'s defaults, the schema's (ranker.select): one opponent per side, then the top 5 play each
 # other, ~31 of 132 passes for N=12; it agreed with full MaxLogits' top-1 on 89-95% of the real
 # alpaca_eval test prompts (docs/results.md), more than opponents=2, refine_top=3 (82.5-84.5%)
@@ -47,6 +57,9 @@ DEFAULT_REFINE_TOP = schema_default("ranker.select.refine_top")
 # MaxLogits on average over the simulated regimes (docs/ranker.md, benchmarks/bench_select.py).
 LEADER_RULE = "lsq"
 LEADER_RULES = ("lsq", "lsq_plain", "mean", "sub")
+# `race`'s defaults, the schema's (ranker.race)
+DEFAULT_Z = schema_default("ranker.race.z")
+DEFAULT_RACE_OPPONENTS = schema_default("ranker.race.opponents")
 
 
 class _Schedule:
@@ -167,6 +180,63 @@ class Sampled(_Schedule):
         return out.tolist()
 
 
+class Race(_Schedule):
+    def __init__(self, n: int, rng: np.random.Generator, z: float = DEFAULT_Z, opponents: int = DEFAULT_RACE_OPPONENTS):
+        super().__init__(n)
+        if not z >= 0 or opponents < 1:
+            raise ValueError(f"z={z}, opponents={opponents}: z must be >= 0 and opponents >= 1")
+        self.z, self.rng = float(z), rng
+        perm = [int(x) for x in rng.permutation(n)]
+        self._round = [(perm[m], perm[(m + d) % n]) for d in _shifts(n, opponents) for m in range(n)]
+
+    def estimate(self) -> tuple[np.ndarray, np.ndarray]:
+        """(estimated MaxLogits scores, variance of each candidate's unplayed part of its score total)."""
+        n, full = self.n, 2 * (self.n - 1)  # a candidate's own-side values in the full matrix
+        vals: list[list[float]] = [[] for _ in range(n)]
+        for (i, j), v in self.obs.items():
+            vals[i].append(v)
+            vals[j].append(-v)
+        k = np.array([len(v) for v in vals], dtype=np.float64)
+        ss = sum(float(np.sum((np.asarray(v) - np.mean(v)) ** 2)) for v in vals if v)
+        dof = float(k.sum() - (k > 0).sum())
+        s2 = ss / dof if dof > 0 else float("inf")
+        u = full - k
+        var = np.zeros(n)
+        var[u > 0] = s2 * (u + u * u / np.maximum(k, 1))[u > 0]
+        return 2.0 * lsq_strengths(n, self.obs), var
+
+    def _next_round(self):
+        if self.n < 2:
+            return []
+        est, var = self.estimate()
+        a = int(np.argmax(est))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = (est[a] - est) * self.n / np.sqrt(var[a] + var)  # the gap of totals in standard errors
+        t[a] = np.inf
+        t[np.isnan(t)] = np.inf  # 0/0: nothing of a's nor b's left to play, so decided
+        b = int(np.argmin(t))
+        if t[b] >= self.z:
+            return []
+        direct = [p for p in ((a, b), (b, a)) if p not in self.obs]
+        if direct:
+            return direct
+        new: list[tuple[int, int]] = []
+        for c in (a, b):
+            firsts = sum(1 for i, _ in self.obs if i == c)
+            seconds = sum(1 for _, j in self.obs if j == c)
+            for first in ((True, False) if firsts <= seconds else (False, True)):
+                opts = [p for p in ((c, j) if first else (j, c) for j in range(self.n) if j != c)
+                        if p not in self.obs and p not in new]
+                if opts:
+                    new.append(opts[int(self.rng.integers(len(opts)))])
+                    break
+        return new
+
+    @property
+    def scores(self) -> list[float]:
+        return self.estimate()[0].tolist() if self.n > 1 else [0.0] * self.n
+
+
 class Knockout(_Schedule):
     def __init__(self, n: int, rng: np.random.Generator):
         super().__init__(n)
@@ -205,10 +275,11 @@ def _shifts(n: int, opponents: int) -> list[int]:
     return shifts
 
 
-def max_forward(name: str, n: int, opponents: int = DEFAULT_OPPONENTS,
-                refine_top: int = DEFAULT_REFINE_TOP) -> int:
-    """The most forward passes a schedule spends on N candidates (the cost plan's number)."""
-    if name == "full":
+def max_forward(name: str, n: int, opponents: int = DEFAULT_OPPONENTS, refine_top: int = DEFAULT_REFINE_TOP,
+                **_settings) -> int:
+    """The most forward passes a schedule spends on N candidates (the cost plan's number; `race` may
+    play up to the full matrix on a close prompt)."""
+    if name in ("full", "race"):
         return n * (n - 1)
     if name == "knockout":
         return 2 * max(n - 1, 0)
@@ -216,14 +287,16 @@ def max_forward(name: str, n: int, opponents: int = DEFAULT_OPPONENTS,
     return min(n * (n - 1), n * len(_shifts(n, opponents)) + k * (k - 1))
 
 
-def make(name: str, n: int, seed: int, index: int = 0, opponents: int = DEFAULT_OPPONENTS,
-         refine_top: int = DEFAULT_REFINE_TOP, **kw):
-    """The schedule `name` for example number `index` of N candidates (seeded by seed and index)."""
+def make(name: str, n: int, seed: int, index: int = 0, **settings):
+    """The schedule `name` for example number `index` of N candidates (seeded by seed and index);
+    `settings` are the schedule's own (sampled: opponents, refine_top, rule; race: z, opponents)."""
     rng = np.random.default_rng([int(seed), int(index)])
     if name == "full":
         return Full(n)
     if name == "sampled":
-        return Sampled(n, rng, opponents, refine_top, **kw)
+        return Sampled(n, rng, **settings)
+    if name == "race":
+        return Race(n, rng, **settings)
     if name == "knockout":
         return Knockout(n, rng)
     raise ValueError(f"unknown selection schedule {name!r}; one of {', '.join(SCHEDULES)}")
@@ -240,21 +313,26 @@ def play_matrix(sched, m: np.ndarray):
 TARGET_AGREEMENT, TARGET_SHARE = 0.95, 0.25
 
 
-def grid_cells(opponents=(1, 2, 3), refine_top=(2, 3, 4, 5), rules=(LEADER_RULE,)) -> list[tuple[str, dict]]:
-    """The cells of a schedule grid: (schedule, make() keywords): full, knockout, then `sampled` for
-    every rule x opponents x refine_top."""
+def grid_cells(opponents=(1, 2, 3), refine_top=(2, 3, 4, 5), rules=(LEADER_RULE,),
+               race_z=(0.5, 1.0, 1.5, 2.0, 3.0)) -> list[tuple[str, dict]]:
+    """The cells of a schedule grid: (schedule, make() keywords): full, knockout, `sampled` for every
+    rule x opponents x refine_top, then `race` for every z (one opponent in round 1)."""
     cells: list[tuple[str, dict]] = [("full", {}), ("knockout", {})]
     cells += [("sampled", {"opponents": int(o), "refine_top": int(k), "rule": r}) for r in rules for o in opponents
               for k in refine_top]
+    cells += [("race", {"z": float(z)}) for z in race_z]
     return cells
 
 
-# the grid the evaluate stage draws (results/<run>/plots/select_curve.csv): 14 cells
+# the grid the evaluate stage draws (results/<run>/plots/select_curve.csv): 19 cells
 DEFAULT_GRID = grid_cells()
 
 
 def cell_label(row: dict) -> str:
-    """A short name of a grid cell: "full", "knockout", "o2 k3" (with the rule when not the default)."""
+    """A short name of a grid cell: "full", "knockout", "o2 k3" (with the rule when not the default),
+    "race z1.5"."""
+    if row["schedule"] == "race":
+        return f"race z{row['z']:g}"
     if row["schedule"] != "sampled":
         return row["schedule"]
     rule = "" if row.get("rule") in (None, LEADER_RULE) else f" {row['rule']}"
@@ -266,7 +344,7 @@ def simulate_grid(matrices, seed=0, grid=None) -> list[dict]:
     (M[i, j] = logit(i first, j second)), no model call: a schedule's passes are entries of the matrix.
     `seed`: one seed or a sequence of seeds (the permutations differ by seed; everything is pooled over
     seeds x examples, seed-major; example e of seed s plays make(..., s, e), as `select` does for the
-    example at position e). One row per cell: schedule, opponents, refine_top, rule (None where the
+    example at position e). One row per cell: schedule, opponents, refine_top, rule, z (None where the
     schedule has none), prompts, seeds, passes_per_prompt (mean forward passes), passes_pct (% of
     N(N-1), pooled), top1_agreement (share of picks equal to full MaxLogits' argmax, 0..1),
     top1_agreement_unique (the same over examples whose MaxLogits top-1 is not tied; NaN if none),
@@ -292,6 +370,7 @@ def simulate_grid(matrices, seed=0, grid=None) -> list[dict]:
                "opponents": kw.get("opponents", DEFAULT_OPPONENTS) if name == "sampled" else None,
                "refine_top": kw.get("refine_top", DEFAULT_REFINE_TOP) if name == "sampled" else None,
                "rule": (kw.get("rule") or LEADER_RULE) if name == "sampled" else None,
+               "z": float(kw.get("z", DEFAULT_Z)) if name == "race" else None,
                "prompts": len(mats), "seeds": len(seeds),
                "passes_per_prompt": float(np.mean(passes)) if passes else float("nan"),
                "passes_pct": 100.0 * float(np.sum(passes)) / size if size else float("nan"),
@@ -322,20 +401,17 @@ def run(model, tokenizer, sources, candidates, schedules, **infer_kw):
             schedules[e].feed(dict(zip(plist, vals)))
 
 
-def select_on_matrices(matrices, schedule: str, seed: int, opponents: int = DEFAULT_OPPONENTS,
-                       refine_top: int = DEFAULT_REFINE_TOP):
+def select_on_matrices(matrices, schedule: str, seed: int, settings: dict | None = None):
     """`select` played on each example's full comparison matrix: the same seeded schedules, each
     logit read from the matrix instead of run (what the workflow does when it has the matrices)."""
-    scheds = [play_matrix(make(schedule, len(m), seed, e, opponents=opponents, refine_top=refine_top), m)
-              for e, m in enumerate(matrices)]
+    scheds = [play_matrix(make(schedule, len(m), seed, e, **(settings or {})), m) for e, m in enumerate(matrices)]
     return [s.scores for s in scheds], [s.n_forward for s in scheds]
 
 
-def select(model, tokenizer, sources, candidates, schedule: str, seed: int,
-           opponents: int = DEFAULT_OPPONENTS, refine_top: int = DEFAULT_REFINE_TOP, **infer_kw):
+def select(model, tokenizer, sources, candidates, schedule: str, seed: int, settings: dict | None = None,
+           **infer_kw):
     """Scores (higher = better; the pick is the argmax) and forward passes of each example under a
-    selection schedule ("full", "sampled", "knockout")."""
-    scheds = [make(schedule, len(c), seed, e, opponents=opponents, refine_top=refine_top)
-              for e, c in enumerate(candidates)]
+    selection schedule (SCHEDULES) with its `settings` (make()); infer_kw go to infer.pair_logits."""
+    scheds = [make(schedule, len(c), seed, e, **(settings or {})) for e, c in enumerate(candidates)]
     run(model, tokenizer, sources, candidates, scheds, **infer_kw)
     return [s.scores for s in scheds], [s.n_forward for s in scheds]

@@ -191,10 +191,10 @@ def rank_split(cfg: dict, methods: list[str], input_path, out_dir, split: str, m
             scores, n_fwd = infer.bubble(*get("pairranker"), srcs("pairranker"), cands, seed=int(cfg["seed"]), **kw)
         elif kind == "select" and given is not None:
             scores, n_fwd = select_schedules.select_on_matrices(given, row.schedule, int(cfg["seed"]),
-                                                                **select_settings(row.keys, rc))
+                                                                select_settings(row.keys, rc))
         elif kind == "select":
             scores, n_fwd = select_schedules.select(*get("pairranker"), srcs("pairranker"), cands, row.schedule,
-                                                    int(cfg["seed"]), **select_settings(row.keys, rc), **kw)
+                                                    int(cfg["seed"]), select_settings(row.keys, rc), **kw)
         elif kind == "summareranker":
             scores = infer.single_scores(*get("summareranker"), srcs("summareranker"), cands, **kw)
         elif kind == "simcls":
