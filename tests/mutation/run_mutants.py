@@ -60,7 +60,7 @@ MUTANTS = [
       "        if t[b] >= self.z:", "        if t[b] <= self.z:",
       ("tests/test_select.py::test_race_stops_early_on_a_clear_winner_and_plays_on_a_close_one",)),
     M("race-own-side-sign", "src/llmblend/ranker/select.py",
-      "            vals[j].append(-v)", "            vals[j].append(v)",
+      "            self.sum[j] -= v", "            self.sum[j] += v",
       ("tests/test_select.py::test_race_buys_agreement_with_passes",)),
     M("matrix-bubble-transposed", "src/llmblend/ranker/infer.py",
       "return [[float(matrices[e][i, j]) for i, j in plist]", "return [[float(matrices[e][j, i]) for i, j in plist]",

@@ -186,26 +186,31 @@ class Race(_Schedule):
         if not z >= 0 or opponents < 1:
             raise ValueError(f"z={z}, opponents={opponents}: z must be >= 0 and opponents >= 1")
         self.z, self.rng = float(z), rng
+        # per candidate: own-side values played, their sum and sum of squares, times shown first / second
+        self.k, self.sum, self.sq = np.zeros(n), np.zeros(n), np.zeros(n)
+        self.firsts, self.seconds = np.zeros(n, dtype=int), np.zeros(n, dtype=int)
         perm = [int(x) for x in rng.permutation(n)]
         self._round = [(perm[m], perm[(m + d) % n]) for d in _shifts(n, opponents) for m in range(n)]
 
     def estimate(self) -> tuple[np.ndarray, np.ndarray]:
         """(estimated MaxLogits scores, variance of each candidate's unplayed part of its score total)."""
-        n, full = self.n, 2 * (self.n - 1)  # a candidate's own-side values in the full matrix
-        vals: list[list[float]] = [[] for _ in range(n)]
-        for (i, j), v in self.obs.items():
-            vals[i].append(v)
-            vals[j].append(-v)
-        k = np.array([len(v) for v in vals], dtype=np.float64)
-        ss = sum(float(np.sum((np.asarray(v) - np.mean(v)) ** 2)) for v in vals if v)
+        k, u = self.k, 2 * (self.n - 1) - self.k  # U: a candidate's own-side values not yet played
+        ss = float(np.sum(self.sq - np.divide(self.sum ** 2, k, out=np.zeros(self.n), where=k > 0)))
         dof = float(k.sum() - (k > 0).sum())
-        s2 = ss / dof if dof > 0 else float("inf")
-        u = full - k
-        var = np.zeros(n)
+        s2 = max(ss, 0.0) / dof if dof > 0 else float("inf")
+        var = np.zeros(self.n)
         var[u > 0] = s2 * (u + u * u / np.maximum(k, 1))[u > 0]
-        return 2.0 * lsq_strengths(n, self.obs), var
+        return 2.0 * lsq_strengths(self.n, self.obs), var
 
     def _next_round(self):
+        for i, j in self._round:  # the round just fed
+            v = self.obs[(i, j)]
+            self.k[[i, j]] += 1
+            self.sum[i] += v
+            self.sum[j] -= v
+            self.sq[[i, j]] += v * v
+            self.firsts[i] += 1
+            self.seconds[j] += 1
         if self.n < 2:
             return []
         est, var = self.estimate()
@@ -221,10 +226,8 @@ class Race(_Schedule):
         if direct:
             return direct
         new: list[tuple[int, int]] = []
-        for c in (a, b):
-            firsts = sum(1 for i, _ in self.obs if i == c)
-            seconds = sum(1 for _, j in self.obs if j == c)
-            for first in ((True, False) if firsts <= seconds else (False, True)):
+        for c in (a, b):  # one more comparison each, in the position it has played less
+            for first in ((True, False) if self.firsts[c] <= self.seconds[c] else (False, True)):
                 opts = [p for p in ((c, j) if first else (j, c) for j in range(self.n) if j != c)
                         if p not in self.obs and p not in new]
                 if opts:
