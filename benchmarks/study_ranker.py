@@ -353,7 +353,7 @@ def rank_test(cfg: dict, data: Path, cell: dict, work: Path, args) -> dict:
     t0 = time.time()
     mats = infer.full_matrices(model, tok, [ex.source for ex in examples], [ex.texts for ex in examples],
                                max_tokens=rc["infer"]["max_tokens"], max_batch=rc["infer"]["max_batch"],
-                               autocast="bfloat16")
+                               autocast=None if args.test_autocast == "none" else args.test_autocast)
     test_s = time.time() - t0
     aggregate.write_matrices(work / "test.matrices.npz", [ex.id for ex in examples], mats)
     seed = int(cfg["seed"])
@@ -381,6 +381,7 @@ def rank_test(cfg: dict, data: Path, cell: dict, work: Path, args) -> dict:
                              "top1_agreement": float(np.mean([a == b for a, b in zip(picks, maxlogits)])),
                              **evaluate_picks(picks, examples, prefs, seed), "picks": picks}}
     return {**anchor,"test": {"examples": len(examples), "models": len(examples[0].models), "seconds": round(test_s, 1),
+                     "autocast": args.test_autocast,
                      "pairs": n_pairs, "pairs_per_s": round(n_pairs / test_s, 1),
                      "profile_schedule": f"sampled-o{sel.get('opponents', 2)}-k{sel.get('refine_top', 3)}"},
             "pairranker": evaluate_picks(maxlogits, examples, prefs, seed),
@@ -932,6 +933,8 @@ def main(argv=None) -> int:
     ap.add_argument("--config", default="config/alpaca_eval.yaml")
     ap.add_argument("--out", default=str(ROOT / "results" / "alpaca_eval" / "study"))
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--test-autocast", choices=["bfloat16", "none"], default="bfloat16",
+                    help="precision of the test matrices (none: fp32, for CPUs without bf16 instructions)")
     ap.add_argument("--step-tokens", type=int, default=None,
                     help="train in chunks of this many padded tokens per forward pass (ranker.train.step_tokens; "
                          "default: the profile's)")
