@@ -362,6 +362,7 @@ def rank_test(cfg: dict, data: Path, cell: dict, work: Path, args) -> dict:
     schedules = {}
     for row in select.simulate_grid(mats, seed):
         key = row["schedule"] + ("" if row["opponents"] is None else f"-o{row['opponents']}-k{row['refine_top']}")
+        key += "" if row["z"] is None else f"-z{row['z']:g}"  # race-z1
         schedules[key] = {"passes_per_prompt": row["passes_per_prompt"], "passes_pct": row["passes_pct"],
                           "top1_agreement": row["top1_agreement"],
                           **evaluate_picks(row["picks"], examples, prefs, seed)}
