@@ -119,7 +119,8 @@ def test_the_config_check_wants_the_parts_and_the_encoder(tmp_path):
     methods = [m for m in base["ranker"]["methods"] if m != "consensus"]
     p = tmp_path / "no_part.yaml"
     p.write_text(json.dumps({"ranker": {"methods": methods}}), encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"ranker.methods.4.*combines pairranker, consensus; add consensus"):
+    at = methods.index("pairranker-consensus")  # the key names the method's own position in the list
+    with pytest.raises(ConfigError, match=rf"ranker.methods.{at}.*combines pairranker, consensus; add consensus"):
         load_config([str(ROOT / "params.yaml"), str(p)])
     p = tmp_path / "no_encoder.yaml"
     p.write_text(json.dumps({"ranker": {"consensus": {"encoder": None}}}), encoding="utf-8")
