@@ -148,8 +148,7 @@ class Sampled(_Schedule):
         self.refine_top, self.rule = refine_top, rule or LEADER_RULE
         if self.rule not in LEADER_RULES:
             raise ValueError(f"unknown leader rule {self.rule!r}; one of {', '.join(LEADER_RULES)}")
-        perm = [int(x) for x in rng.permutation(n)]
-        self._round = [(perm[m], perm[(m + d) % n]) for d in _shifts(n, opponents) for m in range(n)]
+        self._round = _cyclic_round(n, rng, opponents)
         self.stage = 1
         self.leaders: list[int] = []
 
@@ -189,8 +188,7 @@ class Race(_Schedule):
         # per candidate: own-side values played, their sum and sum of squares, times shown first / second
         self.k, self.sum, self.sq = np.zeros(n), np.zeros(n), np.zeros(n)
         self.firsts, self.seconds = np.zeros(n, dtype=int), np.zeros(n, dtype=int)
-        perm = [int(x) for x in rng.permutation(n)]
-        self._round = [(perm[m], perm[(m + d) % n]) for d in _shifts(n, opponents) for m in range(n)]
+        self._round = _cyclic_round(n, rng, opponents)
 
     def estimate(self) -> tuple[np.ndarray, np.ndarray]:
         """(estimated MaxLogits scores, variance of each candidate's unplayed part of its score total)."""
@@ -266,6 +264,13 @@ class Knockout(_Schedule):
     @property
     def scores(self) -> list[float]:
         return [float(r) for r in self.reached]
+
+
+def _cyclic_round(n: int, rng: np.random.Generator, opponents: int) -> list[tuple[int, int]]:
+    """Round 1 of `sampled` and `race`: over a seeded permutation p, (p[m], p[(m + d) % N]) for each
+    shift d of _shifts and every m: each candidate shown first and second `opponents` times."""
+    perm = [int(x) for x in rng.permutation(n)]
+    return [(perm[m], perm[(m + d) % n]) for d in _shifts(n, opponents) for m in range(n)]
 
 
 def _shifts(n: int, opponents: int) -> list[int]:
