@@ -185,7 +185,8 @@ class Race(_Schedule):
         if not z >= 0 or opponents < 1:
             raise ValueError(f"z={z}, opponents={opponents}: z must be >= 0 and opponents >= 1")
         self.z, self.rng = float(z), rng
-        # per candidate: own-side values played, their sum and sum of squares, times shown first / second
+        # per candidate, kept as the rounds are fed (re-reading every comparison each round cost ~2.5x):
+        # own-side values played, their sum and sum of squares, times shown first / second
         self.k, self.sum, self.sq = np.zeros(n), np.zeros(n), np.zeros(n)
         self.firsts, self.seconds = np.zeros(n, dtype=int), np.zeros(n, dtype=int)
         self._round = _cyclic_round(n, rng, opponents)
