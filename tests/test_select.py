@@ -321,3 +321,9 @@ def test_simulate_grid_on_consistent_matrices_by_hand():
     assert knock["top1_agreement"] == knock["top1_agreement_unique"] == np.mean([b == 2 for b in byes])
     assert 0 < knock["top1_agreement"] < 1
     assert select.simulate_grid([], seed=0, grid=[("full", {})])[0]["prompts"] == 0
+    # two identical answers tied for first (equal rows and columns): either is MaxLogits' pick, so a
+    # schedule that picks either agrees, and the prompt is not one with a unique top-1
+    s = np.array([2.0, 2.0, 0.5, -1.0])
+    tied = select.simulate_grid([s[:, None] - s[None, :]], seed=seeds, grid=[("knockout", {})])[0]
+    assert set(tied["picks"]) == {0, 1}
+    assert tied["top1_agreement"] == 1.0 and np.isnan(tied["top1_agreement_unique"])

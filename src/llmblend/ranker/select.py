@@ -355,14 +355,16 @@ def simulate_grid(matrices, seed=0, grid=None) -> list[dict]:
     seeds x examples, seed-major; example e of seed s plays make(..., s, e), as `select` does for the
     example at position e). One row per cell: schedule, opponents, refine_top, rule, z (None where the
     schedule has none), prompts, seeds, passes_per_prompt (mean forward passes), passes_pct (% of
-    N(N-1), pooled), top1_agreement (share of picks equal to full MaxLogits' argmax, 0..1),
+    N(N-1), pooled), top1_agreement (share of picks that are full MaxLogits' top-1, an answer tied for
+    first included, 0..1),
     top1_agreement_unique (the same over examples whose MaxLogits top-1 is not tied; NaN if none),
     meets_target, and per (seed, example): picks, scores, n_forward."""
     seeds = [int(seed)] if np.ndim(seed) == 0 else [int(x) for x in seed]
     mats = [np.asarray(m, dtype=np.float64) for m in matrices]
-    full_scores = [max_logits(m) for m in mats]
-    ref = [int(np.argmax(sc)) for sc in full_scores] * len(seeds)
-    unique = [bool(np.sum(sc >= sc.max() - 1e-9) == 1) for sc in full_scores] * len(seeds)  # no tie for first
+    # MaxLogits' top-1 as a set: identical answers get identical logits, so a tie for first is exact,
+    # and any answer of the tie is MaxLogits' pick
+    tops = [set(np.flatnonzero(sc >= sc.max() - 1e-9).tolist()) for sc in map(max_logits, mats)] * len(seeds)
+    unique = [len(t) == 1 for t in tops]
     size = sum(m.shape[0] * (m.shape[0] - 1) for m in mats) * len(seeds)
     rows = []
     for name, kw in (DEFAULT_GRID if grid is None else grid):
@@ -373,7 +375,7 @@ def simulate_grid(matrices, seed=0, grid=None) -> list[dict]:
                 picks.append(sched.pick)
                 passes.append(sched.n_forward)
                 scores.append(sched.scores)
-        agree = [a == b for a, b in zip(picks, ref)]
+        agree = [a in t for a, t in zip(picks, tops)]
         agree_u = [a for a, u in zip(agree, unique) if u]
         row = {"schedule": name,
                "opponents": kw.get("opponents", DEFAULT_OPPONENTS) if name == "sampled" else None,
