@@ -81,7 +81,8 @@ class Blender:
     def __init__(self, ranker=None, fuser=None, device: str | None = None, max_tokens: int = 8192,
                  max_batch: int = 64, seed: int = 0, autocast: str | None = None):
         """autocast="bfloat16" ranks under bf16 autocast: faster on CPUs with bf16 instructions and on
-        GPUs, with logits ~1e-2 from fp32's (None, the default, is fp32)."""
+        GPUs, with logits ~1e-2 from fp32's (None, the default, is fp32); "auto" is bf16 where the device
+        has native bf16 and fp32 elsewhere (llmblend.models.precision)."""
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.infer_kw = dict(max_tokens=max_tokens, max_batch=max_batch, device=self.device, autocast=autocast)
         self.seed = seed

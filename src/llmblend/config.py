@@ -225,6 +225,9 @@ def load_config(paths=None) -> dict:
     check_scored_splits(cfg, origin)
     cfg = copy.deepcopy(cfg)
     cfg["_files"] = [str(p) for p in paths]
+    from llmblend.models.precision import resolve_auto
+
+    resolve_auto(cfg)  # `auto` precision -> bf16 or fp32 on this job's device (cfg["_precision"] says which)
     return cfg
 
 
@@ -305,10 +308,11 @@ def setting(cfg: dict, dotted: str):
 
 
 # keys every stage may read without declaring them: the run's name (its roots data/<run>, results/<run>
-# are in every path a rule names), the config files themselves and how often a training saves its
+# are in every path a rule names), the config files themselves, what an `auto` precision became on this
+# machine (llmblend.models.precision: the declared key holds the rule) and how often a training saves its
 # resume state (when a killed job can resume from, not what it computes). A job's threads are no key
 # of a section: the rule passes them (--threads {threads}, llmblend.cli.add_threads)
-AMBIENT_KEYS = ("run", "_files", "ranker.checkpoint_seconds")
+AMBIENT_KEYS = ("run", "_files", "_precision", "ranker.checkpoint_seconds")
 
 
 class UndeclaredKeyError(ConfigError):

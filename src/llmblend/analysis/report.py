@@ -183,6 +183,24 @@ def _figure(figs: Path, captions: Path, name: str) -> str:
             f"<figcaption>{_esc(_caption(captions, name))}</figcaption></figure>")
 
 
+def precision_notes(cfg: dict, reports: Path) -> list[str]:
+    """What a profile's `auto` precision became (llmblend.models.precision), on the machine of this job
+    and in each trained ranker's report; nothing for a profile without `auto`."""
+    decided = cfg.get("_precision")
+    if not decided:
+        return []
+    out = [f"<h3 id='precision'>Precision</h3><p>{_esc(decided['rule'])}. This machine: {_esc(decided['evidence'])}, "
+           "so " + _esc(", ".join(f"{k} = {v}" for k, v in decided["resolved"].items())) + ".</p>"]
+    used = []
+    for path in sorted((reports / "train_ranker").glob("*.json")):
+        auto = (json.loads(path.read_text(encoding="utf-8")).get("precision") or {})
+        if auto.get("auto"):
+            used.append(f"{path.stem}: autocast {auto['autocast'] or 'none (fp32)'} ({auto['auto']['evidence']})")
+    if used:
+        out.append("<p>The rankers were trained with " + _esc("; ".join(used)) + ".</p>")
+    return out
+
+
 def build_report(cfg: dict, results, captions, out) -> Path:
     results, captions = Path(results), Path(captions)
     tables, figs = results / "tables", results / "figures"
@@ -232,6 +250,7 @@ def build_report(cfg: dict, results, captions, out) -> Path:
     shown = {k: v for k, v in cfg.items() if not k.startswith("_")}
     parts.append("<h2 id='config'>Configuration</h2><p>Files: " + _esc(", ".join(cfg.get("_files", []))) + "</p>")
     parts.append("<pre>" + _esc(yaml.safe_dump(shown, sort_keys=False, allow_unicode=True)) + "</pre>")
+    parts += precision_notes(cfg, results / "reports")
     parts.append("</body></html>\n")
     write_text(out, "\n".join(parts))
     return Path(out)

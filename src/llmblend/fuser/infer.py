@@ -38,9 +38,12 @@ def _fingerprint(fuser_dir, split_path, rankings_path, ranker, kw, reference_inp
 def fuse_split(model_dir, split_path, ranker: str, out_path, rankings_path=None, generate: dict | None = None,
                batch_size: int = 8, report_path=None, threads: int | None = None,
                reference_input: str | None = None, dtype: str = "float32") -> dict:
-    """`dtype`: the weights' type while fusing (fuser.dtype: float32 or bfloat16)."""
+    """`dtype`: the weights' type while fusing (fuser.dtype: float32, bfloat16 or auto)."""
     import torch
 
+    from llmblend.models import precision
+
+    dtype = precision.resolve(dtype, "bfloat16", "float32")
     if threads:
         torch.set_num_threads(threads)
     fuser = load_fuser(model_dir, device="cuda" if torch.cuda.is_available() else None,

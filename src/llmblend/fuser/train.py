@@ -16,6 +16,7 @@ from pathlib import Path
 from llmblend.checkpoint import checkpoint_key
 from llmblend.config import schema_defaults, schema_node
 from llmblend.errors import LLMBlendError
+from llmblend.models import precision
 from llmblend.fuser.model import FUSER_META, encode_example, freeze_below, load_model
 from llmblend.fuser.prompt import PromptSpec
 from llmblend.models import takes_logits_to_keep
@@ -92,6 +93,7 @@ def train_fuser(model_dir, train_path, val_path, out_dir, spec: PromptSpec, trai
     from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
     cfg = {**schema_defaults("fuser.train"), **(train_cfg or {})}  # for callers of the Python API
+    cfg["bf16"] = precision.resolve(cfg["bf16"], True, False)
     unknown = set(cfg) - set(schema_node("fuser.train")["properties"])
     if unknown:
         raise LLMBlendError(f"fuser.train: unknown setting(s) {sorted(unknown)}")
@@ -163,6 +165,7 @@ def train_fuser(model_dir, train_path, val_path, out_dir, spec: PromptSpec, trai
         "best_val_loss": trainer.state.best_metric, "val_losses": val_losses,
         "train_loss": result.training_loss,
         "torch_threads": torch.get_num_threads(),  # the summation order, so the weights, depend on it
+        "bf16": bool(cfg["bf16"]),  # a profile's `auto` resolved (llmblend.models.precision)
     }
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)

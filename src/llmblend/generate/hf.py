@@ -77,6 +77,9 @@ def load_model(spec: str, kind: str = "causal_lm", dtype: str = "float32", quant
                device: str = "cpu", trust_remote_code: bool = False):
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
+    from llmblend.models import precision
+
+    dtype = precision.resolve(dtype, "bfloat16", "float32")
     path = resolve(spec)
     tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     cls = AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM

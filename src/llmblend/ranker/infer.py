@@ -7,7 +7,8 @@ padding), so short pairs never pay for long ones and both orders share batches.
 
 `autocast="bfloat16"` runs the forward passes under torch.autocast (matrix products in bf16, the
 rest in fp32): faster where the CPU has bf16 instructions (AVX512_BF16, AMX) or on a GPU, at the
-price of logits that move by ~1e-2 (docs/ranker.md has the measured agreement). None = fp32.
+price of logits that move by ~1e-2 (docs/ranker.md has the measured agreement). None = fp32;
+"auto" = bf16 where the device has it natively (llmblend.models.precision).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 # the matrix-only helpers live in a numpy-only module (the evaluate stage reads them without torch)
 from llmblend.ranker.aggregate import (MATRIX_DTYPE, max_logits, max_wins, ranks_from_scores,  # noqa: F401
                                        read_matrices, write_matrices)
+from llmblend.models import precision
 from llmblend.ranker.model import PairEncoder, collate, token_batches
 from llmblend.runlog import progress
 
@@ -27,6 +29,7 @@ AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16}
 
 def _run_batches(seqs, positions, model_fn, pad_id, max_tokens, max_batch, device, desc, unit, autocast=None):
     """Run model_fn over all sequences in length-bucketed batches; returns a list of per-item outputs."""
+    autocast = precision.resolve(autocast, "bfloat16", None)
     if autocast is not None and autocast not in AUTOCAST_DTYPES:
         raise ValueError(f"autocast={autocast!r}: expected None or one of {sorted(AUTOCAST_DTYPES)}")
     out: list = [None] * len(seqs)

@@ -98,7 +98,9 @@ def train_ranker(cfg: dict, kind: str, train_path, val_path, backbone_dir, out_d
     # recorded, as no rule declares them (llmblend.cli.add_threads)
     report = {"type": kind, "train_examples": len(train_ex), "val_examples": len(val_ex), "dropped": counts,
               "best_epoch": max(history, key=lambda r: r["val_score"])["epoch"], "history": history,
-              "torch_threads": torch.get_num_threads()}
+              "torch_threads": torch.get_num_threads(),
+              # the precision it trained in, and when the profile said `auto`, why (llmblend.models.precision)
+              "precision": {"autocast": tcfg.get("autocast"), "auto": cfg.get("_precision")}}
     log.info("trained %s in %.1fs (best epoch %d)", kind, time.time() - t0, report["best_epoch"])
     return report
 

@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 
 from llmblend.config import schema_default
+from llmblend.models import precision
 from llmblend.ranker import infer
 from llmblend.ranker.model import PairEncoder, collate, token_batches
 from llmblend.runlog import progress
@@ -184,7 +185,7 @@ class Batcher:
 
     def autocast(self, device):
         """The forward passes' precision context (train.autocast; disabled = fp32)."""
-        dtype = self.cfg.get("autocast")
+        dtype = precision.resolve(self.cfg.get("autocast"), "bfloat16", None)
         if dtype is not None and dtype not in infer.AUTOCAST_DTYPES:
             raise ValueError(f"train.autocast={dtype!r}: expected null or one of {sorted(infer.AUTOCAST_DTYPES)}")
         return torch.autocast(torch.device(device).type, dtype=infer.AUTOCAST_DTYPES.get(dtype, torch.bfloat16),
