@@ -15,10 +15,11 @@ import time
 
 import torch
 
+# the instructions that make bf16 matmuls native (the product's `auto` rule reads the same list); without
+# them torch emulates bf16, ~100x slower than fp32 (a 2048 x 2048 bf16 probe alone then runs for minutes)
+from llmblend.models.precision import NATIVE_BF16_CPU_FLAGS as NATIVE_BF16
+
 FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "avx512_vnni", "avx_vnni")
-# the instructions that make bf16 matmuls native; without them torch emulates bf16, ~100x slower than
-# fp32 (a 2048 x 2048 bf16 probe alone then runs for minutes)
-NATIVE_BF16 = ("avx512_bf16", "amx_bf16")
 
 
 def cpu_info() -> dict:
