@@ -68,11 +68,14 @@ def test_the_api_resolves_auto_by_the_same_rule(cpu, monkeypatch):
         flags = read_flags(cpu(text))
         monkeypatch.setattr(precision, "cpu_flags", lambda cpuinfo=None, flags=flags: flags)
         precision.native_bf16.cache_clear()  # asked once a process: here once per CPU
-        assert precision.resolve("auto", "bfloat16", None) == want
-        assert precision.resolve("auto", True, False) is (want is not None)
-        assert precision.resolve(None, "bfloat16", None) is None
-        assert precision.resolve("bfloat16", "bfloat16", None) == "bfloat16"
-        assert precision.resolve(False, True, False) is False
+        assert precision.resolve("auto", "ranker.infer.autocast") == want
+        assert precision.resolve("auto", "fuser.train.bf16") is (want is not None)
+        assert precision.resolve("auto", "fuser.dtype") == (want or "float32")
+        assert precision.resolve(None, "ranker.infer.autocast") is None
+        assert precision.resolve("bfloat16", "ranker.infer.autocast") == "bfloat16"
+        assert precision.resolve(False, "fuser.train.bf16") is False
+    with pytest.raises(KeyError):  # a setting AUTO_SETTINGS does not list has no `auto`
+        precision.resolve("auto", "ranker.max_length")
 
 
 def test_alpaca_eval_profile_says_auto_and_jobs_get_a_value():

@@ -43,7 +43,7 @@ def fuse_split(model_dir, split_path, ranker: str, out_path, rankings_path=None,
 
     from llmblend.models import precision
 
-    dtype = precision.resolve(dtype, "bfloat16", "float32")
+    dtype = precision.resolve(dtype, "fuser.dtype")
     if threads:
         torch.set_num_threads(threads)
     fuser = load_fuser(model_dir, device="cuda" if torch.cuda.is_available() else None,

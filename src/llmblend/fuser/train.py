@@ -16,10 +16,9 @@ from pathlib import Path
 from llmblend.checkpoint import checkpoint_key
 from llmblend.config import schema_defaults, schema_node
 from llmblend.errors import LLMBlendError
-from llmblend.models import precision
 from llmblend.fuser.model import FUSER_META, encode_example, freeze_below, load_model
 from llmblend.fuser.prompt import PromptSpec
-from llmblend.models import takes_logits_to_keep
+from llmblend.models import precision, takes_logits_to_keep
 from llmblend.io import atomic_path, read_jsonl, sha256_file, write_json
 
 log = logging.getLogger("llmblend.fuser")
@@ -93,7 +92,7 @@ def train_fuser(model_dir, train_path, val_path, out_dir, spec: PromptSpec, trai
     from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
     cfg = {**schema_defaults("fuser.train"), **(train_cfg or {})}  # for callers of the Python API
-    cfg["bf16"] = precision.resolve(cfg["bf16"], True, False)
+    cfg["bf16"] = precision.resolve(cfg["bf16"], "fuser.train.bf16")
     unknown = set(cfg) - set(schema_node("fuser.train")["properties"])
     if unknown:
         raise LLMBlendError(f"fuser.train: unknown setting(s) {sorted(unknown)}")

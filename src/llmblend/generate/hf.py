@@ -79,7 +79,7 @@ def load_model(spec: str, kind: str = "causal_lm", dtype: str = "float32", quant
 
     from llmblend.models import precision
 
-    dtype = precision.resolve(dtype, "bfloat16", "float32")
+    dtype = precision.resolve(dtype, "generate.generators.*.hf.dtype")
     path = resolve(spec)
     tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     cls = AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM

@@ -33,6 +33,7 @@ AUTO_SETTINGS = (
     ("fuser.aggregator.generator.hf.dtype", "bfloat16", "float32"),
     ("generate.generators.*.hf.dtype", "bfloat16", "float32"),
 )
+VALUES = {dotted: (bf16, fp32) for dotted, bf16, fp32 in AUTO_SETTINGS}
 
 log = logging.getLogger("llmblend.models")
 
@@ -112,9 +113,11 @@ def resolve_auto(cfg: dict, cpuinfo: str | Path = "/proc/cpuinfo") -> dict | Non
     return decided
 
 
-def resolve(value, bf16, fp32):
+def resolve(value, setting: str):
     """One setting as a function's caller gives it (the Python API, e.g. `Blender(autocast="auto")`):
-    `auto` becomes `bf16` or `fp32` by RULE; any other value is returned as is."""
+    `auto` becomes the bf16 or fp32 value AUTO_SETTINGS gives `setting` (its dotted path there), by RULE;
+    any other value is returned as is."""
+    bf16, fp32 = VALUES[setting]
     if not (isinstance(value, str) and value == AUTO):
         return value
     return bf16 if native_bf16()[0] else fp32

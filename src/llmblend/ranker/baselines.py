@@ -41,7 +41,7 @@ def clm_scores(model_dir, examples, max_len: int = 256, batch_size: int = 8, dev
     from llmblend.models import precision
     from llmblend.ranker.infer import AUTOCAST_DTYPES
 
-    autocast = precision.resolve(autocast, "bfloat16", None)
+    autocast = precision.resolve(autocast, "ranker.infer.autocast")
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device).eval()
     pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)

@@ -29,7 +29,7 @@ AUTOCAST_DTYPES = {"bfloat16": torch.bfloat16}
 
 def _run_batches(seqs, positions, model_fn, pad_id, max_tokens, max_batch, device, desc, unit, autocast=None):
     """Run model_fn over all sequences in length-bucketed batches; returns a list of per-item outputs."""
-    autocast = precision.resolve(autocast, "bfloat16", None)
+    autocast = precision.resolve(autocast, "ranker.infer.autocast")
     if autocast is not None and autocast not in AUTOCAST_DTYPES:
         raise ValueError(f"autocast={autocast!r}: expected None or one of {sorted(AUTOCAST_DTYPES)}")
     out: list = [None] * len(seqs)

@@ -185,7 +185,7 @@ class Batcher:
 
     def autocast(self, device):
         """The forward passes' precision context (train.autocast; disabled = fp32)."""
-        dtype = precision.resolve(self.cfg.get("autocast"), "bfloat16", None)
+        dtype = precision.resolve(self.cfg.get("autocast"), "ranker.train.autocast")
         if dtype is not None and dtype not in infer.AUTOCAST_DTYPES:
             raise ValueError(f"train.autocast={dtype!r}: expected null or one of {sorted(infer.AUTOCAST_DTYPES)}")
         return torch.autocast(torch.device(device).type, dtype=infer.AUTOCAST_DTYPES.get(dtype, torch.bfloat16),
