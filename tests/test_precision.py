@@ -125,3 +125,29 @@ def test_report_says_what_auto_became(tmp_path):
     assert "ranker.train.autocast = None" in html and "without avx512_bf16" in html
     assert "pairranker: autocast none (fp32)" in html and "simcls" not in html  # simcls's was no `auto`
     assert precision_notes({}, tmp_path) == []
+
+
+def test_ranking_and_training_run_auto_in_the_precision_of_the_rule(cpu, monkeypatch):
+    """The Python API's `auto` (e.g. Blender(autocast="auto")) reaches the forward passes resolved: bf16
+    autocast on a native-bf16 CPU, plain fp32 elsewhere."""
+    import torch
+
+    from llmblend.ranker import infer
+    from llmblend.ranker.train import Batcher
+
+    read_flags = precision.cpu_flags
+    for text, native in ((AVX2, False), (AVX512_BF16, True)):
+        flags = read_flags(cpu(text))
+        monkeypatch.setattr(precision, "cpu_flags", lambda cpuinfo=None, flags=flags: flags)
+        precision.native_bf16.cache_clear()
+        seen = []
+
+        def model_fn(ids, mask, pos):
+            seen.append(torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+            return [0.0] * len(ids)
+        infer._run_batches([[1, 2, 3], [4, 5]], None, model_fn, 0, 64, 8, "cpu", "t", "pair", autocast="auto")
+        assert seen and all(s is native for s in seen)
+        batcher = Batcher.__new__(Batcher)  # only its precision context is asked
+        batcher.cfg = {"autocast": "auto"}
+        with batcher.autocast("cpu"):
+            assert torch.is_autocast_enabled("cpu") is native
