@@ -129,9 +129,53 @@ def test_load_ranker_rejects_a_non_ranker_dir(tmp_path):
 # ------------------------------------------------------------------ inference and aggregation
 
 
-def test_batched_matrix_equals_unbatched_forward(tiny_backbone):
+def test_mean_pooling_averages_each_part_without_padding(tiny_backbone):
+    """ranker.pooling mean: the head reads the mean state of the source's tokens ([CLS] to [SEP]),
+    candidate 1's and candidate 2's, each part cut where the next one's [CLS] starts and the last at
+    the mask's end, in a padded batch."""
+    from llmblend.ranker.model import collate, span_means
+
+    model, tok = build_ranker("pairranker", tiny_backbone, "test", pooling="mean")
+    enc = PairEncoder(tok, model.config)
+    src = enc.source("what is it now")
+    c1, c2 = enc.candidates(["a cat", "the blue house on the mat"], len(src))
+    pairs = [enc.pair(src, c1, c2), enc.pair(src, c2, c2[:3] + c2[-1:])]
+    ids, mask, pos = collate([p[0] for p in pairs], [p[1] for p in pairs], tok.pad_token_id)
+    assert mask[1].sum() < mask.shape[1]  # the second row is padded
+    h = torch.randn(ids.shape[0], ids.shape[1], 5)
+    got = span_means(h, mask, pos)
+    n, m1 = len(src), len(c1)
+    assert torch.allclose(got[0][0], h[0, :n].mean(0))
+    assert torch.allclose(got[1][0], h[0, n:n + m1].mean(0))
+    assert torch.allclose(got[2][0], h[0, n + m1:n + m1 + len(c2)].mean(0))
+    assert torch.allclose(got[1][1], h[1, n:n + len(c2)].mean(0))
+    assert torch.allclose(got[2][1], h[1, n + len(c2):n + len(c2) + 4].mean(0))
+
+
+@pytest.mark.parametrize("pooling", ["token", "mean"])
+def test_pooling_is_saved_with_the_model_and_ranks_as_trained(tiny_backbone, tmp_path, pooling):
+    """The pooling travels in config.json (the paper's `token` is left out, so rankers trained before the
+    setting keep their file) and the reloaded ranker scores with it."""
+    torch.manual_seed(4)
+    model, tok = build_ranker("pairranker", tiny_backbone, "test", pooling=pooling)
+    model.eval()
+    model.save_pretrained(tmp_path / "r", tok)
+    saved = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert saved.get("pooling") == (None if pooling == "token" else "mean")
+    again, tok2 = load_ranker(tmp_path / "r")
+    assert again.config.pooling == pooling
+    srcs, cands = ["question one"], [["a cat", "blue tree on the mat", "yes"]]
+    a = infer.full_matrices(model, tok, srcs, cands)[0]
+    assert np.allclose(a, infer.full_matrices(again, tok2, srcs, cands)[0], atol=1e-6)
+    other = "token" if pooling == "mean" else "mean"
+    again.config.pooling = other
+    assert not np.allclose(a, infer.full_matrices(again, tok2, srcs, cands)[0], atol=1e-4)
+
+
+@pytest.mark.parametrize("pooling", ["token", "mean"])
+def test_batched_matrix_equals_unbatched_forward(tiny_backbone, pooling):
     torch.manual_seed(2)
-    model, tok = build_ranker("pairranker", tiny_backbone, "test")
+    model, tok = build_ranker("pairranker", tiny_backbone, "test", pooling=pooling)
     model.eval()
     srcs = ["a short one", "a much longer question about the blue house and the tree"]
     cands = [["cat", "the cat sat on a mat", "seven"], ["yes", "no because red", "green tree house", "a"]]
@@ -271,6 +315,25 @@ def test_attention_dropout_setting_reaches_the_trained_backbone(tiny_backbone, t
         train_ranker(tiny_cfg(epochs=1, attention_dropout=0.0), "pairranker", tr, va, odd, tmp_path / "x",
                      tmp_path / "x.csv")
     assert not (tmp_path / "x").exists()
+
+
+def test_pooling_setting_reaches_the_trained_pairranker_through_its_rules_keys(tiny_backbone, tmp_path):
+    """ranker.pooling is declared by the PairRanker's training rule (reading it through the rule's keys
+    does not fail) and is what the saved ranker pools with; the baselines' rules do not read it."""
+    from llmblend.config import restrict
+    from llmblend.ranker.rules import train_keys
+    from llmblend.ranker.stage import train_ranker
+
+    tr = write_split(tmp_path / "train.jsonl", 8)
+    va = write_split(tmp_path / "val.jsonl", 2, start=100)
+    cfg = tiny_cfg(epochs=1)
+    cfg["ranker"]["pooling"] = "mean"
+    cfg["models"] = {}
+    train_ranker(restrict(cfg, train_keys("pairranker", ["models"])), "pairranker", tr, va, tiny_backbone,
+                 tmp_path / "mean", tmp_path / "mean.csv")
+    assert json.loads((tmp_path / "mean" / "config.json").read_text())["pooling"] == "mean"
+    assert load_ranker(tmp_path / "mean")[0].config.pooling == "mean"
+    assert "ranker.pooling" not in train_keys("summareranker", []) + train_keys("simcls", [])
 
 
 def length_task_record(i):

@@ -28,6 +28,8 @@ RANKER_TYPES = ("pairranker", "summareranker", "simcls")
 # ranker.length_sharing and ranker.source_join (schemas/ranker.schema.yaml, docs/paper-mapping.md)
 LENGTH_SHARING = ("per_example", "none")
 SOURCE_JOINS = ("newline", "concat")
+# ranker.pooling: what the PairRanker's head reads for the source and each candidate
+POOLINGS = ("token", "mean")
 # BERT-like backbones carry a pooler the rankers never use; leaving it out keeps unused weights out of
 # the gradient (unused parameters break multi-GPU DDP)
 POOLER_TYPES = {"bert", "roberta", "xlm-roberta"}
@@ -47,18 +49,21 @@ class RankerConfig:
     # whose values then were these
     length_sharing: str = "per_example"
     source_join: str = "newline"
+    pooling: str = "token"
 
     def __post_init__(self):
         if self.length_sharing not in LENGTH_SHARING:
             raise ValueError(f"field 'length_sharing' is {self.length_sharing!r}, expected one of {LENGTH_SHARING}")
         if self.source_join not in SOURCE_JOINS:
             raise ValueError(f"field 'source_join' is {self.source_join!r}, expected one of {SOURCE_JOINS}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"field 'pooling' is {self.pooling!r}, expected one of {POOLINGS}")
 
     def to_json(self) -> dict:
         """The saved form: the input settings only where they differ from the values a config.json
         without them stands for, so a ranker trained with those keeps the very file it had."""
         cfg = asdict(self)
-        for f in ("length_sharing", "source_join"):
+        for f in ("length_sharing", "source_join", "pooling"):
             if cfg[f] == RankerConfig.__dataclass_fields__[f].default:
                 del cfg[f]
         return cfg
@@ -114,13 +119,32 @@ class PairRanker(Ranker):
 
     def forward(self, input_ids, attention_mask, positions):
         """positions: [B, 3] token positions of <|source|>, <|candidate1|>, <|candidate2|>.
-        Returns (score_1, score_2), each [B]."""
+        Returns (score_1, score_2), each [B]. The head reads the three prefix tokens' states (pooling
+        `token`, the paper's) or the mean state of each part's tokens (`mean`)."""
         h = self.encode(input_ids, attention_mask)
-        rows = torch.arange(h.shape[0], device=h.device)
-        h_src, h1, h2 = (h[rows, positions[:, k]] for k in range(3))
+        if self.config.pooling == "mean":
+            h_src, h1, h2 = span_means(h, attention_mask, positions)
+        else:
+            rows = torch.arange(h.shape[0], device=h.device)
+            h_src, h1, h2 = (h[rows, positions[:, k]] for k in range(3))
         s1 = self.head(torch.cat([h_src, h1], dim=-1)).squeeze(-1)
         s2 = self.head(torch.cat([h_src, h2], dim=-1)).squeeze(-1)
         return s1, s2
+
+
+def span_means(h, attention_mask, positions):
+    """The mean hidden state of each of the parts (source, candidate 1, candidate 2) of pair inputs.
+    A part starts as many tokens before its prefix token as the source's prefix token sits after the
+    sequence's start (0 or 1: the tokenizer's [CLS]) and ends where the next part starts; the last
+    part ends at the attention mask's end, so padding is never averaged in."""
+    offset = positions[:, :1]
+    starts = positions - offset  # [B, 3]
+    ends = torch.cat([starts[:, 1:], attention_mask.sum(dim=1, keepdim=True)], dim=1)
+    idx = torch.arange(h.shape[1], device=h.device)[None, None, :]  # [1, 1, T]
+    parts = ((idx >= starts[:, :, None]) & (idx < ends[:, :, None])).to(h.dtype)  # [B, 3, T]
+    sums = torch.bmm(parts, h)  # [B, 3, H]
+    means = sums / parts.sum(dim=2, keepdim=True).clamp(min=1)
+    return means[:, 0], means[:, 1], means[:, 2]
 
 
 class SummaReranker(Ranker):

@@ -64,7 +64,7 @@ def train_ranker(cfg: dict, kind: str, train_path, val_path, backbone_dir, out_d
     # baselines' rules do not declare them (ranker/rules.py train_keys), so they are not read for them
     pairwise = {}
     if kind == "pairranker":
-        pairwise = {"loss": rc["loss"]}
+        pairwise = {"loss": rc["loss"], "pooling": setting(cfg, "ranker.pooling")}
         tcfg.update(pairs_per_input=rc["pairs_per_input"], select_by=setting(cfg, "ranker.select_by"))
     else:
         tcfg.update((rc.get("baseline_train") or {}).get(kind) or {})
