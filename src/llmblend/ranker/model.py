@@ -30,6 +30,8 @@ LENGTH_SHARING = ("per_example", "none")
 SOURCE_JOINS = ("newline", "concat")
 # ranker.pooling: what the PairRanker's head reads for the source and each candidate
 POOLINGS = ("token", "mean")
+# the settings a ranker is saved with beyond the paper's (RankerConfig's fields) and their values
+SAVED_SETTINGS = {"length_sharing": LENGTH_SHARING, "source_join": SOURCE_JOINS, "pooling": POOLINGS}
 # BERT-like backbones carry a pooler the rankers never use; leaving it out keeps unused weights out of
 # the gradient (unused parameters break multi-GPU DDP)
 POOLER_TYPES = {"bert", "roberta", "xlm-roberta"}
@@ -52,18 +54,15 @@ class RankerConfig:
     pooling: str = "token"
 
     def __post_init__(self):
-        if self.length_sharing not in LENGTH_SHARING:
-            raise ValueError(f"field 'length_sharing' is {self.length_sharing!r}, expected one of {LENGTH_SHARING}")
-        if self.source_join not in SOURCE_JOINS:
-            raise ValueError(f"field 'source_join' is {self.source_join!r}, expected one of {SOURCE_JOINS}")
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"field 'pooling' is {self.pooling!r}, expected one of {POOLINGS}")
+        for name, values in SAVED_SETTINGS.items():
+            if getattr(self, name) not in values:
+                raise ValueError(f"field {name!r} is {getattr(self, name)!r}, expected one of {values}")
 
     def to_json(self) -> dict:
         """The saved form: the input settings only where they differ from the values a config.json
         without them stands for, so a ranker trained with those keeps the very file it had."""
         cfg = asdict(self)
-        for f in ("length_sharing", "source_join", "pooling"):
+        for f in SAVED_SETTINGS:
             if cfg[f] == RankerConfig.__dataclass_fields__[f].default:
                 del cfg[f]
         return cfg
