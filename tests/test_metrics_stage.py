@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+from collections import Counter
 from metrics_models import bert_tokenizer_dir, tiny_llama  # noqa: F401 (fixtures)
 from sacrebleu import sentence_bleu
 
@@ -231,3 +232,29 @@ def test_a_partial_file_from_other_settings_is_not_reused(tmp_path, monkeypatch)
     score_file(cfg, {}, inp, tmp_path / "fresh.jsonl", chunk_records=3)
     assert (tmp_path / "out.jsonl").read_bytes() == (tmp_path / "fresh.jsonl").read_bytes()
     assert all("rouge1" not in c["scores"] for r in read_jsonl(tmp_path / "out.jsonl") for c in r["candidates"])
+
+
+class _CountingMetric:
+    """A metric that scores a text by its length and records every (text, reference) it was given."""
+
+    def __init__(self):
+        self.counts, self.seen = Counter(), []
+
+    def compute(self, predictions, references):
+        self.seen += list(zip(predictions, references))
+        return {"bleu": [float(len(p) + 100 * len(r)) for p, r in zip(predictions, references)]}
+
+
+def test_a_text_given_twice_for_one_reference_is_scored_once_and_both_copies_get_it():
+    from llmblend.metrics.stage import score_records
+
+    recs = _records()
+    recs[0]["candidates"][2]["text"] = recs[0]["candidates"][0]["text"]  # same answer twice, one prompt
+    recs[1]["candidates"][0]["text"] = recs[0]["candidates"][0]["text"]  # same text, another reference
+    metric = _CountingMetric()
+    counts = score_records(recs, {"bleu": metric}, recompute=False)
+    assert len(metric.seen) == 11 and len(set(metric.seen)) == 11
+    assert counts["computed.bleu"] == 12 and counts["duplicate_of_another.bleu"] == 1
+    for rec in recs:
+        for cand in rec["candidates"]:
+            assert cand["scores"]["bleu"] == len(cand["text"]) + 100 * len(rec["output"])
