@@ -709,7 +709,8 @@ def test_clm_scoring_runs_under_the_rankers_autocast(tmp_path):
 
 def test_clm_scoring_equals_the_candidates_mean_token_logprob_by_hand(tmp_path):
     """Batched over prompts of several lengths, each score is the mean log p(token | prompt, prefix)
-    of the candidate's tokens, one sequence at a time by hand."""
+    of the candidate's tokens, one sequence at a time by hand; an answer given twice to one prompt
+    (scored once) gets the same score, and the same text under another prompt its own."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from gen_tiny import make_tiny_model
@@ -719,8 +720,8 @@ def test_clm_scoring_equals_the_candidates_mean_token_logprob_by_hand(tmp_path):
     lm = make_tiny_model(tmp_path / "lm")
     tok, model = AutoTokenizer.from_pretrained(lm), AutoModelForCausalLM.from_pretrained(lm).eval()
     examples = [Example(id=f"e{i}", source=src, texts=texts, models=[], metric_scores=[])
-                for i, (src, texts) in enumerate([("the capital of the water", ["one two three four", "a"]),
-                                                  ("how", ["the number of people is 7", "5 6"])])]
+                for i, (src, texts) in enumerate([("the capital of the water", ["one two three four", "a", "5 6", "a"]),
+                                                  ("how", ["the number of people is 7", "5 6", "5 6"])])]
     got = baselines.clm_scores(lm, examples, 32, batch_size=4)
     for ex, scores in zip(examples, got):
         prompt = tok(ex.source + "\n\n", add_special_tokens=False)["input_ids"]

@@ -45,10 +45,15 @@ def clm_scores(model_dir, examples, max_len: int = 256, batch_size: int = 8, dev
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device).eval()
     pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
-    items = []
+    items, copies = [], []  # an answer given twice to one prompt is scored once: copies[k] = (e, i, first i)
     for e, ex in enumerate(examples):
         prompt = tok(ex.source + "\n\n", add_special_tokens=False)["input_ids"][-max_len:]
+        first_of: dict[str, int] = {}
         for i, text in enumerate(ex.texts):
+            if text in first_of:
+                copies.append((e, i, first_of[text]))
+                continue
+            first_of[text] = i
             cand = tok(text, add_special_tokens=False)["input_ids"][:max_len]
             items.append((e, i, prompt, cand))
     out = [[0.0] * len(ex.texts) for ex in examples]
@@ -80,4 +85,6 @@ def clm_scores(model_dir, examples, max_len: int = 256, batch_size: int = 8, dev
                 out[e][i] = float(tok_lp[r][is_tgt[r]].sum() / n) if n else -1e9
             bar.update(len(chunk))
     bar.close()
+    for e, i, first in copies:
+        out[e][i] = out[e][first]
     return out
