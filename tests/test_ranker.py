@@ -178,8 +178,13 @@ def test_batched_matrix_equals_unbatched_forward(tiny_backbone, pooling):
     model, tok = build_ranker("pairranker", tiny_backbone, "test", pooling=pooling)
     model.eval()
     srcs = ["a short one", "a much longer question about the blue house and the tree"]
-    cands = [["cat", "the cat sat on a mat", "seven"], ["yes", "no because red", "green tree house", "a"]]
+    # the second prompt's answer 1 comes twice: pairs with the same two texts are one forward pass
+    cands = [["cat", "the cat sat on a mat", "seven"], ["yes", "no because red", "green tree house", "a", "no because red"]]
+    passes = []
+    hook = model.register_forward_hook(lambda mod, args, out: passes.append(len(args[0])))
     mats = infer.full_matrices(model, tok, srcs, cands, max_tokens=96, max_batch=3)  # forces several batches
+    hook.remove()
+    assert sum(passes) == 3 * 2 + 5 * 4 - 7 and len(passes) > 1
     enc = PairEncoder(tok, model.config)
     for e in range(2):
         src = enc.source(srcs[e])

@@ -57,17 +57,22 @@ def _encode_examples(enc: PairEncoder, sources, candidates, share=2):
 def pair_logits(model, tokenizer, sources, candidates, pairs, max_tokens=16384, max_batch=64, device="cpu",
                 desc="compare", autocast=None):
     """Logits of the requested ordered pairs: pairs[e] = [(i, j), ...] for example e.
-    Returns one list of logits per example (logit > 0: candidate i beats j)."""
+    Returns one list of logits per example (logit > 0: candidate i beats j). Two pairs of one example
+    with the same two texts in the same order are one forward pass (generators repeat answers)."""
     model.eval()
     enc = PairEncoder(tokenizer, model.config)
     srcs, cands = _encode_examples(enc, sources, candidates)
-    seqs, poss, where = [], [], []
+    seqs, poss, where = [], [], []  # where: (example, pair k, index of its sequence in seqs)
     for e, plist in enumerate(pairs):
+        seen: dict[tuple[str, str], int] = {}
         for k, (i, j) in enumerate(plist):
-            s, p = enc.pair(srcs[e], cands[e][i], cands[e][j])
-            seqs.append(s)
-            poss.append(p)
-            where.append((e, k))
+            texts = (candidates[e][i], candidates[e][j])
+            if texts not in seen:
+                seen[texts] = len(seqs)
+                s, p = enc.pair(srcs[e], cands[e][i], cands[e][j])
+                seqs.append(s)
+                poss.append(p)
+            where.append((e, k, seen[texts]))
 
     def fn(ids, mask, pos):
         s1, s2 = model(ids, mask, pos)
@@ -76,8 +81,8 @@ def pair_logits(model, tokenizer, sources, candidates, pairs, max_tokens=16384, 
     flat = _run_batches(seqs, poss, fn, tokenizer.pad_token_id, max_tokens, max_batch, device, desc, "pair",
                         autocast)
     out = [[0.0] * len(p) for p in pairs]
-    for (e, k), v in zip(where, flat):
-        out[e][k] = float(v)
+    for e, k, n in where:
+        out[e][k] = float(flat[n])
     return out
 
 
