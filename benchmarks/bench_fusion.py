@@ -5,8 +5,8 @@ and `fuser.batch_size`): fused tokens/s, and how many greedy answers equal the f
         --split data/alpaca_eval/candidates/test.jsonl --rankings data/alpaca_eval/rankings/pairranker/test.jsonl \\
         --n 32 --runs float32:8,bfloat16:8,bfloat16:16,bfloat16:32 [--ct2 float32:16,int8:16]
 
-`--ct2` converts the fuser to CTranslate2 (llmblend.models.ct2_convert) and decodes the same prompt
-tokens there, for comparison. Print the CPU flags with the figures (`grep -o 'avx[^ ]*' /proc/cpuinfo`).
+`--ct2` decodes the same prompts with the product's CTranslate2 fuser (`fuser.backend: ctranslate2`,
+llmblend.fuser.api.load_ct2_fuser), in the compute types given. Print the CPU flags with the figures (`grep -o 'avx[^ ]*' /proc/cpuinfo`).
 """
 
 from __future__ import annotations
@@ -38,24 +38,15 @@ def run_hf(path, rows, dtype, batch, max_new):
     return [r["text"] for r in res], sum(r["n_tokens"] for r in res), time.perf_counter() - t0
 
 
-def run_ct2(path, rows, quantization, batch, max_new, threads):
-    import ctranslate2
+def run_ct2(path, rows, compute_type, batch, max_new, threads):
+    """The product's CTranslate2 fuser (fuser.backend ctranslate2): float32 weights converted once,
+    decoded in `compute_type`; the conversion is not timed."""
+    from llmblend.fuser.api import load_ct2_fuser
 
-    from llmblend.fuser.api import load_fuser
-    from llmblend.models.ct2_convert import convert_ct2
-
-    fuser = load_fuser(path)
-    tok = fuser.tokenizer
-    out = tempfile.mkdtemp() + "/ct2"
-    convert_ct2(f"dir:{path}", out, quantization)
-    toks = [tok.convert_ids_to_tokens(tok(p, add_special_tokens=False)["input_ids"]) for p in fuser.prompts(*zip(*rows))]
-    gen = ctranslate2.Generator(out, device="cpu", compute_type=quantization, intra_threads=threads)
+    fuser = load_ct2_fuser(path, tempfile.mkdtemp() + "/ct2", compute_type=compute_type, threads=threads)
     t0 = time.perf_counter()
-    res = gen.generate_batch(toks, max_batch_size=batch, max_length=max_new, sampling_topk=1,
-                             include_prompt_in_result=False, end_token=tok.eos_token)
-    seconds = time.perf_counter() - t0
-    ids = [r.sequences_ids[0] for r in res]
-    return [tok.decode(i, skip_special_tokens=True).strip() for i in ids], sum(len(i) for i in ids), seconds
+    res = fuser.fuse_detailed(*zip(*rows), batch_size=batch, num_beams=1, do_sample=False, max_new_tokens=max_new)
+    return [r["text"] for r in res], sum(r["n_tokens"] for r in res), time.perf_counter() - t0
 
 
 def main(argv=None) -> int:
@@ -67,7 +58,7 @@ def main(argv=None) -> int:
     ap.add_argument("--n", type=int, default=32, help="test prompts")
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--runs", default="float32:8,bfloat16:8,bfloat16:16", help="dtype:batch,... (transformers)")
-    ap.add_argument("--ct2", default="", help="quantization:batch,... (CTranslate2), e.g. float32:16,int8:16")
+    ap.add_argument("--ct2", default="", help="compute_type:batch,... (CTranslate2), e.g. float32:16,int8:16")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     import torch

@@ -10,7 +10,7 @@ import logging
 import pytest
 import torch
 
-from llmblend.errors import InputError
+from llmblend.errors import ConfigError, InputError
 from llmblend.fuser import load_fuser
 from llmblend.fuser.data import build_fuser_data
 from llmblend.fuser.infer import fuse_split
@@ -46,6 +46,8 @@ def make_tokenizer(family: str):
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=eos, pad_token="<pad>")
     if family == "causal_lm":
         fast.chat_template = CHAT
+        # CTranslate2's loader needs both named (fuser.backend ctranslate2); neither is in any text here
+        fast.bos_token, fast.unk_token = eos, "<pad>"
     return fast
 
 
@@ -296,6 +298,25 @@ def test_tiny_fuser_learns_and_round_trips(tmp_path, files, family):
     assert not (tmp_path / "fused.jsonl.partial.jsonl").exists()
     if family == "causal_lm":
         check_killed_fusion_resumes(tmp_path, files, fused)
+        check_ctranslate2_fuses_the_same(tmp_path, files)
+    else:
+        with pytest.raises(ConfigError, match="decoder-only"):
+            fuse_split(tmp_path / "fuser", split, "pairranker", tmp_path / "ct2.jsonl", ranks, backend="ctranslate2")
+
+
+def check_ctranslate2_fuses_the_same(tmp_path, files):
+    """fuser.backend ctranslate2: the fuser converted for the job (float32), greedy: the same rows (texts,
+    token counts, flags) as transformers, and the converted copy removed afterwards."""
+    pytest.importorskip("ctranslate2")
+    split, ranks = files
+    rows = {}
+    for backend in ("hf", "ctranslate2"):
+        report = fuse_split(tmp_path / "fuser", split, "pairranker", tmp_path / f"{backend}.jsonl", ranks,
+                            batch_size=3, generate={"num_beams": 1}, backend=backend)
+        rows[backend] = read_jsonl(tmp_path / f"{backend}.jsonl")
+        assert report["backend"] == backend and not (tmp_path / f"{backend}.jsonl.ct2").exists()
+    assert rows["ctranslate2"] == rows["hf"]
+    assert [r["candidates"][0]["text"] for r in rows["hf"]] == [e[3] for e in EXAMPLES]
 
 
 def check_killed_fusion_resumes(tmp_path, files, expected, monkeypatch=None):

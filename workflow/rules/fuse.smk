@@ -15,6 +15,7 @@ if FCFG:
     FUSER_MODEL_INPUT = model_input(_FUSER_MODEL) if _FUSER_MODEL in MODELS else []
     FUSER_MODEL_ARG = q(model_arg(_FUSER_MODEL) if _FUSER_MODEL in MODELS else _FUSER_MODEL)
     FUSER_CFG = _fs.genfuser_keys(config)
+    FUSE_CFG = _fs.fuse_keys(config)
     BLEND_KINDS = _fs.blend_kinds(config)
 
     # fuser.pretrained (e.g. the released hf:llm-blender/gen_fuser_3b) replaces building data and training
@@ -85,7 +86,7 @@ if FCFG:
             fused=f"{RESULTS}/fuser/test_fused.jsonl",
             report=f"{RESULTS}/fuser/test_fused.report.json",
         params:
-            **rule_config(config_slice(config, *FUSER_CFG)),
+            **rule_config(config_slice(config, *FUSE_CFG)),
             rankings=lambda wc, input: f"--rankings {q(input.rankings)}" if "rankings" in input.keys() else "",
             fuser=lambda wc, input: q(_PRETRAINED or input.fuser),
         log:

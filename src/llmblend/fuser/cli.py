@@ -126,8 +126,8 @@ def run_fuse(args):
     style = setting(cfg, "fuser.reference_input")  # for a released fuser (the schema asks fuser.pretrained)
     report = fuse_split(args.fuser, args.split, section(cfg, "fuser", "ranker"), args.out, args.rankings,
                         generate=section(cfg, "fuser", "generate"), batch_size=section(cfg, "fuser", "batch_size"),
-                        report_path=args.report, reference_input=style,
-                        dtype=setting(cfg, "fuser.dtype"))
+                        report_path=args.report, reference_input=style, threads=args.threads,
+                        dtype=setting(cfg, "fuser.dtype"), backend=setting(cfg, "fuser.backend"))
     print({k: report[k] for k in ("records", "flags", "fused_tokens")})
 
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 import time
 from collections import Counter
 from pathlib import Path
 
 from llmblend.answerlog import AnswerLog
-from llmblend.fuser.api import decoding_name, load_fuser
+from llmblend.errors import ConfigError
+from llmblend.fuser.api import decoding_name, load_ct2_fuser, load_fuser
 from llmblend.fuser.data import iter_ranked
 from llmblend.io import sha256_file, write_json, write_jsonl
 
@@ -28,17 +30,18 @@ KEEP = ("id", "instruction", "input", "output", "source", "rubric")
 CHUNK_BATCHES = 8  # batches fused between two appends to the partial file
 
 
-def _fingerprint(fuser_dir, split_path, rankings_path, ranker, kw, reference_input, dtype) -> str:
+def _fingerprint(fuser_dir, split_path, rankings_path, ranker, kw, reference_input, dtype, backend) -> str:
     parts = {"split": sha256_file(split_path), "rankings": sha256_file(rankings_path) if rankings_path else None,
-             "ranker": ranker, "generate": kw, "reference_input": reference_input, "dtype": dtype,
+             "ranker": ranker, "generate": kw, "reference_input": reference_input, "dtype": dtype, "backend": backend,
              "fuser": {f.name: sha256_file(f) for f in sorted(Path(fuser_dir).glob("*.json"))}}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
 def fuse_split(model_dir, split_path, ranker: str, out_path, rankings_path=None, generate: dict | None = None,
                batch_size: int = 8, report_path=None, threads: int | None = None,
-               reference_input: str | None = None, dtype: str = "float32") -> dict:
-    """`dtype`: the weights' type while fusing (fuser.dtype: float32, bfloat16 or auto)."""
+               reference_input: str | None = None, dtype: str = "float32", backend: str = "hf") -> dict:
+    """`dtype`: the weights' type while fusing (fuser.dtype: float32, bfloat16 or auto). `backend`
+    (fuser.backend): hf (transformers) or ctranslate2 (converted into `<out>.ct2/` for this job)."""
     import torch
 
     from llmblend.models import precision
@@ -46,8 +49,16 @@ def fuse_split(model_dir, split_path, ranker: str, out_path, rankings_path=None,
     dtype = precision.resolve(dtype, "fuser.dtype")
     if threads:
         torch.set_num_threads(threads)
-    fuser = load_fuser(model_dir, device="cuda" if torch.cuda.is_available() else None,
-                       reference_input=reference_input, dtype=getattr(torch, dtype))
+    work = Path(str(out_path) + ".ct2")
+    if backend == "ctranslate2":
+        if reference_input not in (None, "project"):
+            raise ConfigError(f"fuser.reference_input {reference_input} needs fuser.backend hf")
+        fuser = load_ct2_fuser(model_dir, work, compute_type=dtype, threads=threads or 0)
+    elif backend == "hf":
+        fuser = load_fuser(model_dir, device="cuda" if torch.cuda.is_available() else None,
+                           reference_input=reference_input, dtype=getattr(torch, dtype))
+    else:
+        raise ConfigError(f"fuser.backend {backend!r}: hf or ctranslate2")
     records, topk, fused_from = [], [], []
     for _, rec, order in iter_ranked(split_path, ranker, rankings_path):
         top = order[: fuser.spec.top_k]
@@ -56,7 +67,7 @@ def fuse_split(model_dir, split_path, ranker: str, out_path, rankings_path=None,
         fused_from.append([rec["candidates"][j].get("model", f"#{j}") for j in top])
     kw = {**fuser.generate_defaults, **(generate or {})}
     # a fuser given by spec (not a folder) has no files to fingerprint: never resumed (key None)
-    fingerprint = _fingerprint(model_dir, split_path, rankings_path, ranker, kw, reference_input, dtype) \
+    fingerprint = _fingerprint(model_dir, split_path, rankings_path, ranker, kw, reference_input, dtype, backend) \
         if Path(model_dir).is_dir() else None
     partial = AnswerLog(str(out_path) + ".partial.jsonl", fingerprint, "result")
     done = partial.read()
@@ -91,10 +102,11 @@ def fuse_split(model_dir, split_path, ranker: str, out_path, rankings_path=None,
         rows.append(row)
     write_jsonl(out_path, rows)
     partial.remove()
+    shutil.rmtree(work, ignore_errors=True)
     flags = Counter(f for r in results for f in r["flags"])
     n_tokens = sum(r["n_tokens"] for r in results)
     report = {"records": len(rows), "fused_now": n_new, "ranker": ranker, "decoding_method": method, "generate": kw,
-              "dtype": dtype,
+              "dtype": dtype, "backend": backend,
               "flags": dict(flags), "fused_tokens": n_tokens}
     if report_path:
         write_json(report_path, report)

@@ -54,6 +54,11 @@ def genfuser_keys(config: dict) -> list[str]:
     return ["seed"] + GENFUSER_KEYS + model_keys(config, config["fuser"]["model"])
 
 
+def fuse_keys(config: dict) -> list[str]:
+    """Rule fuse_candidates': the GenFuser's keys and what decodes it (fuser.backend, read by that rule only)."""
+    return genfuser_keys(config) + ["fuser.backend"]
+
+
 def aggregator_model(config: dict, data: str) -> list[str]:
     from llmblend.generate.rules import model_files
 
