@@ -126,7 +126,7 @@ def test_the_yaml_recipe_validates(tmp_path):
 
 def test_the_library_example_runs(tmp_path, monkeypatch, saved_pairranker):
     """The README's Python block, run as written, with the demo's two trained folders stood in for by
-    a tiny PairRanker and a tiny causal LM (the run's folders need the 12-minute demo)."""
+    a tiny PairRanker and a tiny causal LM (the run's folders need the 9-minute demo)."""
     from test_fuser import make_model_dir
 
     (code,) = re.findall(r"```python\n(.*?)```", README, re.S)
