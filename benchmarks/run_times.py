@@ -132,9 +132,9 @@ def report(rows: list[dict], flag: float, span, goal_min: float | None, use: dic
     total = sum(r["s"] for r in rows)
     out.append("")
     # Snakemake's benchmark samples the job's processes every 0.5 s for 30 samples, then every 30 s,
-    # and keeps the last sample's CPU time: a job of 16-45 s shows ~15 s whatever it used
+    # and keeps the last sample's CPU time: a job of 16-45 s shows what it used in its first ~15 s
     out.append("CPU s: the last of Snakemake's samples (every 0.5 s for the first ~15 s, then every 30 s), "
-               "so it misses up to 30 s of each job's CPU time; wall s is exact")
+               "so it misses up to 30 s of each job's run; wall s is exact")
     out.append(f"{len(rows)} benchmarked jobs, {total:.0f} s of job wall time in all "
                f"({sum(1 for r in rows if r['s'] > flag)} over {flag:.0f} s)")
     if span:
