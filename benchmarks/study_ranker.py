@@ -14,7 +14,7 @@ its training pool (imports and replayed labels, a few minutes):
     python benchmarks/study_ranker.py --probe workflow   # a probe on frozen embeddings beside a ranker
     python benchmarks/study_ranker.py --ensemble-consensus workflow <cells>   # trainings averaged + consensus
 
-A cell is named `len<C>-src<S>-pool<P>-e<E>[-p<K>][-fp32][-headtail][-adrop0][-anchor][-lenbal][-mean][-lr<M>e<X>][-seed<N>][-<backbone>]`:
+A cell is named `len<C>-src<S>-pool<P>-e<E>[-p<K>][-fp32][-headtail][-adrop0][-anchor][-lenbal][-mean][-refit][-lr<M>e<X>][-seed<N>][-<backbone>]`:
 - C: candidate tokens (ranker.candidate_max_len); S: source tokens (default 128; the pair must fit
   the backbone's 512 positions, so C=240 goes with S=32 at most, C=192 with S=64);
 - P: the training pool: `12` (the profile's ranked models), `37` (all of the mirror) or `holdout`
@@ -35,6 +35,9 @@ A cell is named `len<C>-src<S>-pool<P>-e<E>[-p<K>][-fp32][-headtail][-adrop0][-a
   weighted so that the longer answer is the better in half the weight of unequal pairs (in ~80% of
   an input's pool pairs unweighted);
   mean: the head reads each part's mean hidden state instead of its prefix token's (ranker.pooling mean);
+  refit: train on the train and the val prompts together (20% more judged prompts), for the cell's
+  epochs: the epoch count is the one val chose before; the val accuracy printed is then in-sample,
+  so the epoch kept is the last in practice (every mean-pooling training so far had val pick its last);
   lr<M>e<X>: learning rate M x 10^-X (lr2e5 = 2e-5) instead of the profile's ranker.train.lr;
   seed<N>: the training's seed (initialisation, pair draws, dropout) instead of the profile's, to see
   how far two trainings of the same cell differ; the held-out models, the test and its bootstrap keep
@@ -68,7 +71,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 CELL = re.compile(r"^len(?P<len>\d+)(?:-src(?P<src>\d+))?-pool(?P<pool>12|37|holdout)-e(?P<epochs>\d+)"
                   r"(?:-p(?P<pairs>\d+))?(?P<fp32>-fp32)?(?P<headtail>-headtail)?(?P<adrop0>-adrop0)?(?P<anchor>-anchor)?"
-                  r"(?P<lenbal>-lenbal)?(?P<mean>-mean)?(?:-lr(?P<lr>\d+)e(?P<lr_exp>\d+))?(?:-seed(?P<seed>\d+))?"
+                  r"(?P<lenbal>-lenbal)?(?P<mean>-mean)?(?P<refit>-refit)?(?:-lr(?P<lr>\d+)e(?P<lr_exp>\d+))?(?:-seed(?P<seed>\d+))?"
                   r"(?:-(?P<backbone>[a-z0-9_]+))?$")
 HELD_OUT = 8
 
@@ -77,12 +80,13 @@ def parse_cell(name: str) -> dict:
     m = CELL.match(name)
     if not m:
         raise SystemExit(f"cell {name!r}: expected len<C>[-src<S>]-pool<12|37|holdout>-e<E>[-p<K>][-fp32][-headtail]"
-                         "[-adrop0][-anchor][-lenbal][-mean][-lr<M>e<X>][-seed<N>][-<backbone>]")
+                         "[-adrop0][-anchor][-lenbal][-mean][-refit][-lr<M>e<X>][-seed<N>][-<backbone>]")
     return {"name": name, "candidate_max_len": int(m["len"]), "source_max_len": int(m["src"] or 128),
             "pool": m["pool"], "epochs": int(m["epochs"]), "pairs_per_input": int(m["pairs"] or 5),
             "autocast": None if m["fp32"] else "bfloat16", "backbone": m["backbone"] or "minilm",
             "headtail": bool(m["headtail"]), "anchor": bool(m["anchor"]), "length_balanced": bool(m["lenbal"]),
             "attention_dropout": 0.0 if m["adrop0"] else None, "pooling": "mean" if m["mean"] else None,
+            "refit": bool(m["refit"]),
             "lr": None if m["lr"] is None else float(f"{m['lr']}e-{m['lr_exp']}"), "seed": None if m["seed"] is None else int(m["seed"])}
 
 
@@ -295,6 +299,12 @@ def run_cell(cell: dict, args) -> dict:
         if cell["anchor"]:
             add_reference(cfg, split, work / f"{split}.jsonl", judges[split], work / f"judge_{split}.jsonl")
             judges[split] = work / f"judge_{split}.jsonl"
+    if cell.get("refit"):  # the val prompts join the training set (their files are appended, not moved)
+        for name, extra in (("train.jsonl", work / "val.jsonl"), ("judge_train.jsonl", judges["val"])):
+            base = work / "train.jsonl" if name == "train.jsonl" else judges["train"]
+            text = base.read_text(encoding="utf-8") + extra.read_text(encoding="utf-8")
+            (work / name).write_text(text, encoding="utf-8")
+        judges["train"] = work / "judge_train.jsonl"
     backbone_spec = cfg["models"][cell["backbone"]]["spec"]
     torch.set_num_threads(args.threads)
 
