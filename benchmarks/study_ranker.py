@@ -299,11 +299,12 @@ def run_cell(cell: dict, args) -> dict:
         if cell["anchor"]:
             add_reference(cfg, split, work / f"{split}.jsonl", judges[split], work / f"judge_{split}.jsonl")
             judges[split] = work / f"judge_{split}.jsonl"
-    if cell.get("refit"):  # the val prompts join the training set (their files are appended, not moved)
-        for name, extra in (("train.jsonl", work / "val.jsonl"), ("judge_train.jsonl", judges["val"])):
-            base = work / "train.jsonl" if name == "train.jsonl" else judges["train"]
-            text = base.read_text(encoding="utf-8") + extra.read_text(encoding="utf-8")
-            (work / name).write_text(text, encoding="utf-8")
+    if cell.get("refit"):  # the val prompts join the training set (appended; val stays as it is)
+        joined = [(work / "train.jsonl", work / "train.jsonl", work / "val.jsonl"),
+                  (work / "judge_train.jsonl", judges["train"], judges["val"])]
+        for dst, *parts in joined:
+            text = "".join(part.read_text(encoding="utf-8") for part in parts)  # read before dst is written
+            dst.write_text(text, encoding="utf-8")
         judges["train"] = work / "judge_train.jsonl"
     backbone_spec = cfg["models"][cell["backbone"]]["spec"]
     torch.set_num_threads(args.threads)
