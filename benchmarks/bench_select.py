@@ -205,7 +205,7 @@ def main(argv=None):
     ap.add_argument("--rules", default=select.LEADER_RULE,
                     help="leader rules of `sampled` to simulate (comma-separated: lsq, lsq_plain, mean, sub; "
                          f"the plot shows the default, {select.LEADER_RULE})")
-    ap.add_argument("--race-z", default="0.5,0.75,1,1.25,1.5,2,2.5,3", help="z values of the race cells (comma-separated)")
+    ap.add_argument("--race-z", default="1,1.5,2,2.5,3,4", help="z values of the race cells (comma-separated)")
     ap.add_argument("--time", action="store_true", help="also run full and the default sampled and race for real (timed)")
     args = ap.parse_args(argv)
 

@@ -276,7 +276,7 @@ def test_select_curve_replays_the_schedules_on_the_full_matrices(tmp_path):
         assert f.readline().strip() == CURVE_COLUMNS
     rows = {r["label"]: r for r in read_csv(out / "plots/select_curve.csv")}
     assert list(rows) == ["full", "knockout"] + [f"o{o} k{k}" for o in (1, 2, 3) for k in (2, 3, 4, 5)] + [
-        f"race z{z}" for z in ("0.5", "1", "1.5", "2", "3")]
+        f"race z{z}" for z in ("1", "1.5", "2", "2.5", "3")]
     full, knock = rows["full"], rows["knockout"]
     assert (full["schedule"], full["opponents"], full["refine_top"]) == ("full", "", "")
     assert (rows["o2 k3"]["opponents"], rows["o2 k3"]["refine_top"]) == ("2", "3")  # integers, not 2.0

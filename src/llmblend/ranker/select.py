@@ -21,16 +21,20 @@ evaluate stage's select_curve and benchmarks/bench_select.py call it).
   logit(i, j) ~ f_i - f_j + g_i + g_j + c over every observed entry (g: each candidate's own position
   effect, c: the position bias), which is MaxLogits / 2 plus a constant when the matrix is complete;
   the others keep their round-1 score, shifted below every leader. k >= N runs the full matrix.
-- `race` (`z`, `opponents` o): adaptive, a racing algorithm after LUCB (Kalyanakrishnan et al., 2012)
-  on the MaxLogits score itself. Round 1 is `sampled`'s cyclic design. After each round the scores
-  are estimated by the least-squares fit of `sampled` (est_i = 2 f_i, MaxLogits on a complete
-  matrix) and each candidate's unplayed total gets a variance (finite-population: U s^2 + U^2 s^2 / k
-  for k played and U unplayed of its 2(N-1) own-side values, s^2 the prompt's pooled within-candidate
-  variance of those values); the rival b whose gap to the leader a is the fewest standard errors is
-  found, and the schedule stops when that is >= z. Otherwise it plays a against b (both orders) if
-  not yet played, else one new comparison each for a and b (random unplayed opponent, in the position
-  each has played less). Easy prompts stop after a few rounds, close ones play on, up to the full
-  matrix: the passes differ by prompt, and z trades passes for agreement with full MaxLogits.
+- `race` (`z`, `opponents` o, `min_dof`): adaptive, a racing algorithm after LUCB (Kalyanakrishnan
+  et al., 2012) on the MaxLogits score itself. Round 1 is `sampled`'s cyclic design. After each round
+  every candidate's MaxLogits score is predicted: its played values as played, its unplayed ones by
+  the least-squares fit of `sampled` over the played entries; each gap to the leader gets the fit's
+  prediction variance (the unplayed entries' noise around the fit plus the fit's own error; the
+  noise is the fit's residual variance once it has `min_dof` degrees of freedom, before that the
+  spread of each candidate's own played values, which counts opponents' strengths as noise and is
+  larger). The rival b whose gap to the leader a is the fewest standard errors is found, and the
+  schedule stops when that is >= z. Otherwise it plays a against b (both orders) if not yet played,
+  else one new comparison each for a and b (random unplayed opponent, in the position each has played
+  less). Easy prompts stop after a few rounds, close ones play on, up to the full matrix: the passes
+  differ by prompt, and z trades passes for agreement with full MaxLogits. z and min_dof were chosen
+  on the val matrices of five trained rankers (docs/results.md, "The race with the fit's prediction
+  variance").
 - `knockout`: a single-elimination bracket over a seeded shuffle, each match in both orders
   (logit(a, b) - logit(b, a) > 0: a advances, else b; an odd one out gets a bye), 2(N-1) passes in
   ceil(log2 N) rounds; score = rounds survived (a bye counts), so the winner alone has the top score
@@ -60,6 +64,7 @@ LEADER_RULES = ("lsq", "lsq_plain", "mean", "sub")
 # `race`'s defaults, the schema's (ranker.race)
 DEFAULT_Z = schema_default("ranker.race.z")
 DEFAULT_RACE_OPPONENTS = schema_default("ranker.race.opponents")
+DEFAULT_RACE_MIN_DOF = schema_default("ranker.race.min_dof")
 
 
 class _Schedule:
@@ -105,6 +110,15 @@ class Full(_Schedule):
         return max_logits(m).tolist()
 
 
+def _own_side_weights(n: int, pairs) -> np.ndarray:
+    """W[i, r] = +1 where pair r shows i first, -1 where second: W @ values sums each one's own side."""
+    w = np.zeros((n, len(pairs)))
+    for r, (i, j) in enumerate(pairs):
+        w[i, r] += 1.0
+        w[j, r] -= 1.0
+    return w
+
+
 def _own_side_means(n: int, obs: dict) -> np.ndarray:
     """Mean over each candidate's comparisons of its own side's logit (+ shown first, - shown second)."""
     tot, cnt = np.zeros(n), np.zeros(n)
@@ -116,6 +130,18 @@ def _own_side_means(n: int, obs: dict) -> np.ndarray:
     return np.divide(tot, cnt, out=np.zeros(n), where=cnt > 0)
 
 
+def _design(n: int, pairs) -> np.ndarray:
+    """Rows of the model logit(i, j) ~ f_i - f_j + g_i + g_j + c over columns (f, g, c), one per pair."""
+    x = np.zeros((len(pairs), 2 * n + 1))
+    for r, (i, j) in enumerate(pairs):
+        x[r, i] += 1.0
+        x[r, j] -= 1.0
+        x[r, n + i] += 1.0
+        x[r, n + j] += 1.0
+        x[r, 2 * n] = 1.0
+    return x
+
+
 def lsq_strengths(n: int, obs: dict, position_effects: bool = True) -> np.ndarray:
     """Least squares of logit(i, j) ~ f_i - f_j + g_i + g_j + c over the observed entries: f the
     strength, g a candidate's own position effect (what it adds in either position, which a pair seen
@@ -124,13 +150,9 @@ def lsq_strengths(n: int, obs: dict, position_effects: bool = True) -> np.ndarra
     position_effects=False drops g (the "lsq_plain" rule)."""
     rows = len(obs)
     a = np.zeros((rows + 2, 2 * n + 1))
+    a[:rows] = _design(n, list(obs))
     y = np.zeros(rows + 2)
-    for r, ((i, j), v) in enumerate(obs.items()):
-        a[r, i] += 1.0
-        a[r, j] -= 1.0
-        a[r, n + i] += 1.0
-        a[r, n + j] += 1.0
-        a[r, 2 * n], y[r] = 1.0, v
+    y[:rows] = list(obs.values())
     a[rows, :n] = 1.0  # sum f = 0 and sum g = 0: one solution whatever the design
     a[rows + 1, n: 2 * n] = 1.0
     if not position_effects:
@@ -180,11 +202,13 @@ class Sampled(_Schedule):
 
 
 class Race(_Schedule):
-    def __init__(self, n: int, rng: np.random.Generator, z: float = DEFAULT_Z, opponents: int = DEFAULT_RACE_OPPONENTS):
+    def __init__(self, n: int, rng: np.random.Generator, z: float = DEFAULT_Z, opponents: int = DEFAULT_RACE_OPPONENTS,
+                 min_dof: int = DEFAULT_RACE_MIN_DOF):
         super().__init__(n)
-        if not z >= 0 or opponents < 1:
-            raise ValueError(f"z={z}, opponents={opponents}: z must be >= 0 and opponents >= 1")
-        self.z, self.rng = float(z), rng
+        if not z >= 0 or opponents < 1 or min_dof < 1:
+            raise ValueError(f"z={z}, opponents={opponents}, min_dof={min_dof}: z must be >= 0, opponents and "
+                             "min_dof >= 1")
+        self.z, self.rng, self.min_dof = float(z), rng, int(min_dof)
         # per candidate, kept as the rounds are fed (re-reading every comparison each round cost ~2.5x):
         # own-side values played, their sum and sum of squares, times shown first / second
         self.k, self.sum, self.sq = np.zeros(n), np.zeros(n), np.zeros(n)
@@ -192,14 +216,36 @@ class Race(_Schedule):
         self._round = _cyclic_round(n, rng, opponents)
 
     def estimate(self) -> tuple[np.ndarray, np.ndarray]:
-        """(estimated MaxLogits scores, variance of each candidate's unplayed part of its score total)."""
-        k, u = self.k, 2 * (self.n - 1) - self.k  # U: a candidate's own-side values not yet played
-        ss = float(np.sum(self.sq - np.divide(self.sum ** 2, k, out=np.zeros(self.n), where=k > 0)))
-        dof = float(k.sum() - (k > 0).sum())
-        s2 = max(ss, 0.0) / dof if dof > 0 else float("inf")
-        var = np.zeros(self.n)
-        var[u > 0] = s2 * (u + u * u / np.maximum(k, 1))[u > 0]
-        return 2.0 * lsq_strengths(self.n, self.obs), var
+        """(predicted MaxLogits scores, variance of each one's gap to the predicted leader's).
+
+        The prediction of score i: its played own-side values plus the fit's values of its unplayed
+        entries (logit(i, j) ~ f_i - f_j + g_i + g_j + c by least squares over the played ones), so it
+        is MaxLogits itself once the matrix is complete. The error of a gap is the unplayed entries'
+        noise around the fit plus the fit's own error: sigma^2 (|d|^2 + d' X_U (X_P'X_P)^+ X_U' d) for d
+        the gap's weights on the unplayed entries (the usual prediction variance of a linear model).
+        sigma^2: the residual variance once the fit has min_dof degrees of freedom; before that the
+        pooled spread of each candidate's own played values (larger: opponents' strengths count as noise)."""
+        n, played = self.n, list(self.obs)
+        unplayed = [(i, j) for i in range(n) for j in range(n) if i != j and (i, j) not in self.obs]
+        xp, xu = _design(n, played), _design(n, unplayed)
+        y = np.fromiter(self.obs.values(), dtype=np.float64, count=len(played))
+        gram_inv = np.linalg.pinv(xp.T @ xp)
+        beta = gram_inv @ (xp.T @ y)
+        dof = len(played) - np.linalg.matrix_rank(xp)
+        if dof >= self.min_dof:
+            resid = y - xp @ beta
+            s2 = float(resid @ resid) / dof
+        else:
+            k = self.k
+            ss = float(np.sum(self.sq - np.divide(self.sum ** 2, k, out=np.zeros(n), where=k > 0)))
+            pooled_dof = float(k.sum() - (k > 0).sum())
+            s2 = max(ss, 0.0) / pooled_dof if pooled_dof > 0 else float("inf")
+        own_p, own_u = _own_side_weights(n, played), _own_side_weights(n, unplayed)
+        pred = own_p @ y + own_u @ (xu @ beta)
+        d = own_u[int(np.argmax(pred))][None, :] - own_u  # each gap's weights on the unplayed entries
+        h = xu @ gram_inv @ xu.T
+        var = s2 * (np.einsum("bu,bu->b", d, d) + np.einsum("bu,uv,bv->b", d, h, d))
+        return pred / n, var / n ** 2  # MaxLogits is a mean over N (aggregate.max_logits)
 
     def _next_round(self):
         for i, j in self._round:  # the round just fed
@@ -215,7 +261,7 @@ class Race(_Schedule):
         est, var = self.estimate()
         a = int(np.argmax(est))
         with np.errstate(divide="ignore", invalid="ignore"):
-            t = (est[a] - est) * self.n / np.sqrt(var[a] + var)  # the gap of totals in standard errors
+            t = (est[a] - est) / np.sqrt(var)  # each gap in standard errors
         t[a] = np.inf
         t[np.isnan(t)] = np.inf  # 0/0: nothing of a's nor b's left to play, so decided
         b = int(np.argmin(t))
@@ -323,7 +369,7 @@ TARGET_AGREEMENT, TARGET_SHARE = 0.95, 0.25
 
 
 def grid_cells(opponents=(1, 2, 3), refine_top=(2, 3, 4, 5), rules=(LEADER_RULE,),
-               race_z=(0.5, 1.0, 1.5, 2.0, 3.0)) -> list[tuple[str, dict]]:
+               race_z=(1.0, 1.5, 2.0, 2.5, 3.0)) -> list[tuple[str, dict]]:
     """The cells of a schedule grid: (schedule, make() keywords): full, knockout, `sampled` for every
     rule x opponents x refine_top, then `race` for every z (one opponent in round 1)."""
     cells: list[tuple[str, dict]] = [("full", {}), ("knockout", {})]
