@@ -220,7 +220,8 @@ class Blender:
         default select.DEFAULT_OPPONENTS / DEFAULT_REFINE_TOP = 1 / 5),
         "race" (adaptive: plays until the leader is `z` standard errors ahead of every rival on its
         estimated MaxLogits score, so few passes where the best is clear and up to N(N-1) where it is
-        not; schedule_kw z and opponents, default select.DEFAULT_Z and one opponent)
+        not; schedule_kw z, opponents and min_dof, default select.DEFAULT_Z, one opponent and
+        select.DEFAULT_RACE_MIN_DOF)
         or "knockout" (a bracket, each match in both orders: 2(N-1) passes)."""
         if schedule is None:
             scores = self.rank(inputs, candidates, instructions, return_scores=True, mode=mode)
