@@ -154,6 +154,9 @@ def test_race_stops_early_on_a_clear_winner_and_plays_on_a_close_one():
         s = select.play_matrix(select.make("race", 12, 1, z=2.5), m)
         assert s.pick == int(np.argmax(infer.max_logits(m))) == 3
         played[gap] = s.n_forward
+        if gap == 3.0:  # the fit never trusted (min_dof unreachable): each one's own spread stops it early too
+            s = select.play_matrix(select.make("race", 12, 1, z=2.5, min_dof=10**6), m)
+            assert s.pick == 3 and s.n_forward <= 36, s.n_forward
     assert played[3.0] <= 28 and played[0.05] >= 1.6 * played[3.0], played  # round 1 is 12 passes, N(N-1) 132
 
 
