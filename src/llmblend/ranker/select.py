@@ -229,9 +229,12 @@ class Race(_Schedule):
         unplayed = [(i, j) for i in range(n) for j in range(n) if i != j and (i, j) not in self.obs]
         xp, xu = _design(n, played), _design(n, unplayed)
         y = np.fromiter(self.obs.values(), dtype=np.float64, count=len(played))
-        gram_inv = np.linalg.pinv(xp.T @ xp)
+        # one eigendecomposition gives both the pseudo-inverse of X_P'X_P and the design's rank
+        eig, vec = np.linalg.eigh(xp.T @ xp)
+        kept = eig > 1e-9 * max(float(eig[-1]), 1.0)
+        gram_inv = (vec[:, kept] / eig[kept]) @ vec[:, kept].T
         beta = gram_inv @ (xp.T @ y)
-        dof = len(played) - np.linalg.matrix_rank(xp)
+        dof = len(played) - int(kept.sum())
         if dof >= self.min_dof:
             resid = y - xp @ beta
             s2 = float(resid @ resid) / dof
