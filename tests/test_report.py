@@ -52,6 +52,17 @@ def test_report_shows_the_select_curve_only_where_the_evaluation_drew_it(tmp_pat
     assert html_escape((CAPTIONS / "select_curve.rst").read_text().strip()[:40]) in text
 
 
+def test_select_curve_caption_names_every_schedule_of_the_drawn_grid():
+    """The caption describes the figure's cells; the grid itself is defined once, in select.DEFAULT_GRID
+    (a caption that named the grid of before the race went unnoticed for sessions)."""
+    from llmblend.ranker.select import DEFAULT_GRID
+
+    caption = (CAPTIONS / "select_curve.rst").read_text(encoding="utf-8")
+    assert "DEFAULT_GRID" in caption
+    for schedule in sorted({name for name, _ in DEFAULT_GRID}):
+        assert re.search(rf"\b{schedule}\b", caption), f"select_curve.rst does not name schedule {schedule!r}"
+
+
 def test_report_needs_the_evaluate_outputs(tmp_path):
     with pytest.raises(InputError, match="summary.json: missing"):
         build_report({"run": "x"}, tmp_path, CAPTIONS, tmp_path / "r.html")
