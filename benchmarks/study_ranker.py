@@ -14,7 +14,7 @@ its training pool (imports and replayed labels, a few minutes):
     python benchmarks/study_ranker.py --probe workflow   # a probe on frozen embeddings beside a ranker
     python benchmarks/study_ranker.py --ensemble-consensus workflow <cells>   # trainings averaged + consensus
 
-A cell is named `len<C>-src<S>-pool<P>-e<E>[-p<K>][-fp32][-headtail][-adrop0][-anchor][-lenbal][-mean][-refit][-lr<M>e<X>][-seed<N>][-<backbone>]`:
+A cell is named `len<C>-src<S>-pool<P>-e<E>[-p<K>][-fp32][-headtail][-adrop0][-anchor][-lenbal][-tie<T>][-mean][-refit][-lr<M>e<X>][-seed<N>][-<backbone>]`:
 - C: candidate tokens (ranker.candidate_max_len); S: source tokens (default 128; the pair must fit
   the backbone's 512 positions, so C=240 goes with S=32 at most, C=192 with S=64);
 - P: the training pool: `12` (the profile's ranked models), `37` (all of the mirror) or `holdout`
@@ -34,6 +34,9 @@ A cell is named `len<C>-src<S>-pool<P>-e<E>[-p<K>][-fp32][-headtail][-adrop0][-a
   lenbal: length-balanced training pairs (ranker.train.length_balanced_pairs): each pair's loss is
   weighted so that the longer answer is the better in half the weight of unequal pairs (in ~80% of
   an input's pool pairs unweighted);
+  tie<T>: T pairs of equal verdicts per prompt and epoch besides the K unequal ones, trained towards a
+  logit of 0 (ranker.tie_pairs_per_input; the pool's pairs are mostly such ties, which the paper's
+  sampling leaves out);
   mean: the head reads each part's mean hidden state instead of its prefix token's (ranker.pooling mean);
   refit: train on the train and the val prompts together (20% more judged prompts), for the cell's
   epochs: the epoch count is the one val chose before; the val accuracy printed is then in-sample,
@@ -71,7 +74,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 CELL = re.compile(r"^len(?P<len>\d+)(?:-src(?P<src>\d+))?-pool(?P<pool>12|37|holdout)-e(?P<epochs>\d+)"
                   r"(?:-p(?P<pairs>\d+))?(?P<fp32>-fp32)?(?P<headtail>-headtail)?(?P<adrop0>-adrop0)?(?P<anchor>-anchor)?"
-                  r"(?P<lenbal>-lenbal)?(?P<mean>-mean)?(?P<refit>-refit)?(?:-lr(?P<lr>\d+)e(?P<lr_exp>\d+))?(?:-seed(?P<seed>\d+))?"
+                  r"(?P<lenbal>-lenbal)?(?:-tie(?P<ties>\d+))?(?P<mean>-mean)?(?P<refit>-refit)?(?:-lr(?P<lr>\d+)e(?P<lr_exp>\d+))?(?:-seed(?P<seed>\d+))?"
                   r"(?:-(?P<backbone>[a-z0-9_]+))?$")
 HELD_OUT = 8
 
@@ -80,13 +83,13 @@ def parse_cell(name: str) -> dict:
     m = CELL.match(name)
     if not m:
         raise SystemExit(f"cell {name!r}: expected len<C>[-src<S>]-pool<12|37|holdout>-e<E>[-p<K>][-fp32][-headtail]"
-                         "[-adrop0][-anchor][-lenbal][-mean][-refit][-lr<M>e<X>][-seed<N>][-<backbone>]")
+                         "[-adrop0][-anchor][-lenbal][-tie<T>][-mean][-refit][-lr<M>e<X>][-seed<N>][-<backbone>]")
     return {"name": name, "candidate_max_len": int(m["len"]), "source_max_len": int(m["src"] or 128),
             "pool": m["pool"], "epochs": int(m["epochs"]), "pairs_per_input": int(m["pairs"] or 5),
             "autocast": None if m["fp32"] else "bfloat16", "backbone": m["backbone"] or "minilm",
             "headtail": bool(m["headtail"]), "anchor": bool(m["anchor"]), "length_balanced": bool(m["lenbal"]),
             "attention_dropout": 0.0 if m["adrop0"] else None, "pooling": "mean" if m["mean"] else None,
-            "refit": bool(m["refit"]),
+            "refit": bool(m["refit"]), "tie_pairs": int(m["ties"] or 0),
             "lr": None if m["lr"] is None else float(f"{m['lr']}e-{m['lr_exp']}"), "seed": None if m["seed"] is None else int(m["seed"])}
 
 
@@ -279,7 +282,8 @@ def run_cell(cell: dict, args) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     rc = cfg["ranker"]
     rc.update(source_max_len=cell["source_max_len"], candidate_max_len=cell["candidate_max_len"],
-              pairs_per_input=cell["pairs_per_input"], threads=args.threads)
+              pairs_per_input=cell["pairs_per_input"], tie_pairs_per_input=cell.get("tie_pairs", 0),
+              threads=args.threads)
     rc["train"] = {**rc["train"], "epochs": cell["epochs"], "autocast": cell["autocast"],
                    "attention_dropout": cell.get("attention_dropout"),
                    "length_balanced_pairs": bool(cell.get("length_balanced"))}

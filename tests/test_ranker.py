@@ -943,3 +943,106 @@ def test_training_with_length_balanced_pairs_logs_what_it_drew(tiny_backbone, tm
     with pytest.raises(ValueError, match="length_balanced_pairs"):
         train_ranker(tiny_cfg(epochs=1, length_balanced_pairs=True), "summareranker", tr, va, tiny_backbone,
                      tmp_path / "s", tmp_path / "s.csv")
+
+
+# ------------------------------------------------------------------ tie pairs (ranker.tie_pairs_per_input)
+
+
+def test_tie_pairs_are_pairs_of_equal_signal_in_both_orders():
+    import random
+
+    from llmblend.ranker.train import sample_tie_pairs
+
+    signal = [1.0, 1.0, 0.0, 0.0, 0.0, 0.5]  # ties: (0,1) and the three of {2,3,4}
+    ties = {frozenset((0, 1)), frozenset((2, 3)), frozenset((2, 4)), frozenset((3, 4))}
+    rng, seen, orders = random.Random(0), set(), set()
+    for _ in range(50):
+        drawn = sample_tie_pairs(signal, 3, rng)
+        assert len(drawn) == 3 and len({frozenset(p) for p in drawn}) == 3
+        assert all(signal[i] == signal[j] for i, j in drawn)
+        seen |= {frozenset(p) for p in drawn}
+        orders |= set(drawn)
+    assert seen == ties
+    assert (0, 1) in orders and (1, 0) in orders
+    assert len(sample_tie_pairs(signal, 10, rng)) == 4  # fewer when fewer exist
+    assert sample_tie_pairs([2.0, 1.0, 0.0], 5, rng) == []
+
+
+def test_pair_loss_on_a_tie_is_least_at_a_logit_of_zero_and_leaves_unequal_pairs_as_they_were():
+    import math
+
+    import torch.nn.functional as F
+
+    from llmblend.ranker.train import pair_loss
+
+    y1, y2 = torch.tensor([1.0, 1.0, 0.0, 0.5]), torch.tensor([0.0, 1.0, 1.0, 0.5])  # pairs 2 and 4 are ties
+    s1 = torch.tensor([2.0, 1.5, 0.5, -1.0], requires_grad=True)
+    s2 = torch.tensor([0.0, -0.5, 1.0, 0.0])
+    loss = pair_loss(s1, s2, y1, y2, "instructgpt")
+    x = (s1 - s2).detach()
+    expected = [-F.logsigmoid(x[0]), -(F.logsigmoid(x[1]) + F.logsigmoid(-x[1])) / 2, -F.logsigmoid(-x[2]),
+                -(F.logsigmoid(x[3]) + F.logsigmoid(-x[3])) / 2]
+    assert float(loss.detach()) == pytest.approx(float(sum(expected)) / 4, rel=1e-6)
+    loss.backward()
+    # the tie with logit +2 is pulled down, the one with logit -1 up; the unequal pairs as before
+    assert s1.grad[1] > 0 and s1.grad[3] < 0 and s1.grad[0] < 0 and s1.grad[2] > 0
+    zero = pair_loss(torch.tensor([0.3]), torch.tensor([0.3]), torch.tensor([1.0]), torch.tensor([1.0]), "instructgpt")
+    assert float(zero) == pytest.approx(math.log(2), rel=1e-6)
+    for d in (0.5, 2.0):  # symmetric and growing away from 0
+        a = pair_loss(torch.tensor([d]), torch.tensor([0.0]), torch.tensor([1.0]), torch.tensor([1.0]), "instructgpt")
+        b = pair_loss(torch.tensor([0.0]), torch.tensor([d]), torch.tensor([1.0]), torch.tensor([1.0]), "instructgpt")
+        assert float(a) == pytest.approx(float(b)) and float(a) > math.log(2)
+    # BCE: both heads against 1/2 on a tie
+    h1, h2 = torch.tensor([0.0, 3.0]), torch.tensor([0.0, -3.0])
+    bce = pair_loss(h1, h2, torch.tensor([1.0, 0.0]), torch.tensor([1.0, 0.0]), "BCE")
+    tie = (F.binary_cross_entropy_with_logits(h1, torch.full((2,), 0.5))
+           + F.binary_cross_entropy_with_logits(h2, torch.full((2,), 0.5))) / 2
+    assert float(bce) == pytest.approx(float(tie), rel=1e-6)
+
+
+def test_a_step_with_tie_pairs_adds_them_after_the_unequal_pairs(tiny_backbone, tmp_path, monkeypatch):
+    import llmblend.ranker.train as train_mod
+    from llmblend.ranker.train import Batcher
+
+    model, tok = build_ranker("pairranker", tiny_backbone, "tiny")
+    model.eval()
+    path = tmp_path / "t.jsonl"
+    path.write_text("".join(json.dumps(make_record(i, 5, length_signal=False)) + "\n" for i in range(4)))
+    examples = attach_signal(load_examples(path, ["clm_logprob"]), tiny_cfg()["ranker"]["signal"])
+    for ex in examples:  # as a judge against one reference: two levels, so most pairs are ties
+        ex.signal = [1.0, 1.0, 0.0, 0.0, 0.0]
+    seen = []
+    own = train_mod.pair_loss
+
+    def spy(s1, s2, y1, y2, kind, weight=None):
+        seen.append((y1 == y2).tolist())
+        return own(s1, s2, y1, y2, kind, weight)
+
+    monkeypatch.setattr(train_mod, "pair_loss", spy)
+    cfg = {**tiny_cfg()["ranker"]["train"], "pairs_per_input": 3}
+    plain = Batcher(model.config, tok, cfg, seed=3).step(model, examples, "cpu", lambda loss: None)
+    assert sum(seen.pop()) == 0 and not seen  # the paper's sampling: no ties
+    zero = Batcher(model.config, tok, {**cfg, "tie_pairs_per_input": 0}, seed=3).step(
+        model, examples, "cpu", lambda loss: None)
+    assert zero == plain
+    seen.clear()
+    with_ties = Batcher(model.config, tok, {**cfg, "tie_pairs_per_input": 2}, seed=3).step(
+        model, examples, "cpu", lambda loss: None)
+    flags = seen.pop()
+    assert len(flags) == 4 * (3 + 2) and sum(flags) == 4 * 2
+    assert with_ties != pytest.approx(plain, rel=1e-3)
+
+
+def test_tie_pairs_are_a_declared_pairranker_setting(tiny_backbone, tmp_path):
+    from llmblend.ranker.rules import train_keys
+    from llmblend.ranker.stage import train_ranker
+
+    assert "ranker.tie_pairs_per_input" in train_keys("pairranker", [])
+    assert "ranker.tie_pairs_per_input" not in train_keys("summareranker", [])
+    tr = write_split(tmp_path / "train.jsonl", 8)
+    va = write_split(tmp_path / "val.jsonl", 4, start=100)
+    cfg = tiny_cfg(epochs=1)
+    a = train_ranker(cfg, "pairranker", tr, va, tiny_backbone, tmp_path / "a", tmp_path / "a.csv")
+    cfg["ranker"]["tie_pairs_per_input"] = 3
+    b = train_ranker(cfg, "pairranker", tr, va, tiny_backbone, tmp_path / "b", tmp_path / "b.csv")
+    assert a["history"][0]["loss"] != b["history"][0]["loss"]

@@ -91,7 +91,8 @@ def train_keys(ranker: str, backbone_keys: list[str]) -> list[str]:
             "ranker.train_generators", "ranker.length_sharing", "ranker.source_join"]
     # validation scoring reads the batch sizes; infer.autocast is for the ranking jobs only
     if ranker == "pairranker":  # the pairwise loss and its pair sampling
-        keys += ["ranker.loss", "ranker.pairs_per_input", "ranker.select_by", "ranker.pooling"]
+        keys += ["ranker.loss", "ranker.pairs_per_input", "ranker.tie_pairs_per_input", "ranker.select_by",
+                 "ranker.pooling"]
     else:
         keys.append(f"ranker.baseline_train.{ranker}")
     return keys + backbone_keys

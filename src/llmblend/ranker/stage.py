@@ -65,7 +65,8 @@ def train_ranker(cfg: dict, kind: str, train_path, val_path, backbone_dir, out_d
     pairwise = {}
     if kind == "pairranker":
         pairwise = {"loss": rc["loss"], "pooling": setting(cfg, "ranker.pooling")}
-        tcfg.update(pairs_per_input=rc["pairs_per_input"], select_by=setting(cfg, "ranker.select_by"))
+        tcfg.update(pairs_per_input=rc["pairs_per_input"], select_by=setting(cfg, "ranker.select_by"),
+                    tie_pairs_per_input=setting(cfg, "ranker.tie_pairs_per_input"))
     else:
         tcfg.update((rc.get("baseline_train") or {}).get(kind) or {})
     seed = int(cfg["seed"]) + TRAINED.index(kind)

@@ -14,7 +14,9 @@ an uninterrupted run (tested on CPU); a checkpoint with another key is ignored a
 
 - PairRanker: `pairs_per_input` pairs sampled from the C(n,2) pairs whose signal differs, each put
   in a random order; loss `instructgpt` = -log sigmoid(sign(s_i - s_j) (logit)) over both heads,
-  or `BCE` (left head vs "i better", right head vs "j better").
+  or `BCE` (left head vs "i better", right head vs "j better"). With `tie_pairs_per_input` k > 0,
+  also k pairs whose signal is equal, trained towards "neither": -(log sigmoid(x) + log sigmoid(-x))/2
+  (BCE: both heads against 1/2), least at x = 0.
 - SummaReranker: every candidate scored alone; BCE with label 1 for the best candidate(s) of the
   input and 0 for the rest (best-vs-rest).
 - SimCLS (`train.simcls_loss`): `project`, candidates sorted by signal; margin ranking loss
@@ -75,6 +77,16 @@ def sample_pairs(signal, k: int, rng: random.Random):
     return out
 
 
+def sample_tie_pairs(signal, k: int, rng: random.Random):
+    """k pairs from those with equal signal, each in a random order (fewer when fewer exist). Under a
+    judge that compares each answer with one reference, most pairs are such ties (both answers beat
+    it, or both lost): the verdicts say the judge drew no line between them."""
+    n = len(signal)
+    pairs = [(i, j) for i in range(n) for j in range(i + 1, n) if signal[i] == signal[j]]
+    rng.shuffle(pairs)
+    return [(i, j) if rng.random() < 0.5 else (j, i) for i, j in pairs[:k]]
+
+
 def length_kind(signal, lengths, i: int, j: int) -> str:
     """Of a pair with different signal: "longer" if the better answer has more words, "shorter" if
     fewer, "equal" if as many."""
@@ -132,13 +144,19 @@ def word_counts(texts) -> list[int]:
 def pair_loss(s1, s2, y1, y2, kind: str, weight=None):
     """The mean loss over the pairs; with `weight` (one per pair) the weighted sum instead."""
     reduction = "mean" if weight is None else "none"
+    # a pair of equal signal (tie_pairs_per_input) has the target 1/2: its loss is least at a logit of 0
     if kind == "instructgpt":
-        sign = torch.sign(y1 - y2)
-        per = -F.logsigmoid(sign * (s1 - s2))
+        x, sign = s1 - s2, torch.sign(y1 - y2)
+        per = -F.logsigmoid(sign * x)
+        if bool((sign == 0).any()):
+            per = torch.where(sign == 0, -(F.logsigmoid(x) + F.logsigmoid(-x)) / 2, per)
         return per.mean() if weight is None else (weight * per).sum()
     if kind == "BCE":  # per pair (reduction none) or already the mean
-        loss = (F.binary_cross_entropy_with_logits(s1, (y1 > y2).float(), reduction=reduction)
-                + F.binary_cross_entropy_with_logits(s2, (y2 > y1).float(), reduction=reduction)) / 2
+        half = torch.full_like(s1, 0.5)
+        t1 = torch.where(y1 == y2, half, (y1 > y2).float())
+        t2 = torch.where(y1 == y2, half, (y2 > y1).float())
+        loss = (F.binary_cross_entropy_with_logits(s1, t1, reduction=reduction)
+                + F.binary_cross_entropy_with_logits(s2, t2, reduction=reduction)) / 2
         return loss if weight is None else (weight * loss).sum()
     raise ValueError(f"unknown loss {kind!r} (instructgpt or BCE)")
 
@@ -224,6 +242,11 @@ class Batcher:
                 pairs = sample_pairs(ex.signal, self.cfg["pairs_per_input"], self.rng)
                 if self.balance is not None:
                     weights += self.balance.weigh(ex, pairs)
+                if self.cfg.get("tie_pairs_per_input"):  # drawn after the unequal pairs: 0 keeps their draws
+                    ties = sample_tie_pairs(ex.signal, self.cfg["tie_pairs_per_input"], self.rng)
+                    pairs += ties
+                    if self.balance is not None:  # length says nothing of a tie: each weighs as "as long"
+                        weights += [1.0] * len(ties)
                 for i, j in pairs:
                     s, p = self.enc.pair(src, cands[i], cands[j])
                     seqs.append(s), poss.append(p), targets.append((ex.signal[i], ex.signal[j]))
