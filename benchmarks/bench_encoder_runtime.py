@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -68,17 +67,6 @@ def ort_session(model_dir: str, work: Path, threads: int):
     return sess, fused_ops, ort.__version__
 
 
-def best_seconds(fn, repeats: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=1)
@@ -111,7 +99,7 @@ def main() -> None:
             flops = b * hwpeak.encoder_flops(L, D, D_FF, LAYERS)
             row = {"batch": b, "length": L, "max_abs_diff": diff}
             for name, fn in (("torch", run_torch), ("onnxruntime", run_ort)):
-                row[f"{name}_gflops"] = round(flops / best_seconds(fn, args.repeats) / 1e9, 1)
+                row[f"{name}_gflops"] = round(hwpeak.best_gflops(fn, flops, args.repeats, warmup=3)[0], 1)
             rows.append(row)
         peak_after = hwpeak.matmul_peak(repeats=5, bf16=False)["peak_gflops"]["fp32"]
     peak = max(peak_before, peak_after)
@@ -125,7 +113,9 @@ def main() -> None:
               "onnxruntime": ort_version, "fused_ops": fused_ops,
               "fp32_peak_gflops": {"before": peak_before, "after": peak_after}, "rows": rows,
               "load_after": hwpeak.loadavg()}
-    print(f"fp32 peak {peak_before} / {peak_after} GFLOP/s (before / after); fused: {fused_ops}")
+    cpu = result["cpu"]
+    print(f"CPU {cpu['model']} ({' '.join(f for f, on in cpu['flags'].items() if on)}), {args.threads} threads; "
+          f"fp32 peak {peak_before} / {peak_after} GFLOP/s (before / after); fused: {fused_ops}")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")

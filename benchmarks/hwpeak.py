@@ -49,7 +49,7 @@ def loadavg() -> str:
         return "?"
 
 
-def _best_gflops(fn, flops, repeats, warmup=2) -> tuple[float, float]:
+def best_gflops(fn, flops, repeats, warmup=2) -> tuple[float, float]:
     """Best GFLOP/s over the repeats: by wall time, and by CPU time received (process CPU seconds
     divided by the thread count), which a time-shared machine disturbs much less."""
     for _ in range(warmup):
@@ -74,10 +74,10 @@ def _gemm_rates(m, k, n, repeats, bf16=True) -> dict:
             torch.matmul(a32, b32)
 
     with torch.inference_mode():
-        rates = {"fp32": _best_gflops(lambda: torch.matmul(a32, b32), flops, repeats)}
+        rates = {"fp32": best_gflops(lambda: torch.matmul(a32, b32), flops, repeats)}
         if bf16:
-            rates["bf16"] = _best_gflops(lambda: torch.matmul(a16, b16), flops, repeats)
-            rates["bf16_autocast"] = _best_gflops(autocast_mm, flops, repeats)
+            rates["bf16"] = best_gflops(lambda: torch.matmul(a16, b16), flops, repeats)
+            rates["bf16_autocast"] = best_gflops(autocast_mm, flops, repeats)
         return rates
 
 
