@@ -951,21 +951,21 @@ def test_training_with_length_balanced_pairs_logs_what_it_drew(tiny_backbone, tm
 def test_tie_pairs_are_pairs_of_equal_signal_in_both_orders():
     import random
 
-    from llmblend.ranker.train import sample_tie_pairs
+    from llmblend.ranker.train import sample_pairs
 
     signal = [1.0, 1.0, 0.0, 0.0, 0.0, 0.5]  # ties: (0,1) and the three of {2,3,4}
     ties = {frozenset((0, 1)), frozenset((2, 3)), frozenset((2, 4)), frozenset((3, 4))}
     rng, seen, orders = random.Random(0), set(), set()
     for _ in range(50):
-        drawn = sample_tie_pairs(signal, 3, rng)
+        drawn = sample_pairs(signal, 3, rng, ties=True)
         assert len(drawn) == 3 and len({frozenset(p) for p in drawn}) == 3
         assert all(signal[i] == signal[j] for i, j in drawn)
         seen |= {frozenset(p) for p in drawn}
         orders |= set(drawn)
     assert seen == ties
     assert (0, 1) in orders and (1, 0) in orders
-    assert len(sample_tie_pairs(signal, 10, rng)) == 4  # fewer when fewer exist
-    assert sample_tie_pairs([2.0, 1.0, 0.0], 5, rng) == []
+    assert len(sample_pairs(signal, 10, rng, ties=True)) == 4  # fewer when fewer exist
+    assert sample_pairs([2.0, 1.0, 0.0], 5, rng, ties=True) == []
 
 
 def test_pair_loss_on_a_tie_is_least_at_a_logit_of_zero_and_leaves_unequal_pairs_as_they_were():

@@ -54,7 +54,7 @@ MUTANTS = [
       'return restrict(cfg, [k for k in keys.split(",") if k]) if keys is not None else cfg', "return cfg",
       ("tests/test_config.py::test_the_cli_refuses_an_undeclared_read_naming_the_key",)),
     M("tie-pairs-of-unequal-signal", "src/llmblend/ranker/train.py",
-      "for j in range(i + 1, n) if signal[i] == signal[j]]", "for j in range(i + 1, n) if signal[i] != signal[j]]",
+      "if (signal[i] == signal[j]) == ties]", "if (signal[i] == signal[j]) != ties]",
       ("tests/test_ranker.py::test_tie_pairs_are_pairs_of_equal_signal_in_both_orders",)),
     M("tie-pairs-without-their-loss", "src/llmblend/ranker/train.py",
       "            per = torch.where(sign == 0, -(F.logsigmoid(x) + F.logsigmoid(-x)) / 2, per)\n",

@@ -66,23 +66,12 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def sample_pairs(signal, k: int, rng: random.Random):
-    """k pairs from those with different signal, each in a random order (fewer when fewer exist)."""
+def sample_pairs(signal, k: int, rng: random.Random, ties: bool = False):
+    """k pairs from those with different signal (ties=True: with equal signal), each in a random order
+    (fewer when fewer exist). Under a judge that compares each answer with one reference, most pairs
+    are ties (both answers beat it, or both lost): the judge drew no line between them."""
     n = len(signal)
-    pairs = [(i, j) for i in range(n) for j in range(i + 1, n) if signal[i] != signal[j]]
-    rng.shuffle(pairs)
-    out = []
-    for i, j in pairs[:k]:
-        out.append((i, j) if rng.random() < 0.5 else (j, i))
-    return out
-
-
-def sample_tie_pairs(signal, k: int, rng: random.Random):
-    """k pairs from those with equal signal, each in a random order (fewer when fewer exist). Under a
-    judge that compares each answer with one reference, most pairs are such ties (both answers beat
-    it, or both lost): the verdicts say the judge drew no line between them."""
-    n = len(signal)
-    pairs = [(i, j) for i in range(n) for j in range(i + 1, n) if signal[i] == signal[j]]
+    pairs = [(i, j) for i in range(n) for j in range(i + 1, n) if (signal[i] == signal[j]) == ties]
     rng.shuffle(pairs)
     return [(i, j) if rng.random() < 0.5 else (j, i) for i, j in pairs[:k]]
 
@@ -243,7 +232,7 @@ class Batcher:
                 if self.balance is not None:
                     weights += self.balance.weigh(ex, pairs)
                 if self.cfg.get("tie_pairs_per_input"):  # drawn after the unequal pairs: 0 keeps their draws
-                    ties = sample_tie_pairs(ex.signal, self.cfg["tie_pairs_per_input"], self.rng)
+                    ties = sample_pairs(ex.signal, self.cfg["tie_pairs_per_input"], self.rng, ties=True)
                     pairs += ties
                     if self.balance is not None:  # length says nothing of a tie: each weighs as "as long"
                         weights += [1.0] * len(ties)
