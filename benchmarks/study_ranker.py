@@ -170,9 +170,11 @@ def add_reference(cfg: dict, split: str, records_path: Path, judge_src: Path, ju
                 fout.write(json.dumps(rec) + "\n")
 
 
-def anchor_pairs(signal, k: int, rng: random.Random):
+def anchor_pairs(signal, k: int, rng: random.Random, ties: bool = False):
     """`-anchor` cells' train.sample_pairs: k answers whose verdict differs from the reference's (the last
     candidate), each paired with it in a random order."""
+    if ties:
+        raise SystemExit("an -anchor cell trains on answers against the reference: no -tie<T> with it")
     ref = len(signal) - 1
     cands = [i for i in range(ref) if signal[i] != signal[ref]]
     rng.shuffle(cands)
