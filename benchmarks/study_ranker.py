@@ -647,7 +647,7 @@ def consensus_study(names: list[str], args) -> str:
     for name in names:
         cell, work = parse_cell(name), Path(args.out) / name
         out = {}
-        for split in ("val", "test"):
+        for split in args.consensus_splits:
             examples, prefs = split_set(cfg, data, cell, split, cache)
             tag = f"{'heldout' if cell['pool'] == 'holdout' else 'ranked'}_{split}"
             cons = cached_consensus(cache / f"{tag}.json", examples, lambda: consensus_scores(
@@ -675,12 +675,15 @@ def consensus_study(names: list[str], args) -> str:
             for w, r in rows.items():
                 lines.append(f"| {name} | {split} ({len(examples)}) | {w} | {r['gpt_rank']:.2f} [{r['gpt_rank_ci'][0]:.2f}, "
                              f"{r['gpt_rank_ci'][1]:.2f}] | {r['win_rate']:.1f} | {r['pick_len_words']:.0f} |")
-        best = min(CONSENSUS_WEIGHTS, key=lambda w: (out["val"]["weights"][str(w)]["gpt_rank"], w))
-        out["weight_by_val"] = best
-        lines.append(f"| {name} | the weight val picks: {best} | | test {out['test']['weights'][str(best)]['gpt_rank']:.2f} | "
-                     f"{out['test']['weights'][str(best)]['win_rate']:.1f} | |")
+        if "val" in out and "test" in out:
+            best = min(CONSENSUS_WEIGHTS, key=lambda w: (out["val"]["weights"][str(w)]["gpt_rank"], w))
+            out["weight_by_val"] = best
+            lines.append(f"| {name} | the weight val picks: {best} | | test {out['test']['weights'][str(best)]['gpt_rank']:.2f} | "
+                         f"{out['test']['weights'][str(best)]['win_rate']:.1f} | |")
         out["encoder"], out["max_len"] = cc["encoder"], cc["max_len"]
-        (work / f"consensus-{cache.name}.json").write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+        # one split: a file apart from the full study's
+        suffix = "" if {"val", "test"} <= set(args.consensus_splits) else "-" + args.consensus_splits[0]
+        (work / f"consensus-{cache.name}{suffix}.json").write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
     return "\n".join(lines)
 
 
@@ -979,6 +982,9 @@ def main(argv=None) -> int:
     ap.add_argument("--ensemble-consensus", nargs="*", default=[],
                     help="finished cells (`workflow`: the workflow's PairRanker): their average z-scored MaxLogits, "
                          "alone and + consensus at the profile's weight, on val and test (no weight chosen)")
+    ap.add_argument("--consensus-splits", nargs="+", default=["val", "test"], choices=["val", "test"],
+                    help="--consensus on these splits (test alone: no weight is chosen, read the profile's 1.0; "
+                         "spares ranking val's prompts with a slow ranker)")
     ap.add_argument("--consensus-encoder", default=None,
                     help="--consensus with this encoder (a model of the profile, e.g. mpnet, or a spec) instead of "
                          "the profile's ranker.consensus.encoder")
