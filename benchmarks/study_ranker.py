@@ -13,6 +13,7 @@ its training pool (imports and replayed labels, a few minutes):
     python benchmarks/study_ranker.py --table            # the markdown table of every finished cell
     python benchmarks/study_ranker.py --probe workflow   # a probe on frozen embeddings beside a ranker
     python benchmarks/study_ranker.py --ensemble-consensus workflow <cells>   # trainings averaged + consensus
+    python benchmarks/study_ranker.py --judge-noise      # the labels' own noise: the judge asked again
 
 A cell is named `len<C>-src<S>-pool<P>-e<E>[-p<K>][-fp32][-headtail][-adrop0][-anchor][-lenbal][-tie<T>][-mean][-refit][-lr<M>e<X>][-seed<N>][-<backbone>]`:
 - C: candidate tokens (ranker.candidate_max_len); S: source tokens (default 128; the pair must fit
@@ -687,6 +688,112 @@ def consensus_study(names: list[str], args) -> str:
     return "\n".join(lines)
 
 
+VERDICT_LEVELS = (1.0, 1.5, 2.0)  # GPT-4's preference against the reference: lost, tied, won
+NOISE_SCALES = (0.0, 0.25, 0.5, 0.75, 1.0)
+NOISE_SIMS = 400
+NOISE_BOOT = 200
+
+
+def identical_answer_verdicts(cfg: dict) -> list[list[float]]:
+    """GPT-4's verdicts on answer texts it judged more than once: for every prompt, the answers of
+    the training pool's models (ranker.train_generators, all 805 prompts of the mirror's annotation
+    files) grouped by their exact text; one list of verdicts per text judged two or more times."""
+    from llmblend.data.fetch import fetch
+    from llmblend.data.sources.alpaca_eval import annotation_url, norm_instruction
+    from llmblend.io import read_json
+
+    spec = next(s for s in cfg["data"]["sources"] if s["type"] == "alpaca_eval")
+    mirror = os.environ.get("LLMBLEND_MIRROR") or cfg.get("mirror")
+    groups: dict[tuple[str, str], list[float]] = {}
+    for model in cfg["ranker"]["train_generators"]:
+        for row in read_json(fetch(annotation_url(spec, model), mirror)):
+            if row.get("preference") in VERDICT_LEVELS:
+                key = (norm_instruction(row["instruction"]), row["output_2"].strip())
+                groups.setdefault(key, []).append(float(row["preference"]))
+    return [v for v in groups.values() if len(v) > 1]
+
+
+def rejudge_matrix(groups: list[list[float]]) -> np.ndarray:
+    """P[a, b]: the chance that a text judged at level a is judged b when judged again, from every
+    ordered pair of judgments of one text (symmetric counts; a level never seen keeps itself)."""
+    n = len(VERDICT_LEVELS)
+    counts = np.zeros((n, n))
+    for v in groups:
+        idx = [VERDICT_LEVELS.index(x) for x in v]
+        for i, a in enumerate(idx):
+            for j, b in enumerate(idx):
+                if i != j:
+                    counts[a, b] += 1
+    rows = counts.sum(1, keepdims=True)
+    return np.where(rows > 0, counts / np.maximum(rows, 1), np.eye(n))
+
+
+def judge_again(prefs, P: np.ndarray, sims: int, rng) -> tuple[float, float]:
+    """Mean GPT-Rank and win rate (against the recorded verdicts) of a pick made by the judge asked
+    once more: each answer's recorded verdict redrawn through P, one of the answers at the best
+    redrawn level picked at random (GPT-Rank's scores order answers by level), `sims` draws."""
+    gr, win = [], []
+    for p in prefs:
+        known = [i for i, v in enumerate(p) if v is not None]
+        lv = np.array([VERDICT_LEVELS.index(p[i]) for i in known])
+        ranks = np.array([1 + np.sum(lv > x) for x in lv], float)
+        wins = np.array([(0.0, 0.5, 1.0)[x] for x in lv])
+        u = rng.random((sims, len(lv)))
+        cdf = np.cumsum(P[lv], axis=1)[None]
+        redrawn = np.minimum((u[..., None] > cdf).sum(-1), len(VERDICT_LEVELS) - 1)  # inverse-CDF draw
+        top = redrawn == redrawn.max(1, keepdims=True)
+        share = top / top.sum(1, keepdims=True)  # a uniform pick among the best: its expectation
+        gr.append(share @ ranks)
+        win.append(share @ wins)
+    return float(np.mean(gr)), float(np.mean(win) * 100)
+
+
+def judge_noise_study(args) -> str:
+    """How well can any ranker do against these labels? GPT-4 judged some answer texts more than
+    once (models whose answers coincide on a prompt); how often it repeats its verdict measures the
+    labels' noise, and a pick made by the judge itself asked again (its verdicts redrawn at that
+    rate) is the reference no ranker learning from the judge can be expected to beat by much. On the
+    test prompts, for the profile's 12 and for the held-out 8; `scale` s blends the measured redraw
+    matrix with no noise ((1 - s) I + s P), so the agreement a target would need can be read off;
+    the 95% interval at s = 1 bootstraps the texts judged again."""
+    cfg = load_profile(args)
+    data = ROOT / "data" / cfg["run"]
+    (Path(args.out) / "judge_noise").mkdir(parents=True, exist_ok=True)
+    groups = identical_answer_verdicts(cfg)
+    P = rejudge_matrix(groups)
+    same = sum(a == b for v in groups for i, a in enumerate(v) for j, b in enumerate(v) if i != j)
+    ordered = sum(len(v) * (len(v) - 1) for v in groups)
+    lines = [f"{len(groups)} answer texts judged more than once ({sum(map(len, groups))} judgments); "
+             f"the same verdict in {same / ordered:.1%} of {ordered // 2} pairs of judgments",
+             "redraw matrix (rows: recorded lost / tied / won; columns: judged again): "
+             + "; ".join(" ".join(f"{x:.3f}" for x in row) for row in P),
+             "| models at test | scale | agreement | judge-again pick: GPT-Rank | win % |", "|" + "---|" * 5]
+    out = {"texts": len(groups), "agreement": same / ordered, "redraw": P.tolist(), "rows": []}
+    for cellname in ("len48-src32-pool37-e2", "len48-src32-poolholdout-e2"):
+        cell = parse_cell(cellname)
+        examples, prefs = split_set(cfg, data, cell, "test", Path(args.out) / "judge_noise")
+        label = "held-out 8" if cell["pool"] == "holdout" else f"the {len(examples[0].models)}"
+        for s in NOISE_SCALES:
+            Ps = (1 - s) * np.eye(len(VERDICT_LEVELS)) + s * P
+            gr, win = judge_again(prefs, Ps, NOISE_SIMS, np.random.default_rng(int(cfg["seed"])))
+            agree = 1 - s * (1 - same / ordered)
+            row = {"models": label, "scale": s, "agreement": agree, "gpt_rank": gr, "win_rate": win}
+            if s == 1.0:  # bootstrap the texts judged again: the redraw matrix's own uncertainty
+                rng = np.random.default_rng(int(cfg["seed"]))
+                boot = [judge_again(prefs, rejudge_matrix([groups[i] for i in rng.integers(0, len(groups),
+                                                                                             len(groups))]),
+                                    20, rng) for _ in range(NOISE_BOOT)]
+                row["gpt_rank_ci"] = np.percentile([b[0] for b in boot], [2.5, 97.5]).tolist()
+                row["win_rate_ci"] = np.percentile([b[1] for b in boot], [2.5, 97.5]).tolist()
+            out["rows"].append(row)
+            ci = (f" [{row['gpt_rank_ci'][0]:.2f}, {row['gpt_rank_ci'][1]:.2f}]" if "gpt_rank_ci" in row else "")
+            wci = (f" [{row['win_rate_ci'][0]:.1f}, {row['win_rate_ci'][1]:.1f}]" if "win_rate_ci" in row else "")
+            lines.append(f"| {label} | {s:g} | {agree:.1%} | {gr:.2f}{ci} | {win:.1f}{wci} |")
+    path = Path(args.out) / "judge_noise" / "result.json"
+    path.write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+    return "\n".join(lines)
+
+
 PROBE_C = (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.1, 1.0)
 PROBE_WEIGHTS = (0.0, 0.5, 1.0, 2.0)
 PROBE_PAIRS = 100
@@ -985,6 +1092,9 @@ def main(argv=None) -> int:
     ap.add_argument("--consensus-splits", nargs="+", default=["val", "test"], choices=["val", "test"],
                     help="--consensus on these splits (test alone: no weight is chosen, read the profile's 1.0; "
                          "spares ranking val's prompts with a slow ranker)")
+    ap.add_argument("--judge-noise", action="store_true",
+                    help="the labels' own noise: GPT-4's verdicts on texts it judged twice, and the test pick of "
+                         "the judge asked again (judge_noise_study)")
     ap.add_argument("--consensus-encoder", default=None,
                     help="--consensus with this encoder (a model of the profile, e.g. mpnet, or a spec) instead of "
                          "the profile's ranker.consensus.encoder")
@@ -1016,6 +1126,8 @@ def main(argv=None) -> int:
         print(ensemble_consensus(args.ensemble_consensus, args))
     if args.probe is not None:
         print(probe_study(args.probe, args))
+    if args.judge_noise:
+        print(judge_noise_study(args))
     if args.table:
         print(table(Path(args.out)))
     return 0
