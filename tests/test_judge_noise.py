@@ -1,0 +1,47 @@
+"""benchmarks/study_ranker.py's judge-noise reading: the redraw matrix from texts judged more than once,
+and the expected pick of the judge asked again, checked against cases worked by hand."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def study():
+    spec = importlib.util.spec_from_file_location("study_ranker", ROOT / "benchmarks" / "study_ranker.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["study_ranker"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_redraw_matrix_counts_every_ordered_pair_of_judgments(study):
+    # one text judged won twice, one won then lost, one tied, lost, lost
+    P = study.rejudge_matrix([[2.0, 2.0], [2.0, 1.0], [1.5, 1.0, 1.0]])
+    # ordered pairs: won->won 2, won->lost 1, lost->won 1, tied->lost 2, lost->tied 2, lost->lost 2
+    np.testing.assert_allclose(P[2], [1 / 3, 0, 2 / 3])
+    np.testing.assert_allclose(P[0], [2 / 5, 2 / 5, 1 / 5])
+    np.testing.assert_allclose(P[1], [1, 0, 0])
+
+
+def test_a_judge_that_repeats_itself_picks_like_the_oracle(study):
+    prefs = [[1.0, 2.0, 1.0], [1.0, 1.0, 1.5], [2.0, 2.0, None]]
+    gr, win = study.judge_again(prefs, np.eye(3), 50, np.random.default_rng(0))
+    assert gr == pytest.approx(1.0)
+    assert win == pytest.approx(100 * (1 + 0.5 + 1) / 3)
+
+
+def test_the_pick_of_a_noisy_judge_matches_the_hand_computed_expectation(study):
+    # one answer won, one lost; asked again each flips with chance e (ties never drawn):
+    # keep both (1-e)^2 -> rank 1; swap both e^2 -> rank 2; both at one level 2e(1-e) -> 1.5 on average
+    e = 0.2
+    P = np.array([[1 - e, 0, e], [0, 1, 0], [e, 0, 1 - e]])
+    gr, win = study.judge_again([[2.0, 1.0]] * 10, P, 4000, np.random.default_rng(1))
+    expected = (1 - e) ** 2 + 2 * e ** 2 + 1.5 * 2 * e * (1 - e)
+    assert gr == pytest.approx(expected, abs=0.01)
+    assert win == pytest.approx(100 * (2 - expected), abs=1.0)
