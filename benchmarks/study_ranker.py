@@ -694,10 +694,10 @@ NOISE_SIMS = 400
 NOISE_BOOT = 200
 
 
-def identical_answer_verdicts(cfg: dict) -> list[list[float]]:
+def identical_answer_verdicts(cfg: dict) -> dict[str, list[float]]:
     """GPT-4's verdicts on answer texts it judged more than once: for every prompt, the answers of
     the training pool's models (ranker.train_generators, all 805 prompts of the mirror's annotation
-    files) grouped by their exact text; one list of verdicts per text judged two or more times."""
+    files) grouped by their exact text; text -> its verdicts, for each text judged two or more times."""
     from llmblend.data.fetch import fetch
     from llmblend.data.sources.alpaca_eval import annotation_url, norm_instruction
     from llmblend.io import read_json
@@ -710,7 +710,7 @@ def identical_answer_verdicts(cfg: dict) -> list[list[float]]:
             if row.get("preference") in VERDICT_LEVELS:
                 key = (norm_instruction(row["instruction"]), row["output_2"].strip())
                 groups.setdefault(key, []).append(float(row["preference"]))
-    return [v for v in groups.values() if len(v) > 1]
+    return {text: v for (_, text), v in groups.items() if len(v) > 1}
 
 
 def rejudge_matrix(groups: list[list[float]]) -> np.ndarray:
@@ -749,26 +749,43 @@ def judge_again(prefs, P: np.ndarray, sims: int, rng) -> tuple[float, float]:
 
 
 def judge_noise_study(args) -> str:
-    """How well can any ranker do against these labels? GPT-4 judged some answer texts more than
-    once (models whose answers coincide on a prompt); how often it repeats its verdict measures the
-    labels' noise, and a pick made by the judge itself asked again (its verdicts redrawn at that
-    rate) is the reference no ranker learning from the judge can be expected to beat by much. On the
-    test prompts, for the profile's 12 and for the held-out 8; `scale` s blends the measured redraw
-    matrix with no noise ((1 - s) I + s P), so the agreement a target would need can be read off;
-    the 95% interval at s = 1 bootstraps the texts judged again."""
+    """How far do the labels' own noise limit a ranker? GPT-4 judged some answer texts more than once
+    (models whose answers coincide on a prompt); how often it repeats its verdict measures that noise,
+    overall and by the text's length (most such texts are short). A pick made by the judge itself
+    asked again (each recorded verdict redrawn through the measured matrix) is then scored against
+    the recorded verdicts, on the test prompts, for the profile's 12 and for the held-out 8. `scale`
+    s blends the measured redraw matrix with no noise ((1 - s) I + s P), so the agreement at which a
+    target comes within the judge's reach can be read off; the 95% interval at s = 1 bootstraps the
+    texts judged again."""
+    from scipy.stats import binomtest
+
+    from llmblend.ranker.baselines import word_count
+
     cfg = load_profile(args)
     data = ROOT / "data" / cfg["run"]
     (Path(args.out) / "judge_noise").mkdir(parents=True, exist_ok=True)
-    groups = identical_answer_verdicts(cfg)
+    texts = identical_answer_verdicts(cfg)
+    groups = list(texts.values())
     P = rejudge_matrix(groups)
-    same = sum(a == b for v in groups for i, a in enumerate(v) for j, b in enumerate(v) if i != j)
-    ordered = sum(len(v) * (len(v) - 1) for v in groups)
-    lines = [f"{len(groups)} answer texts judged more than once ({sum(map(len, groups))} judgments); "
-             f"the same verdict in {same / ordered:.1%} of {ordered // 2} pairs of judgments",
-             "redraw matrix (rows: recorded lost / tied / won; columns: judged again): "
-             + "; ".join(" ".join(f"{x:.3f}" for x in row) for row in P),
-             "| models at test | scale | agreement | judge-again pick: GPT-Rank | win % |", "|" + "---|" * 5]
-    out = {"texts": len(groups), "agreement": same / ordered, "redraw": P.tolist(), "rows": []}
+
+    def agreement(vs):  # (pairs of judgments of one text with the same verdict, pairs)
+        return (sum(a == b for v in vs for i, a in enumerate(v) for j, b in enumerate(v) if i < j),
+                sum(len(v) * (len(v) - 1) // 2 for v in vs))
+
+    same, pairs = agreement(groups)
+    lines = [f"{len(groups)} answer texts judged more than once ({sum(map(len, groups))} judgments, median "
+             f"{np.median([word_count(t) for t in texts]):.0f} words); the same verdict in {same / pairs:.1%} "
+             f"of {pairs} pairs of judgments"]
+    out = {"texts": len(groups), "agreement": same / pairs, "redraw": P.tolist(), "by_length": {}, "rows": []}
+    for band, keep in (("under 100 words", lambda n: n < 100), ("100 words or more", lambda n: n >= 100)):
+        k, n = agreement([v for t, v in texts.items() if keep(word_count(t))])
+        if n:
+            ci = binomtest(k, n).proportion_ci()  # Clopper-Pearson
+            out["by_length"][band] = {"same": k, "pairs": n, "ci": [ci.low, ci.high]}
+            lines.append(f"  {band}: {k} of {n} pairs the same ({k / n:.1%}, 95% CI [{ci.low:.1%}, {ci.high:.1%}])")
+    lines += ["redraw matrix (rows: recorded lost / tied / won; columns: judged again): "
+              + "; ".join(" ".join(f"{x:.3f}" for x in row) for row in P),
+              "| models at test | scale | agreement | judge-again pick: GPT-Rank | win % |", "|" + "---|" * 5]
     for cellname in ("len48-src32-pool37-e2", "len48-src32-poolholdout-e2"):
         cell = parse_cell(cellname)
         examples, prefs = split_set(cfg, data, cell, "test", Path(args.out) / "judge_noise")
@@ -776,7 +793,7 @@ def judge_noise_study(args) -> str:
         for s in NOISE_SCALES:
             Ps = (1 - s) * np.eye(len(VERDICT_LEVELS)) + s * P
             gr, win = judge_again(prefs, Ps, NOISE_SIMS, np.random.default_rng(int(cfg["seed"])))
-            agree = 1 - s * (1 - same / ordered)
+            agree = 1 - s * (1 - same / pairs)
             row = {"models": label, "scale": s, "agreement": agree, "gpt_rank": gr, "win_rate": win}
             if s == 1.0:  # bootstrap the texts judged again: the redraw matrix's own uncertainty
                 rng = np.random.default_rng(int(cfg["seed"]))
