@@ -694,23 +694,50 @@ NOISE_SIMS = 400
 NOISE_BOOT = 200
 
 
-def identical_answer_verdicts(cfg: dict) -> dict[str, list[float]]:
-    """GPT-4's verdicts on answer texts it judged more than once: for every prompt, the answers of
-    the training pool's models (ranker.train_generators, all 805 prompts of the mirror's annotation
-    files) grouped by their exact text; text -> its verdicts, for each text judged two or more times."""
+def pool_verdicts(cfg: dict) -> dict[str, list[tuple[str, float]]]:
+    """Every judged answer of the training pool's models (ranker.train_generators) to every prompt
+    of the mirror's annotation files: prompt -> [(answer text, GPT-4's verdict)]."""
     from llmblend.data.fetch import fetch
     from llmblend.data.sources.alpaca_eval import annotation_url, norm_instruction
     from llmblend.io import read_json
 
     spec = next(s for s in cfg["data"]["sources"] if s["type"] == "alpaca_eval")
     mirror = os.environ.get("LLMBLEND_MIRROR") or cfg.get("mirror")
-    groups: dict[tuple[str, str], list[float]] = {}
+    prompts: dict[str, list[tuple[str, float]]] = {}
     for model in cfg["ranker"]["train_generators"]:
         for row in read_json(fetch(annotation_url(spec, model), mirror)):
             if row.get("preference") in VERDICT_LEVELS:
-                key = (norm_instruction(row["instruction"]), row["output_2"].strip())
-                groups.setdefault(key, []).append(float(row["preference"]))
-    return {text: v for (_, text), v in groups.items() if len(v) > 1}
+                prompts.setdefault(norm_instruction(row["instruction"]), []).append(
+                    (row["output_2"].strip(), float(row["preference"])))
+    return prompts
+
+
+def identical_answer_verdicts(prompts: dict) -> dict[tuple[str, str], list[float]]:
+    """(prompt, text) -> GPT-4's verdicts, for each answer text judged two or more times on a prompt."""
+    groups: dict[tuple[str, str], list[float]] = {}
+    for prompt, answers in prompts.items():
+        for text, verdict in answers:
+            groups.setdefault((prompt, text), []).append(verdict)
+    return {k: v for k, v in groups.items() if len(v) > 1}
+
+
+def near_identical_agreement(prompts: dict, min_jaccard: float = 0.8, min_words: int = 100) -> tuple[int, int]:
+    """(pairs with the same verdict, pairs) over two different answer texts to one prompt that are nearly
+    the same (Jaccard of their lower-cased word 3-grams >= min_jaccard), the first of min_words or more."""
+    from llmblend.ranker.baselines import word_count
+
+    same = n = 0
+    for answers in prompts.values():
+        grams = []
+        for text, _ in answers:
+            w = text.lower().split()
+            grams.append(set(zip(w, w[1:], w[2:])))
+        for (i, (ti, vi)), (j, (tj, vj)) in itertools.combinations(enumerate(answers), 2):
+            a, b = grams[i], grams[j]
+            if ti != tj and a and b and word_count(ti) >= min_words and len(a & b) >= min_jaccard * len(a | b):
+                n += 1
+                same += vi == vj
+    return same, n
 
 
 def rejudge_matrix(groups: list[list[float]]) -> np.ndarray:
@@ -764,7 +791,8 @@ def judge_noise_study(args) -> str:
     cfg = load_profile(args)
     data = ROOT / "data" / cfg["run"]
     (Path(args.out) / "judge_noise").mkdir(parents=True, exist_ok=True)
-    texts = identical_answer_verdicts(cfg)
+    prompts = pool_verdicts(cfg)
+    texts = identical_answer_verdicts(prompts)  # (prompt, text) -> verdicts
     groups = list(texts.values())
     P = rejudge_matrix(groups)
 
@@ -774,15 +802,20 @@ def judge_noise_study(args) -> str:
 
     same, pairs = agreement(groups)
     lines = [f"{len(groups)} answer texts judged more than once ({sum(map(len, groups))} judgments, median "
-             f"{np.median([word_count(t) for t in texts]):.0f} words); the same verdict in {same / pairs:.1%} "
+             f"{np.median([word_count(t) for _, t in texts]):.0f} words); the same verdict in {same / pairs:.1%} "
              f"of {pairs} pairs of judgments"]
     out = {"texts": len(groups), "agreement": same / pairs, "redraw": P.tolist(), "by_length": {}, "rows": []}
     for band, keep in (("under 100 words", lambda n: n < 100), ("100 words or more", lambda n: n >= 100)):
-        k, n = agreement([v for t, v in texts.items() if keep(word_count(t))])
+        k, n = agreement([v for (_, t), v in texts.items() if keep(word_count(t))])
         if n:
             ci = binomtest(k, n).proportion_ci()  # Clopper-Pearson
             out["by_length"][band] = {"same": k, "pairs": n, "ci": [ci.low, ci.high]}
             lines.append(f"  {band}: {k} of {n} pairs the same ({k / n:.1%}, 95% CI [{ci.low:.1%}, {ci.high:.1%}])")
+    k, n = near_identical_agreement(prompts)
+    ci = binomtest(k, n).proportion_ci() if n else None
+    out["near_identical_100_words"] = {"same": k, "pairs": n, "ci": [ci.low, ci.high] if ci else None}
+    lines.append(f"  nearly the same texts (word 3-gram Jaccard >= 0.8), 100 words or more: {k} of {n} pairs the same"
+                 + (f" (95% CI [{ci.low:.1%}, {ci.high:.1%}])" if ci else ""))
     lines += ["redraw matrix (rows: recorded lost / tied / won; columns: judged again): "
               + "; ".join(" ".join(f"{x:.3f}" for x in row) for row in P),
               "| models at test | scale | agreement | judge-again pick: GPT-Rank | win % |", "|" + "---|" * 5]

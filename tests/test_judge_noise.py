@@ -45,3 +45,21 @@ def test_the_pick_of_a_noisy_judge_matches_the_hand_computed_expectation(study):
     expected = (1 - e) ** 2 + 2 * e ** 2 + 1.5 * 2 * e * (1 - e)
     assert gr == pytest.approx(expected, abs=0.01)
     assert win == pytest.approx(100 * (2 - expected), abs=1.0)
+
+
+def test_near_identical_pairs_are_long_different_texts_sharing_most_word_trigrams(study):
+    long_a = " ".join(f"w{i}" for i in range(120))
+    long_b = long_a + " extra"  # 119 of 120 trigrams shared
+    other = " ".join(f"v{i}" for i in range(120))
+    grown = long_a + " " + " ".join(f"x{i}" for i in range(60))  # holds all of long_a's trigrams: Jaccard 0.66
+    prompts = {"p": [(long_a, 2.0), (long_b, 1.0), (long_a, 2.0), (other, 2.0), (grown, 1.0)],
+               "q": [("a short answer here", 2.0), ("a short answer here too", 2.0)]}
+    # long_a x long_b twice (disagreeing); identical, unrelated, grown and short pairs left out
+    assert study.near_identical_agreement(prompts) == (0, 2)
+    prompts["p"][1] = (long_b, 2.0)
+    assert study.near_identical_agreement(prompts) == (2, 2)
+
+
+def test_identical_texts_are_grouped_per_prompt(study):
+    prompts = {"p": [("Yes.", 2.0), ("Yes.", 1.0), ("No.", 1.0)], "q": [("Yes.", 2.0), ("Maybe.", 1.0)]}
+    assert study.identical_answer_verdicts(prompts) == {("p", "Yes."): [2.0, 1.0]}
