@@ -234,6 +234,9 @@ def gpt_rank_scores(prefs: list) -> list[float]:
     return scores(cmp, names)
 
 
+WIN_VALUE = {2.0: 1.0, 1.5: 0.5, 1.0: 0.0}  # AlpacaEval's win rate: GPT-4's verdict -> a win, half, none
+
+
 def evaluate_picks(picks: list[int], examples, prefs, seed: int) -> dict:
     from llmblend.analysis.stats import bootstrap_indices, mean_ci
     from llmblend.ranker.baselines import word_count
@@ -243,7 +246,7 @@ def evaluate_picks(picks: list[int], examples, prefs, seed: int) -> dict:
         s = gpt_rank_scores(p)
         k = picks[e]
         gr.append(1 + sum(1 for v in s if v > s[k]))
-        win.append(np.nan if p[k] is None else {2.0: 1.0, 1.5: 0.5, 1.0: 0.0}[p[k]])
+        win.append(np.nan if p[k] is None else WIN_VALUE[p[k]])
         length.append(word_count(ex.texts[k]))
     gr, win = np.asarray(gr, float), np.asarray(win, float)
     idx = bootstrap_indices(len(gr), 1000, seed)
@@ -761,10 +764,11 @@ def judge_again(prefs, P: np.ndarray, sims: int, rng) -> tuple[float, float]:
     redrawn level picked at random (GPT-Rank's scores order answers by level), `sims` draws."""
     gr, win = [], []
     for p in prefs:
-        known = [i for i, v in enumerate(p) if v is not None]
-        lv = np.array([VERDICT_LEVELS.index(p[i]) for i in known])
-        ranks = np.array([1 + np.sum(lv > x) for x in lv], float)
-        wins = np.array([(0.0, 0.5, 1.0)[x] for x in lv])
+        known = [v for v in p if v is not None]
+        lv = np.array([VERDICT_LEVELS.index(v) for v in known])
+        scores = np.array(gpt_rank_scores(known))
+        ranks = np.array([1 + np.sum(scores > x) for x in scores], float)
+        wins = np.array([WIN_VALUE[v] for v in known])
         u = rng.random((sims, len(lv)))
         cdf = np.cumsum(P[lv], axis=1)[None]
         redrawn = np.minimum((u[..., None] > cdf).sum(-1), len(VERDICT_LEVELS) - 1)  # inverse-CDF draw
