@@ -569,9 +569,9 @@ def cached_consensus(path: Path, examples, compute) -> list:
 def ensemble_consensus(names: list[str], args) -> str:
     """Several trainings' MaxLogits averaged (each z-scored per prompt), with and without the consensus
     at the profile's weight (ranker.consensus.weight), against each member alone and each member plus
-    the consensus, on val and on test of the 12 ranked models. No weight is chosen here: the average
-    and the weight are fixed before the numbers are read, so val and test are two readings, not a
-    selection and its check."""
+    the consensus, on the splits of --consensus-splits (val and test of the 12 ranked models by
+    default). No weight is chosen here: the average and the weight are fixed before the numbers are
+    read, so val and test are two readings, not a selection and its check."""
     import torch
 
     from llmblend.ranker.aggregate import max_logits
@@ -584,7 +584,7 @@ def ensemble_consensus(names: list[str], args) -> str:
     w = float(cc["weight"])
     lines = [f"consensus weight {w:g}; cpu flags: {cpu_flags()}",
              "| split | method | GPT-Rank [95% CI] | win % | pick words |", "|" + "---|" * 5]
-    for split in ("val", "test"):
+    for split in args.consensus_splits:
         examples, prefs = split_set(cfg, data, {"pool": "37", "headtail": False}, split, cache)
         cons = cached_consensus(cache / f"ranked_{split}.json", examples, lambda: consensus_scores(
             encoder, [ex.texts for ex in examples], int(cc["max_len"])))
@@ -1144,8 +1144,8 @@ def main(argv=None) -> int:
                     help="finished cells (`workflow`: the workflow's PairRanker): their average z-scored MaxLogits, "
                          "alone and + consensus at the profile's weight, on val and test (no weight chosen)")
     ap.add_argument("--consensus-splits", nargs="+", default=["val", "test"], choices=["val", "test"],
-                    help="--consensus on these splits (test alone: no weight is chosen, read the profile's 1.0; "
-                         "spares ranking val's prompts with a slow ranker)")
+                    help="--consensus and --ensemble-consensus on these splits (test alone: no weight is chosen, "
+                         "read the profile's 1.0; spares ranking val's prompts with a slow ranker)")
     ap.add_argument("--judge-noise", action="store_true",
                     help="the labels' own noise: GPT-4's verdicts on texts it judged twice, and the test pick of "
                          "the judge asked again (judge_noise_study)")
