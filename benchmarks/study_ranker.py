@@ -1142,7 +1142,7 @@ def main(argv=None) -> int:
                     help="--probe learns each answer's verdict (pointwise) and/or the order of two answers of a prompt")
     ap.add_argument("--ensemble-consensus", nargs="*", default=[],
                     help="finished cells (`workflow`: the workflow's PairRanker): their average z-scored MaxLogits, "
-                         "alone and + consensus at the profile's weight, on val and test (no weight chosen)")
+                         "alone and + consensus at the profile's weight, on --consensus-splits (no weight chosen)")
     ap.add_argument("--consensus-splits", nargs="+", default=["val", "test"], choices=["val", "test"],
                     help="--consensus and --ensemble-consensus on these splits (test alone: no weight is chosen, "
                          "read the profile's 1.0; spares ranking val's prompts with a slow ranker)")
