@@ -570,8 +570,10 @@ def ensemble_consensus(names: list[str], args) -> str:
     """Several trainings' MaxLogits averaged (each z-scored per prompt), with and without the consensus
     at the profile's weight (ranker.consensus.weight), against each member alone and each member plus
     the consensus, on the splits of --consensus-splits (val and test of the 12 ranked models by
-    default). No weight is chosen here: the average and the weight are fixed before the numbers are
-    read, so val and test are two readings, not a selection and its check."""
+    default). These rows choose nothing: the average and the weight are fixed before the numbers are
+    read. With both splits, the average + consensus is also read over --consensus's grid of weights,
+    one is chosen on val by --consensus's rule (the lowest GPT-Rank, ties to the smaller weight) and
+    its test row is reported: a selection and its check."""
     import torch
 
     from llmblend.ranker.aggregate import max_logits
@@ -584,6 +586,7 @@ def ensemble_consensus(names: list[str], args) -> str:
     w = float(cc["weight"])
     lines = [f"consensus weight {w:g}; cpu flags: {cpu_flags()}",
              "| split | method | GPT-Rank [95% CI] | win % | pick words |", "|" + "---|" * 5]
+    grid = {}  # split -> weight -> the average + consensus at that weight
     for split in args.consensus_splits:
         examples, prefs = split_set(cfg, data, {"pool": "37", "headtail": False}, split, cache)
         cons = cached_consensus(cache / f"ranked_{split}.json", examples, lambda: consensus_scores(
@@ -596,10 +599,25 @@ def ensemble_consensus(names: list[str], args) -> str:
         avg = combined_scores([ml[n] for n in names], [1.0 / len(names)] * len(names))
         rows[f"average of the {len(names)}"] = avg
         rows[f"average of the {len(names)} + consensus"] = combined_scores([avg, cons], [1.0, w])
+        seed = int(cfg["seed"])
+        grid[split] = {v: evaluate_picks([int(np.argmax(x)) for x in combined_scores([avg, cons], [1.0, v])],
+                                         examples, prefs, seed) for v in CONSENSUS_WEIGHTS}
         for label, sc in rows.items():
-            r = evaluate_picks([int(np.argmax(x)) for x in sc], examples, prefs, int(cfg["seed"]))
+            r = evaluate_picks([int(np.argmax(x)) for x in sc], examples, prefs, seed)
             lines.append(f"| {split} ({len(examples)}) | {label} | {r['gpt_rank']:.2f} [{r['gpt_rank_ci'][0]:.2f}, "
                          f"{r['gpt_rank_ci'][1]:.2f}] | {r['win_rate']:.1f} | {r['pick_len_words']:.0f} |")
+    if {"val", "test"} <= set(grid):
+        lines.append("")
+        lines.append("| weight | val GPT-Rank | test GPT-Rank [95% CI] | test win % | test pick words |")
+        lines.append("|" + "---|" * 5)
+        for v in CONSENSUS_WEIGHTS:
+            t = grid["test"][v]
+            lines.append(f"| {v:g} | {grid['val'][v]['gpt_rank']:.2f} | {t['gpt_rank']:.2f} [{t['gpt_rank_ci'][0]:.2f}, "
+                         f"{t['gpt_rank_ci'][1]:.2f}] | {t['win_rate']:.1f} | {t['pick_len_words']:.0f} |")
+        best = min(CONSENSUS_WEIGHTS, key=lambda v: (grid["val"][v]["gpt_rank"], v))
+        t = grid["test"][best]
+        lines.append(f"\nthe weight val picks for the average of the {len(names)} + consensus: {best:g}; test "
+                     f"{t['gpt_rank']:.2f} [{t['gpt_rank_ci'][0]:.2f}, {t['gpt_rank_ci'][1]:.2f}] / {t['win_rate']:.1f}%")
     return "\n".join(lines)
 
 
@@ -1142,7 +1160,8 @@ def main(argv=None) -> int:
                     help="--probe learns each answer's verdict (pointwise) and/or the order of two answers of a prompt")
     ap.add_argument("--ensemble-consensus", nargs="*", default=[],
                     help="finished cells (`workflow`: the workflow's PairRanker): their average z-scored MaxLogits, "
-                         "alone and + consensus at the profile's weight, on --consensus-splits (no weight chosen)")
+                         "alone and + consensus at the profile's weight, on --consensus-splits; with val and test, "
+                         "also + consensus at the weight val picks, read on test")
     ap.add_argument("--consensus-splits", nargs="+", default=["val", "test"], choices=["val", "test"],
                     help="--consensus and --ensemble-consensus on these splits (test alone: no weight is chosen, "
                          "read the profile's 1.0; spares ranking val's prompts with a slow ranker)")
