@@ -67,3 +67,26 @@ def clear_torn_dvc_rwlock(repo: Path) -> bool:
         p.unlink()
         return True
     return False
+
+
+def clear_torn_dvc_lock(repo: Path) -> bool:
+    """DVC rewrites each `dvc/<run>/dvc.lock` in place as well (opened "w+", then the YAML dumped:
+    `dvc.utils.serialize._common._dump_data`, DVC 3.67.1), so a SIGKILL inside that write leaves a cut
+    lock, and the next `dvc repro` stops with "'dvc/<run>/dvc.lock' validation failed" or a YAML error.
+    With no DVC process alive the recovery is to remove it (or `git checkout` it) and rerun: every
+    stage whose command, dependencies and params are unchanged comes back from DVC's run cache
+    without running (docs/reliability.md; tests/test_dvc_torn_lock.py). Returns whether a lock was
+    torn (and removed)."""
+    import yaml
+    from dvc.schema import COMPILED_LOCKFILE_SCHEMA
+    from voluptuous import Invalid
+
+    torn = False
+    for lock in sorted(repo.glob("dvc/*/dvc.lock")):
+        try:
+            data = yaml.safe_load(lock.read_text(encoding="utf-8"))
+            COMPILED_LOCKFILE_SCHEMA(data)
+        except (yaml.YAMLError, Invalid, UnicodeDecodeError):
+            lock.unlink()
+            torn = True
+    return torn

@@ -22,7 +22,7 @@ import workflow_setup as ws
 from fake_openai import FakeOpenAI
 from rel_figures import FIGURES
 from test_kill import cached_keys
-from workflow_utils import clear_torn_dvc_rwlock
+from workflow_utils import clear_torn_dvc_lock, clear_torn_dvc_rwlock
 
 pytestmark = pytest.mark.slow
 KILLS = 3
@@ -202,10 +202,13 @@ def test_snakemake_killed_inside_the_judge_resumes_from_its_cached_labels(tmp_pa
     FIGURES["kills_survived.snakemake_judge"] += 1
 
 
-def _clear_torn_rwlock(d: Path) -> None:
-    # a kill inside DVC's own rwlock write tears it: removing it is the documented recovery
+def _clear_torn_dvc_files(d: Path) -> None:
+    # a kill inside DVC's own write of its rwlock or of dvc.lock tears it: removing it is the documented
+    # recovery (the run cache brings a finished stage back without running it)
     if clear_torn_dvc_rwlock(d):
         FIGURES["dvc_rwlock_torn_by_kill.dvc"] += 1
+    if clear_torn_dvc_lock(d):
+        FIGURES["dvc_lock_torn_by_kill.dvc"] += 1
 
 
 def test_dvc_killed_and_rerun_matches_and_is_up_to_date(tmp_path, fake, reference):
@@ -214,7 +217,7 @@ def test_dvc_killed_and_rerun_matches_and_is_up_to_date(tmp_path, fake, referenc
     DVC_COPIES.append(d)
     cmd = ["dvc", "repro", *ws.dvc_stages(d)]
     per_run, dup = kill_restart(cmd, cmd, d, fake, len(ref_calls), random.Random(77), "dvc",
-                                recover=_clear_torn_rwlock)
+                                recover=_clear_torn_dvc_files)
     FIGURES["duplicate_calls.dvc"] += dup
     assert dup == 0, f"{dup} calls asked again for answers already recorded"
     check_calls(per_run, ref_calls, "dvc")
