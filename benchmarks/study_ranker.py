@@ -600,8 +600,9 @@ def ensemble_consensus(names: list[str], args) -> str:
         rows[f"average of the {len(names)}"] = avg
         rows[f"average of the {len(names)} + consensus"] = combined_scores([avg, cons], [1.0, w])
         seed = int(cfg["seed"])
-        grid[split] = {v: evaluate_picks([int(np.argmax(x)) for x in combined_scores([avg, cons], [1.0, v])],
-                                         examples, prefs, seed) for v in CONSENSUS_WEIGHTS}
+        if {"val", "test"} <= set(args.consensus_splits):
+            grid[split] = {v: evaluate_picks([int(np.argmax(x)) for x in combined_scores([avg, cons], [1.0, v])],
+                                             examples, prefs, seed) for v in CONSENSUS_WEIGHTS}
         for label, sc in rows.items():
             r = evaluate_picks([int(np.argmax(x)) for x in sc], examples, prefs, seed)
             lines.append(f"| {split} ({len(examples)}) | {label} | {r['gpt_rank']:.2f} [{r['gpt_rank_ci'][0]:.2f}, "

@@ -1,5 +1,5 @@
-"""DVC rewrites `dvc.lock` in place, so a SIGKILL inside that write leaves it cut (DVC 3.67.1; CI met it
-in the determinism test's kills). The recovery docs/reliability.md gives, and the kill tests apply
+"""DVC rewrites `dvc.lock` in place, so a SIGKILL inside that write leaves it cut (DVC 3.67.1; a full local test
+run met it in the determinism test's kills). The recovery docs/reliability.md gives, and the kill tests apply
 through workflow_utils.clear_torn_dvc_lock: remove the cut lock and rerun `dvc repro`; DVC's run cache
 brings every finished stage back without running it (its outputs are checked out again from the
 cache: the same bytes, new mtimes). Checked here on a two-stage pipeline laid out as
@@ -19,7 +19,7 @@ def _pipeline(d):
     stages = {
         "upper": {"cmd": "echo upper >> runs.log && tr a-z A-Z < a.txt > b.txt", "wdir": "../..",
                   "deps": ["a.txt"], "outs": ["b.txt"]},
-        "reverse": {"cmd": "echo reverse >> runs.log && rev b.txt > c.txt", "wdir": "../..",
+        "reverse": {"cmd": "echo reverse >> runs.log && sort -r b.txt > c.txt", "wdir": "../..",
                     "deps": ["b.txt"], "outs": ["c.txt"]},
     }
     (d / "dvc" / "t").mkdir(parents=True)
