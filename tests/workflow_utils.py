@@ -70,13 +70,10 @@ def clear_torn_dvc_rwlock(repo: Path) -> bool:
 
 
 def clear_torn_dvc_lock(repo: Path) -> bool:
-    """DVC rewrites each `dvc/<run>/dvc.lock` in place as well (opened "w+", then the YAML dumped:
-    `dvc.utils.serialize._common._dump_data`, DVC 3.67.1), so a SIGKILL inside that write leaves a cut
-    lock, and the next `dvc repro` stops with "'dvc/<run>/dvc.lock' validation failed" or a YAML error.
-    With no DVC process alive the recovery is to remove it (or `git checkout` it) and rerun: every
-    stage whose command, dependencies and params are unchanged comes back from DVC's run cache
-    without running (docs/reliability.md; tests/test_dvc_torn_lock.py). Returns whether a lock was
-    torn (and removed)."""
+    """Remove each `dvc/<run>/dvc.lock` that DVC's own lock schema rejects: cut by a SIGKILL inside
+    DVC's in-place rewrite (`dvc.utils.serialize._common._dump_data` opens it "w+", DVC 3.67.1). Why
+    removing it loses no work: docs/reliability.md, checked by tests/test_dvc_torn_lock.py. Returns
+    whether a lock was torn (and removed)."""
     import yaml
     from dvc.schema import COMPILED_LOCKFILE_SCHEMA
     from voluptuous import Invalid
