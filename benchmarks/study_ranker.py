@@ -15,12 +15,16 @@ its training pool (imports and replayed labels, a few minutes):
     python benchmarks/study_ranker.py --ensemble-consensus workflow <cells>   # trainings averaged + consensus
     python benchmarks/study_ranker.py --judge-noise      # the labels' own noise: the judge asked again
 
-A cell is named `len<C>-src<S>-pool<P>-e<E>[-p<K>][-fp32][-headtail][-adrop0][-anchor][-lenbal][-tie<T>][-mean][-refit][-lr<M>e<X>][-seed<N>][-<backbone>]`:
+A cell is named `len<C>-src<S>-pool<P>[-m<M>]-e<E>[-p<K>][-fp32][-headtail][-adrop0][-anchor][-lenbal][-tie<T>][-mean][-refit][-lr<M>e<X>][-seed<N>][-<backbone>]`:
 - C: candidate tokens (ranker.candidate_max_len); S: source tokens (default 128; the pair must fit
   the backbone's 512 positions, so C=240 goes with S=32 at most, C=192 with S=64);
 - P: the training pool: `12` (the profile's ranked models), `37` (all of the mirror) or `holdout`
   (the 37 less 8 held-out models, drawn with the seed from the 25 that the profile does not rank;
   the test then ranks those 8, which the ranker never saw: the generalisation check);
+- M: train on M of the pool's models only, the first M of the pool shuffled with the profile's seed
+  (so the sub-pools are nested: m12 is inside m20, whatever the cell's -seed); the pairs per prompt
+  and epoch stay K, so M changes how many judged models the pairs are drawn from, not the compute
+  (a learning curve over judged models: how far more of them would take the ranker);
 - E: epochs; K: pairs per prompt and epoch (default 5); fp32: training in fp32 (default bf16 autocast);
   headtail: each candidate longer than its budget keeps its first two thirds and its last third of
   tokens instead of its first tokens only (head + tail truncation, Sun et al. 2019; a study-only variant,
@@ -73,7 +77,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-CELL = re.compile(r"^len(?P<len>\d+)(?:-src(?P<src>\d+))?-pool(?P<pool>12|37|holdout)-e(?P<epochs>\d+)"
+CELL = re.compile(r"^len(?P<len>\d+)(?:-src(?P<src>\d+))?-pool(?P<pool>12|37|holdout)(?:-m(?P<models>\d+))?-e(?P<epochs>\d+)"
                   r"(?:-p(?P<pairs>\d+))?(?P<fp32>-fp32)?(?P<headtail>-headtail)?(?P<adrop0>-adrop0)?(?P<anchor>-anchor)?"
                   r"(?P<lenbal>-lenbal)?(?:-tie(?P<ties>\d+))?(?P<mean>-mean)?(?P<refit>-refit)?(?:-lr(?P<lr>\d+)e(?P<lr_exp>\d+))?(?:-seed(?P<seed>\d+))?"
                   r"(?:-(?P<backbone>[a-z0-9_]+))?$")
@@ -83,10 +87,11 @@ HELD_OUT = 8
 def parse_cell(name: str) -> dict:
     m = CELL.match(name)
     if not m:
-        raise SystemExit(f"cell {name!r}: expected len<C>[-src<S>]-pool<12|37|holdout>-e<E>[-p<K>][-fp32][-headtail]"
+        raise SystemExit(f"cell {name!r}: expected len<C>[-src<S>]-pool<12|37|holdout>[-m<M>]-e<E>[-p<K>][-fp32][-headtail]"
                          "[-adrop0][-anchor][-lenbal][-tie<T>][-mean][-refit][-lr<M>e<X>][-seed<N>][-<backbone>]")
     return {"name": name, "candidate_max_len": int(m["len"]), "source_max_len": int(m["src"] or 128),
-            "pool": m["pool"], "epochs": int(m["epochs"]), "pairs_per_input": int(m["pairs"] or 5),
+            "pool": m["pool"], "train_models": None if m["models"] is None else int(m["models"]),
+            "epochs": int(m["epochs"]), "pairs_per_input": int(m["pairs"] or 5),
             "autocast": None if m["fp32"] else "bfloat16", "backbone": m["backbone"] or "minilm",
             "headtail": bool(m["headtail"]), "anchor": bool(m["anchor"]), "length_balanced": bool(m["lenbal"]),
             "attention_dropout": 0.0 if m["adrop0"] else None, "pooling": "mean" if m["mean"] else None,
@@ -128,6 +133,15 @@ def held_out_models(cfg: dict) -> list[str]:
     ranked = {g["name"] for g in cfg["generate"]["generators"]}
     extra = sorted(m for m in cfg["ranker"]["train_generators"] if m not in ranked)
     return sorted(random.Random(int(cfg["seed"])).sample(extra, HELD_OUT))
+
+
+def sub_pool(pool: set[str], m: int, seed: int) -> set[str]:
+    """The first m models of the pool in a seeded shuffle: nested over m for one pool and seed."""
+    if not 2 <= m <= len(pool):
+        raise SystemExit(f"-m{m}: a sub-pool needs 2 to {len(pool)} models (the pool has {len(pool)})")
+    order = sorted(pool)
+    random.Random(seed).shuffle(order)
+    return set(order[:m])
 
 
 def filter_records(src: Path, dst: Path, keep: set[str], limit: int | None = None) -> int:
@@ -302,6 +316,8 @@ def run_cell(cell: dict, args) -> dict:
     ranked = [g["name"] for g in cfg["generate"]["generators"]]
     pool = {"12": set(ranked), "37": set(rc["train_generators"]),
             "holdout": set(rc["train_generators"]) - set(held_out_models(cfg))}[cell["pool"]]
+    if cell.get("train_models") is not None:
+        pool = sub_pool(pool, cell["train_models"], int(cfg["seed"]))
     judges = {split: data / "ranker_pool" / "judge" / f"{split}.jsonl" for split in ("train", "val")}
     for split in ("train", "val"):
         filter_records(data / "ranker_pool" / f"{split}.jsonl", work / f"{split}.jsonl", pool,
@@ -346,7 +362,7 @@ def run_cell(cell: dict, args) -> dict:
     c = counter["c"]
     c.handle.remove()
 
-    result = {"cell": cell, "cpu_flags": cpu_flags(), "threads": args.threads,
+    result = {"cell": cell, "train_models": sorted(pool), "cpu_flags": cpu_flags(), "threads": args.threads,
               "step_tokens": rc["train"].get("step_tokens"),
               "train": {"seconds": round(train_s, 1), "examples": report["train_examples"],
                         "best_epoch": report["best_epoch"], "history": report["history"],
@@ -481,8 +497,9 @@ def table(out: Path) -> str:
         best_key = next(k for k in ref if k.startswith("best single ("))
         best = ref[best_key]
         smp = r["schedules"][sampled]
+        pool = c["pool"] if c.get("train_models") is None else f"{c['pool']}, {c['train_models']} models"
         rows.append(
-            f"| {c['name']} | {c['pool']} | {c['candidate_max_len']}+{c['source_max_len']} | {c['epochs']} | "
+            f"| {c['name']} | {pool} | {c['candidate_max_len']}+{c['source_max_len']} | {c['epochs']} | "
             f"{c['autocast'] or 'fp32'} | {r['train']['seconds']:.0f} | {r['train']['tokens_per_s_padded']:.0f} | "
             f"{r['test']['examples']}x{r['test']['models']} | {p['gpt_rank']:.2f} [{p['gpt_rank_ci'][0]:.2f}, "
             f"{p['gpt_rank_ci'][1]:.2f}] | {p['win_rate']:.1f} | {p['pick_len_words']:.0f} | "
