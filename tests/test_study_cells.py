@@ -22,6 +22,7 @@ def study():
 def test_cell_name_reads_the_sub_pool_size(study):
     cell = study.parse_cell("len128-src128-poolholdout-m12-e2-adrop0-mean-seed1")
     assert (cell["pool"], cell["train_models"], cell["epochs"], cell["seed"]) == ("holdout", 12, 2, 1)
+    assert (cell["draw"], study.parse_cell("len128-src128-poolholdout-m12d7-e2-mean")["draw"]) == (None, 7)
     assert study.parse_cell("len128-src128-poolholdout-e2-adrop0-mean")["train_models"] is None
 
 
