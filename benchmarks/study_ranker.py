@@ -15,17 +15,17 @@ its training pool (imports and replayed labels, a few minutes):
     python benchmarks/study_ranker.py --ensemble-consensus workflow <cells>   # trainings averaged + consensus
     python benchmarks/study_ranker.py --judge-noise      # the labels' own noise: the judge asked again
 
-A cell is named `len<C>-src<S>-pool<P>[-m<M>[d<D>]]-e<E>[-p<K>][-fp32][-headtail][-adrop0][-anchor][-lenbal][-tie<T>][-mean][-refit][-lr<M>e<X>][-seed<N>][-<backbone>]`:
+A cell is named `len<C>-src<S>-pool<P>[-m<G>[d<D>]]-e<E>[-p<K>][-fp32][-headtail][-adrop0][-anchor][-lenbal][-tie<T>][-mean][-refit][-lr<M>e<X>][-seed<N>][-<backbone>]`:
 - C: candidate tokens (ranker.candidate_max_len); S: source tokens (default 128; the pair must fit
   the backbone's 512 positions, so C=240 goes with S=32 at most, C=192 with S=64);
 - P: the training pool: `12` (the profile's ranked models), `37` (all of the mirror) or `holdout`
   (the 37 less 8 held-out models, drawn with the seed from the 25 that the profile does not rank;
   the test then ranks those 8, which the ranker never saw: the generalisation check);
-- M: train on M of the pool's models only, the first M of the pool shuffled with the profile's seed
-  (so the sub-pools are nested: m12 is inside m20, whatever the cell's -seed): a learning curve over
-  judged models. The pairs per prompt and epoch stay at most K, but a prompt whose M answers all got
-  one verdict gives none, so a small M also trains on fewer pairs (raise K to match); d<D> shuffles
-  with seed D instead, another draw of the same size;
+- G: train on G of the pool's models (generators) only, the first G of the pool shuffled with the
+  profile's seed (so the sub-pools are nested: m12 is inside m20, whatever the cell's -seed): a
+  learning curve over judged models. The pairs per prompt and epoch stay at most K, but a prompt
+  whose G answers all got one verdict gives none, so a small G also trains on fewer pairs (raise K
+  to match); d<D> shuffles with seed D instead, another draw of the same size;
 - E: epochs; K: pairs per prompt and epoch (default 5); fp32: training in fp32 (default bf16 autocast);
   headtail: each candidate longer than its budget keeps its first two thirds and its last third of
   tokens instead of its first tokens only (head + tail truncation, Sun et al. 2019; a study-only variant,
@@ -88,7 +88,7 @@ HELD_OUT = 8
 def parse_cell(name: str) -> dict:
     m = CELL.match(name)
     if not m:
-        raise SystemExit(f"cell {name!r}: expected len<C>[-src<S>]-pool<12|37|holdout>[-m<M>[d<D>]]-e<E>[-p<K>][-fp32][-headtail]"
+        raise SystemExit(f"cell {name!r}: expected len<C>[-src<S>]-pool<12|37|holdout>[-m<G>[d<D>]]-e<E>[-p<K>][-fp32][-headtail]"
                          "[-adrop0][-anchor][-lenbal][-tie<T>][-mean][-refit][-lr<M>e<X>][-seed<N>][-<backbone>]")
     return {"name": name, "candidate_max_len": int(m["len"]), "source_max_len": int(m["src"] or 128),
             "pool": m["pool"], "train_models": None if m["models"] is None else int(m["models"]),

@@ -1,4 +1,4 @@
-"""benchmarks/study_ranker.py's cell names: the `-m<M>` sub-pool of a learning curve over judged models."""
+"""benchmarks/study_ranker.py's cell names: the `-m<G>` sub-pool of a learning curve over judged models."""
 
 import pytest
 
