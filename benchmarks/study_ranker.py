@@ -729,6 +729,87 @@ def consensus_study(names: list[str], args) -> str:
     return "\n".join(lines)
 
 
+PRIOR_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+def model_prior(examples, scores) -> dict[str, float]:
+    """Each model's mean z-scored score over the prompts that have its answer: the ranker's own view of
+    which LLM is better overall, from no label (what a user ranking new LLMs on many prompts has)."""
+    from llmblend.ranker.consensus import zscore
+
+    per_model: dict[str, list[float]] = {}
+    for ex, s in zip(examples, scores):
+        for m, v in zip(ex.models, zscore(s)):
+            per_model.setdefault(m, []).append(float(v))
+    return {m: float(np.mean(v)) for m, v in per_model.items()}
+
+
+def prior_picks(examples, scores, weight: float | None) -> list[int]:
+    """The pick of z-scored scores + weight x the answer's model's prior (model_prior); weight None: the
+    prior alone (every prompt gets the answer of the model with the best mean, ties to the first)."""
+    from llmblend.ranker.consensus import zscore
+
+    prior = model_prior(examples, scores)
+    picks = []
+    for ex, s in zip(examples, scores):
+        p = np.array([prior[m] for m in ex.models])
+        picks.append(int(np.argmax(p if weight is None else zscore(s) + weight * p)))
+    return picks
+
+
+def model_prior_study(names: list[str], args) -> str:
+    """Finished cells' MaxLogits + weight x the model prior (model_prior, computed on the split's own
+    prompts) over PRIOR_WEIGHTS and the prior alone (weight infinity), on --consensus-splits (val: the
+    cell's model ranks val here, kept in <cell>/val.matrices.npz); with val and test, a weight is
+    chosen on val (lowest GPT-Rank, ties to the smaller) and read on test. Also the Spearman
+    correlation, over the ranked models, of the prior with each model's win rate against
+    text-davinci-003 on that split: whether the ranker knows which LLM is better overall."""
+    import pandas as pd
+    import torch
+
+    from llmblend.ranker import aggregate
+
+    cfg = load_profile(args)
+    data = ROOT / "data" / cfg["run"]
+    torch.set_num_threads(args.threads)
+    cache = Path(args.out) / "model-prior"  # the splits' candidate files, shared by the cells
+    cache.mkdir(parents=True, exist_ok=True)
+    seed = int(cfg["seed"])
+    lines = [f"cpu flags: {cpu_flags()}",
+             "| cell | split | weight | GPT-Rank [95% CI] | win % | pick words |", "|" + "---|" * 6]
+    for name in names:
+        cell, work = parse_cell(name), Path(args.out) / name
+        out = {}
+        for split in args.consensus_splits:
+            examples, prefs = split_set(cfg, data, cell, split, cache)
+            ml = [aggregate.max_logits(m) for m in split_matrices(cfg, name, split, examples, Path(args.out))]
+            rows = {str(w): evaluate_picks(prior_picks(examples, ml, w), examples, prefs, seed) for w in PRIOR_WEIGHTS}
+            rows["prior alone"] = evaluate_picks(prior_picks(examples, ml, None), examples, prefs, seed)
+            prior = model_prior(examples, ml)
+            win = {m: float(np.nanmean([np.nan if p[ex.models.index(m)] is None else WIN_VALUE[p[ex.models.index(m)]]
+                                        for ex, p in zip(examples, prefs) if m in ex.models])) for m in prior}
+            models = sorted(prior)
+            rho = float(pd.Series([prior[m] for m in models]).corr(pd.Series([win[m] for m in models]),
+                                                                   method="spearman"))
+            out[split] = {"prompts": len(examples), "weights": rows, "prior": prior, "win_rate": win,
+                          "spearman_prior_win": rho}
+            for w, r in rows.items():
+                lines.append(f"| {name} | {split} ({len(examples)}) | {w} | {r['gpt_rank']:.2f} [{r['gpt_rank_ci'][0]:.2f}, "
+                             f"{r['gpt_rank_ci'][1]:.2f}] | {r['win_rate']:.1f} | {r['pick_len_words']:.0f} |")
+            top = max(prior, key=prior.get)
+            lines.append(f"| {name} | {split} ({len(examples)}) | Spearman(prior, win rate) over {len(models)} models: "
+                         f"{rho:.2f}; the prior's best model {top} (win {100 * win[top]:.1f}%), the best by win rate "
+                         f"{max(win, key=win.get)} ({100 * max(win.values()):.1f}%) | | | |")
+        if "val" in out and "test" in out:
+            best = min(PRIOR_WEIGHTS, key=lambda w: (out["val"]["weights"][str(w)]["gpt_rank"], w))
+            out["weight_by_val"] = best
+            t = out["test"]["weights"][str(best)]
+            lines.append(f"| {name} | the weight val picks: {best:g} | | test {t['gpt_rank']:.2f} | {t['win_rate']:.1f} | |")
+        suffix = "" if {"val", "test"} <= set(args.consensus_splits) else "-" + args.consensus_splits[0]
+        (work / f"model-prior{suffix}.json").write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
+    return "\n".join(lines)
+
+
 VERDICT_LEVELS = (1.0, 1.5, 2.0)  # GPT-4's preference against the reference: lost, tied, won
 NOISE_SCALES = (0.0, 0.25, 0.5, 0.75, 1.0)
 NOISE_SIMS = 400
@@ -1182,8 +1263,11 @@ def main(argv=None) -> int:
                     help="finished cells (`workflow`: the workflow's PairRanker): their average z-scored MaxLogits, "
                          "alone and + consensus at the profile's weight, on --consensus-splits; with val and test, "
                          "also + consensus at the weight val picks, read on test")
+    ap.add_argument("--model-prior", nargs="*", default=[],
+                    help="finished cells: MaxLogits + weight x each model's mean score over the split (a prior from "
+                         "no label), on --consensus-splits (val picks the weight), and how that mean orders the models")
     ap.add_argument("--consensus-splits", nargs="+", default=["val", "test"], choices=["val", "test"],
-                    help="--consensus and --ensemble-consensus on these splits (test alone: no weight is chosen, "
+                    help="--consensus, --ensemble-consensus and --model-prior on these splits (test alone: no weight is chosen, "
                          "read the profile's 1.0; spares ranking val's prompts with a slow ranker)")
     ap.add_argument("--judge-noise", action="store_true",
                     help="the labels' own noise: GPT-4's verdicts on texts it judged twice, and the test pick of "
@@ -1217,6 +1301,8 @@ def main(argv=None) -> int:
         print(consensus_study(args.consensus, args))
     if args.ensemble_consensus:
         print(ensemble_consensus(args.ensemble_consensus, args))
+    if args.model_prior:
+        print(model_prior_study(args.model_prior, args))
     if args.probe is not None:
         print(probe_study(args.probe, args))
     if args.judge_noise:

@@ -26,3 +26,26 @@ def test_sub_pools_are_nested_seeded_draws_of_the_pool(study_ranker):
 def test_sub_pool_outside_the_pool_is_refused(study_ranker, m):
     with pytest.raises(SystemExit, match=f"-m{m}: a sub-pool needs 2 to 29 models"):
         study_ranker.sub_pool(POOL, m, 42)
+
+
+class _Ex:  # what model_prior reads of an example: its answers' models, in the prompt's own order
+    def __init__(self, models):
+        self.models = models
+
+
+def test_model_prior_is_each_models_mean_z_score_matched_by_name(study_ranker):
+    # the answers come in another order on each prompt: the prior follows the model, not the position
+    examples = [_Ex(["a", "b", "c"]), _Ex(["c", "a", "b"]), _Ex(["b", "c", "a"])]
+    scores = [[3.0, 2.0, 1.0], [1.0, 3.0, 2.0], [2.0, 1.0, 3.0]]  # "a" best on every prompt, "c" worst
+    prior = study_ranker.model_prior(examples, scores)
+    z = 1.5 ** 0.5  # the z-score of the best of three equally spaced scores
+    assert prior == pytest.approx({"a": z, "b": 0.0, "c": -z})
+
+
+def test_prior_picks_move_from_maxlogits_to_the_priors_best_model(study_ranker):
+    examples = [_Ex(["a", "b"]), _Ex(["b", "a"]), _Ex(["a", "b"])]
+    scores = [[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]  # "a" wins prompts 0 and 1, "b" prompt 2; prior a 1/3, b -1/3
+    assert study_ranker.prior_picks(examples, scores, 0.0) == [0, 1, 1]  # MaxLogits' own picks
+    assert study_ranker.prior_picks(examples, scores, 0.25) == [0, 1, 1]  # a small weight keeps a clear win
+    assert study_ranker.prior_picks(examples, scores, None) == [0, 1, 0]  # "a" on every prompt
+    assert study_ranker.prior_picks(examples, scores, 4.0) == [0, 1, 0]
