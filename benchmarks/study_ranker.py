@@ -634,7 +634,7 @@ def ensemble_consensus(names: list[str], args) -> str:
             t = grid["test"][v]
             lines.append(f"| {v:g} | {grid['val'][v]['gpt_rank']:.2f} | {t['gpt_rank']:.2f} [{t['gpt_rank_ci'][0]:.2f}, "
                          f"{t['gpt_rank_ci'][1]:.2f}] | {t['win_rate']:.1f} | {t['pick_len_words']:.0f} |")
-        best = min(CONSENSUS_WEIGHTS, key=lambda v: (grid["val"][v]["gpt_rank"], v))
+        best = chosen_on_val(grid["val"])
         t = grid["test"][best]
         lines.append(f"\nthe weight val picks for the average of the {len(names)} + consensus: {best:g}; test "
                      f"{t['gpt_rank']:.2f} [{t['gpt_rank_ci'][0]:.2f}, {t['gpt_rank_ci'][1]:.2f}] / {t['win_rate']:.1f}%")
@@ -642,6 +642,11 @@ def ensemble_consensus(names: list[str], args) -> str:
 
 
 CONSENSUS_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+def chosen_on_val(val_rows: dict[float, dict]) -> float:
+    """The study's one rule for a weight read on val: the lowest GPT-Rank, ties to the smaller weight."""
+    return min(val_rows, key=lambda w: (val_rows[w]["gpt_rank"], w))
 CONSENSUS_TOP_K = (2, 3, 4, 6)
 
 
@@ -718,7 +723,7 @@ def consensus_study(names: list[str], args) -> str:
                 lines.append(f"| {name} | {split} ({len(examples)}) | {w} | {r['gpt_rank']:.2f} [{r['gpt_rank_ci'][0]:.2f}, "
                              f"{r['gpt_rank_ci'][1]:.2f}] | {r['win_rate']:.1f} | {r['pick_len_words']:.0f} |")
         if "val" in out and "test" in out:
-            best = min(CONSENSUS_WEIGHTS, key=lambda w: (out["val"]["weights"][str(w)]["gpt_rank"], w))
+            best = chosen_on_val({w: out["val"]["weights"][str(w)] for w in CONSENSUS_WEIGHTS})
             out["weight_by_val"] = best
             lines.append(f"| {name} | the weight val picks: {best} | | test {out['test']['weights'][str(best)]['gpt_rank']:.2f} | "
                          f"{out['test']['weights'][str(best)]['win_rate']:.1f} | |")
@@ -744,12 +749,12 @@ def model_prior(examples, scores) -> dict[str, float]:
     return {m: float(np.mean(v)) for m, v in per_model.items()}
 
 
-def prior_picks(examples, scores, weight: float | None) -> list[int]:
-    """The pick of z-scored scores + weight x the answer's model's prior (model_prior); weight None: the
-    prior alone (every prompt gets the answer of the model with the best mean, ties to the first)."""
+def prior_picks(examples, scores, prior: dict[str, float], weight: float | None) -> list[int]:
+    """The pick of z-scored scores + weight x the answer's model's prior (model_prior of these scores);
+    weight None: the prior alone (every prompt gets the answer of the model with the best mean, ties to
+    the first)."""
     from llmblend.ranker.consensus import zscore
 
-    prior = model_prior(examples, scores)
     picks = []
     for ex, s in zip(examples, scores):
         p = np.array([prior[m] for m in ex.models])
@@ -783,9 +788,10 @@ def model_prior_study(names: list[str], args) -> str:
         for split in args.consensus_splits:
             examples, prefs = split_set(cfg, data, cell, split, cache)
             ml = [aggregate.max_logits(m) for m in split_matrices(cfg, name, split, examples, Path(args.out))]
-            rows = {str(w): evaluate_picks(prior_picks(examples, ml, w), examples, prefs, seed) for w in PRIOR_WEIGHTS}
-            rows["prior alone"] = evaluate_picks(prior_picks(examples, ml, None), examples, prefs, seed)
             prior = model_prior(examples, ml)
+            rows = {str(w): evaluate_picks(prior_picks(examples, ml, prior, w), examples, prefs, seed)
+                    for w in PRIOR_WEIGHTS}
+            rows["prior alone"] = evaluate_picks(prior_picks(examples, ml, prior, None), examples, prefs, seed)
             win = {m: float(np.nanmean([np.nan if p[ex.models.index(m)] is None else WIN_VALUE[p[ex.models.index(m)]]
                                         for ex, p in zip(examples, prefs) if m in ex.models])) for m in prior}
             models = sorted(prior)
@@ -801,7 +807,7 @@ def model_prior_study(names: list[str], args) -> str:
                          f"{rho:.2f}; the prior's best model {top} (win {100 * win[top]:.1f}%), the best by win rate "
                          f"{max(win, key=win.get)} ({100 * max(win.values()):.1f}%) | | | |")
         if "val" in out and "test" in out:
-            best = min(PRIOR_WEIGHTS, key=lambda w: (out["val"]["weights"][str(w)]["gpt_rank"], w))
+            best = chosen_on_val({w: out["val"]["weights"][str(w)] for w in PRIOR_WEIGHTS})
             out["weight_by_val"] = best
             t = out["test"]["weights"][str(best)]
             lines.append(f"| {name} | the weight val picks: {best:g} | | test {t['gpt_rank']:.2f} | {t['win_rate']:.1f} | |")

@@ -45,7 +45,13 @@ def test_model_prior_is_each_models_mean_z_score_matched_by_name(study_ranker):
 def test_prior_picks_move_from_maxlogits_to_the_priors_best_model(study_ranker):
     examples = [_Ex(["a", "b"]), _Ex(["b", "a"]), _Ex(["a", "b"])]
     scores = [[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]]  # "a" wins prompts 0 and 1, "b" prompt 2; prior a 1/3, b -1/3
-    assert study_ranker.prior_picks(examples, scores, 0.0) == [0, 1, 1]  # MaxLogits' own picks
-    assert study_ranker.prior_picks(examples, scores, 0.25) == [0, 1, 1]  # a small weight keeps a clear win
-    assert study_ranker.prior_picks(examples, scores, None) == [0, 1, 0]  # "a" on every prompt
-    assert study_ranker.prior_picks(examples, scores, 4.0) == [0, 1, 0]
+    prior = study_ranker.model_prior(examples, scores)
+    assert study_ranker.prior_picks(examples, scores, prior, 0.0) == [0, 1, 1]  # MaxLogits' own picks
+    assert study_ranker.prior_picks(examples, scores, prior, 0.25) == [0, 1, 1]  # a small weight keeps a clear win
+    assert study_ranker.prior_picks(examples, scores, prior, None) == [0, 1, 0]  # "a" on every prompt
+    assert study_ranker.prior_picks(examples, scores, prior, 4.0) == [0, 1, 0]
+
+
+def test_a_weight_is_chosen_on_val_by_the_lowest_gpt_rank_ties_to_the_smaller(study_ranker):
+    rows = {0.0: {"gpt_rank": 1.9}, 0.5: {"gpt_rank": 1.7}, 1.0: {"gpt_rank": 1.7}, 2.0: {"gpt_rank": 1.8}}
+    assert study_ranker.chosen_on_val(rows) == 0.5
