@@ -621,7 +621,7 @@ def ensemble_consensus(names: list[str], args) -> str:
         seed = int(cfg["seed"])
         if {"val", "test"} <= set(args.consensus_splits):
             grid[split] = {v: evaluate_picks([int(np.argmax(x)) for x in combined_scores([avg, cons], [1.0, v])],
-                                             examples, prefs, seed) for v in CONSENSUS_WEIGHTS}
+                                             examples, prefs, seed) for v in WEIGHT_GRID}
         for label, sc in rows.items():
             r = evaluate_picks([int(np.argmax(x)) for x in sc], examples, prefs, seed)
             lines.append(f"| {split} ({len(examples)}) | {label} | {r['gpt_rank']:.2f} [{r['gpt_rank_ci'][0]:.2f}, "
@@ -630,7 +630,7 @@ def ensemble_consensus(names: list[str], args) -> str:
         lines.append("")
         lines.append("| weight | val GPT-Rank | test GPT-Rank [95% CI] | test win % | test pick words |")
         lines.append("|" + "---|" * 5)
-        for v in CONSENSUS_WEIGHTS:
+        for v in WEIGHT_GRID:
             t = grid["test"][v]
             lines.append(f"| {v:g} | {grid['val'][v]['gpt_rank']:.2f} | {t['gpt_rank']:.2f} [{t['gpt_rank_ci'][0]:.2f}, "
                          f"{t['gpt_rank_ci'][1]:.2f}] | {t['win_rate']:.1f} | {t['pick_len_words']:.0f} |")
@@ -641,12 +641,15 @@ def ensemble_consensus(names: list[str], args) -> str:
     return "\n".join(lines)
 
 
-CONSENSUS_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+# the weights a second score is added with (the consensus's, the model prior's), read on val and test
+WEIGHT_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 
 
 def chosen_on_val(val_rows: dict[float, dict]) -> float:
     """The study's one rule for a weight read on val: the lowest GPT-Rank, ties to the smaller weight."""
     return min(val_rows, key=lambda w: (val_rows[w]["gpt_rank"], w))
+
+
 CONSENSUS_TOP_K = (2, 3, 4, 6)
 
 
@@ -702,7 +705,7 @@ def consensus_study(names: list[str], args) -> str:
             mats = split_matrices(cfg, name, split, examples, Path(args.out))
             ml = [aggregate.max_logits(m).tolist() for m in mats]
             rows = {}
-            for w in CONSENSUS_WEIGHTS:
+            for w in WEIGHT_GRID:
                 picks = [int(np.argmax(s)) for s in combined_scores([ml, cons], [1.0, w])]
                 rows[str(w)] = evaluate_picks(picks, examples, prefs, seed)
             rows["consensus alone"] = evaluate_picks([int(np.argmax(s)) for s in cons], examples, prefs, seed)
@@ -723,7 +726,7 @@ def consensus_study(names: list[str], args) -> str:
                 lines.append(f"| {name} | {split} ({len(examples)}) | {w} | {r['gpt_rank']:.2f} [{r['gpt_rank_ci'][0]:.2f}, "
                              f"{r['gpt_rank_ci'][1]:.2f}] | {r['win_rate']:.1f} | {r['pick_len_words']:.0f} |")
         if "val" in out and "test" in out:
-            best = chosen_on_val({w: out["val"]["weights"][str(w)] for w in CONSENSUS_WEIGHTS})
+            best = chosen_on_val({w: out["val"]["weights"][str(w)] for w in WEIGHT_GRID})
             out["weight_by_val"] = best
             lines.append(f"| {name} | the weight val picks: {best} | | test {out['test']['weights'][str(best)]['gpt_rank']:.2f} | "
                          f"{out['test']['weights'][str(best)]['win_rate']:.1f} | |")
@@ -732,9 +735,6 @@ def consensus_study(names: list[str], args) -> str:
         suffix = "" if {"val", "test"} <= set(args.consensus_splits) else "-" + args.consensus_splits[0]
         (work / f"consensus-{cache.name}{suffix}.json").write_text(json.dumps(out, indent=1) + "\n", encoding="utf-8")
     return "\n".join(lines)
-
-
-PRIOR_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 
 
 def model_prior(examples, scores) -> dict[str, float]:
@@ -764,7 +764,7 @@ def prior_picks(examples, scores, prior: dict[str, float], weight: float | None)
 
 def model_prior_study(names: list[str], args) -> str:
     """Finished cells' MaxLogits + weight x the model prior (model_prior, computed on the split's own
-    prompts) over PRIOR_WEIGHTS and the prior alone (weight infinity), on --consensus-splits (val: the
+    prompts) over WEIGHT_GRID and the prior alone (weight infinity), on --consensus-splits (val: the
     cell's model ranks val here, kept in <cell>/val.matrices.npz); with val and test, a weight is
     chosen on val (lowest GPT-Rank, ties to the smaller) and read on test. Also the Spearman
     correlation, over the ranked models, of the prior with each model's win rate against
@@ -790,7 +790,7 @@ def model_prior_study(names: list[str], args) -> str:
             ml = [aggregate.max_logits(m) for m in split_matrices(cfg, name, split, examples, Path(args.out))]
             prior = model_prior(examples, ml)
             rows = {str(w): evaluate_picks(prior_picks(examples, ml, prior, w), examples, prefs, seed)
-                    for w in PRIOR_WEIGHTS}
+                    for w in WEIGHT_GRID}
             rows["prior alone"] = evaluate_picks(prior_picks(examples, ml, prior, None), examples, prefs, seed)
             win = {m: float(np.nanmean([np.nan if p[ex.models.index(m)] is None else WIN_VALUE[p[ex.models.index(m)]]
                                         for ex, p in zip(examples, prefs) if m in ex.models])) for m in prior}
@@ -807,7 +807,7 @@ def model_prior_study(names: list[str], args) -> str:
                          f"{rho:.2f}; the prior's best model {top} (win {100 * win[top]:.1f}%), the best by win rate "
                          f"{max(win, key=win.get)} ({100 * max(win.values()):.1f}%) | | | |")
         if "val" in out and "test" in out:
-            best = chosen_on_val({w: out["val"]["weights"][str(w)] for w in PRIOR_WEIGHTS})
+            best = chosen_on_val({w: out["val"]["weights"][str(w)] for w in WEIGHT_GRID})
             out["weight_by_val"] = best
             t = out["test"]["weights"][str(best)]
             lines.append(f"| {name} | the weight val picks: {best:g} | | test {t['gpt_rank']:.2f} | {t['win_rate']:.1f} | |")
