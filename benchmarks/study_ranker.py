@@ -15,7 +15,7 @@ its training pool (imports and replayed labels, a few minutes):
     python benchmarks/study_ranker.py --ensemble-consensus workflow <cells>   # trainings averaged + consensus
     python benchmarks/study_ranker.py --judge-noise      # the labels' own noise: the judge asked again
 
-A cell is named `len<C>-src<S>-pool<P>[-m<G>[d<D>]]-e<E>[-p<K>][-fp32][-headtail][-adrop0][-anchor][-lenbal][-tie<T>][-mean][-refit][-lr<M>e<X>][-seed<N>][-<backbone>]`:
+A cell is named `len<C>-src<S>-pool<P>[-m<G>[d<D>]]-e<E>[-p<K>][-fp32][-headtail][-adrop0][-anchor][-lenbal][-modbal][-tie<T>][-mean][-refit][-lr<M>e<X>][-seed<N>][-<backbone>]`:
 - C: candidate tokens (ranker.candidate_max_len); S: source tokens (default 128; the pair must fit
   the backbone's 512 positions, so C=240 goes with S=32 at most, C=192 with S=64);
 - P: the training pool: `12` (the profile's ranked models), `37` (all of the mirror) or `holdout`
@@ -40,6 +40,11 @@ A cell is named `len<C>-src<S>-pool<P>[-m<G>[d<D>]]-e<E>[-p<K>][-fp32][-headtail
   lenbal: length-balanced training pairs (ranker.train.length_balanced_pairs): each pair's loss is
   weighted so that the longer answer is the better in half the weight of unequal pairs (in ~80% of
   an input's pool pairs unweighted);
+  modbal: model-balanced training pairs (a study-only variant, ModelBalance below): each pair's loss
+  is weighted d(better answer's model) / d(worse answer's model), with d balanced so that every
+  model's answers carry as much weight on the better side of a pair as on the worse: the identity of
+  the model that wrote an answer then says nothing of the label, which a ranker cannot use on LLMs
+  it never saw anyway;
   tie<T>: T pairs of equal verdicts per prompt and epoch besides the K unequal ones, trained towards a
   logit of 0 (ranker.tie_pairs_per_input; the pool's pairs are mostly such ties, which the paper's
   sampling leaves out);
@@ -80,7 +85,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 CELL = re.compile(r"^len(?P<len>\d+)(?:-src(?P<src>\d+))?-pool(?P<pool>12|37|holdout)(?:-m(?P<models>\d+)(?:d(?P<draw>\d+))?)?-e(?P<epochs>\d+)"
                   r"(?:-p(?P<pairs>\d+))?(?P<fp32>-fp32)?(?P<headtail>-headtail)?(?P<adrop0>-adrop0)?(?P<anchor>-anchor)?"
-                  r"(?P<lenbal>-lenbal)?(?:-tie(?P<ties>\d+))?(?P<mean>-mean)?(?P<refit>-refit)?(?:-lr(?P<lr>\d+)e(?P<lr_exp>\d+))?(?:-seed(?P<seed>\d+))?"
+                  r"(?P<lenbal>-lenbal)?(?P<modbal>-modbal)?(?:-tie(?P<ties>\d+))?(?P<mean>-mean)?(?P<refit>-refit)?(?:-lr(?P<lr>\d+)e(?P<lr_exp>\d+))?(?:-seed(?P<seed>\d+))?"
                   r"(?:-(?P<backbone>[a-z0-9_]+))?$")
 HELD_OUT = 8
 
@@ -89,13 +94,14 @@ def parse_cell(name: str) -> dict:
     m = CELL.match(name)
     if not m:
         raise SystemExit(f"cell {name!r}: expected len<C>[-src<S>]-pool<12|37|holdout>[-m<G>[d<D>]]-e<E>[-p<K>][-fp32][-headtail]"
-                         "[-adrop0][-anchor][-lenbal][-tie<T>][-mean][-refit][-lr<M>e<X>][-seed<N>][-<backbone>]")
+                         "[-adrop0][-anchor][-lenbal][-modbal][-tie<T>][-mean][-refit][-lr<M>e<X>][-seed<N>][-<backbone>]")
     return {"name": name, "candidate_max_len": int(m["len"]), "source_max_len": int(m["src"] or 128),
             "pool": m["pool"], "train_models": None if m["models"] is None else int(m["models"]),
             "draw": None if m["draw"] is None else int(m["draw"]),
             "epochs": int(m["epochs"]), "pairs_per_input": int(m["pairs"] or 5),
             "autocast": None if m["fp32"] else "bfloat16", "backbone": m["backbone"] or "minilm",
             "headtail": bool(m["headtail"]), "anchor": bool(m["anchor"]), "length_balanced": bool(m["lenbal"]),
+            "model_balanced": bool(m["modbal"]),
             "attention_dropout": 0.0 if m["adrop0"] else None, "pooling": "mean" if m["mean"] else None,
             "refit": bool(m["refit"]), "tie_pairs": int(m["ties"] or 0),
             "lr": None if m["lr"] is None else float(f"{m['lr']}e-{m['lr_exp']}"), "seed": None if m["seed"] is None else int(m["seed"])}
@@ -185,6 +191,79 @@ def add_reference(cfg: dict, split: str, records_path: Path, judge_src: Path, ju
             if rec["id"] in extra:
                 rec["cmp_results"] = {**rec["cmp_results"], **extra[rec["id"]]}
                 fout.write(json.dumps(rec) + "\n")
+
+
+def better_worse_pairs(signal) -> list[tuple[int, int]]:
+    """An input's pairs of different signal as (better, worse) candidate indices."""
+    n = len(signal)
+    return [(i, j) if signal[i] > signal[j] else (j, i) for i in range(n) for j in range(i + 1, n)
+            if signal[i] != signal[j]]
+
+
+def balancing_factors(counts: np.ndarray, iterations: int = 2000) -> np.ndarray:
+    """d with d_m * sum_k counts[m, k] / d_k == sum_k counts[k, m] * d_k / d_m for every m (Osborne's
+    matrix balancing, in logs): weighting each (better m, worse k) pair by d_m / d_k makes every row
+    sum (weight on the better side) equal its column sum (weight on the worse side). Needs every model
+    on both sides of some pair."""
+    better, worse = counts.sum(1), counts.sum(0)
+    if (better <= 0).any() or (worse <= 0).any():
+        raise ValueError("model balance: every model needs a pair where it is the better and one where it is the worse")
+    log_d = np.zeros(len(counts))
+    for _ in range(iterations):
+        for m in range(len(counts)):
+            d = np.exp(log_d)
+            log_d[m] = 0.5 * (np.log(counts[:, m] @ d) - np.log(counts[m] @ (1 / d)))
+        log_d -= log_d.mean()
+    return np.exp(log_d)
+
+
+class ModelBalance:
+    """Model-balanced training pairs (cells `-modbal`; patched in for the product's LengthBalance,
+    whose interface it has). Among a 37-model pool's pairs of different verdict, a strong model's
+    answer is the better one in up to 98% of its pairs, so a ranker can lower its loss by
+    recognising the model (its style) rather than judging the answer, which does not carry to LLMs it
+    never saw. Each pair (better answer by model m, worse by model k) weighs d_m / d_k
+    (balancing_factors over the expected draws: each input spreads one unit over its pairs, as every
+    input draws the same number), normalised to a mean of 1 over those draws: every model then
+    carries as much weight as the better answer as the worse, and a ranker that knew only the model
+    would learn nothing (the Bradley-Terry fit on model identity alone is flat). What is left to
+    learn is when a model's answer wins and when it loses."""
+
+    def __init__(self, examples):
+        self.models = sorted({m for ex in examples for m in ex.models})
+        index = {m: k for k, m in enumerate(self.models)}
+        counts = np.zeros((len(self.models), len(self.models)))
+        for ex in examples:
+            pairs = better_worse_pairs(ex.signal)
+            for b, w in pairs:
+                counts[index[ex.models[b]], index[ex.models[w]]] += 1 / len(pairs)
+        d = balancing_factors(counts)
+        ratio = d[:, None] / d[None, :]
+        self.norm = float((counts * ratio).sum() / counts.sum())
+        self.d = dict(zip(self.models, d))
+        weights, share = ratio[counts > 0] / self.norm, counts[counts > 0] / counts.sum()
+        self.effective = float((share @ weights) ** 2 / (share @ weights ** 2))
+        self.better_share = {m: float(counts[k].sum() / (counts[k].sum() + counts[:, k].sum()))
+                             for k, m in enumerate(self.models)}
+        self.drawn = 0
+
+    def weight(self, ex, i: int, j: int) -> float:
+        b, w = (i, j) if ex.signal[i] > ex.signal[j] else (j, i)
+        return self.d[ex.models[b]] / self.d[ex.models[w]] / self.norm
+
+    def weigh(self, ex, pairs) -> list[float]:
+        self.drawn += len(pairs)
+        return [self.weight(ex, i, j) for i, j in pairs]
+
+    def describe(self) -> str:
+        ends = sorted(self.models, key=self.d.get)
+        return (f"model-balanced pairs over {len(self.models)} models: effective share of the draws "  # Kish's
+                f"{self.effective:.3f}; d from {ends[0]} {self.d[ends[0]]:.3f} (the better answer in "
+                f"{self.better_share[ends[0]]:.3f} of its pairs) to {ends[-1]} {self.d[ends[-1]]:.3f} "
+                f"({self.better_share[ends[-1]]:.3f})")
+
+    def drawn_report(self) -> str:
+        return f"model-balanced pairs drawn so far: {self.drawn}"
 
 
 def anchor_pairs(signal, k: int, rng: random.Random, ties: bool = False):
@@ -308,7 +387,9 @@ def run_cell(cell: dict, args) -> dict:
               threads=args.threads)
     rc["train"] = {**rc["train"], "epochs": cell["epochs"], "autocast": cell["autocast"],
                    "attention_dropout": cell.get("attention_dropout"),
-                   "length_balanced_pairs": bool(cell.get("length_balanced"))}
+                   "length_balanced_pairs": bool(cell.get("length_balanced") or cell.get("model_balanced"))}
+    if cell.get("length_balanced") and cell.get("model_balanced"):
+        raise SystemExit(f"cell {cell['name']}: -lenbal and -modbal weigh the same pairs; choose one")
     if cell.get("lr") is not None:
         rc["train"]["lr"] = cell["lr"]
     if cell.get("pooling"):
@@ -349,9 +430,11 @@ def run_cell(cell: dict, args) -> dict:
     stage_mod.build_ranker = counted_build
     import llmblend.ranker.train as train_mod
 
-    own_sample_pairs = train_mod.sample_pairs
+    own_sample_pairs, own_balance = train_mod.sample_pairs, train_mod.LengthBalance
     if cell["anchor"]:
         train_mod.sample_pairs = anchor_pairs
+    if cell.get("model_balanced"):  # the product builds its pair weights from train.length_balanced_pairs
+        train_mod.LengthBalance = ModelBalance
     t0 = time.time()
     try:
         train_cfg = cfg if cell.get("seed") is None else {**cfg, "seed": cell["seed"]}
@@ -359,7 +442,7 @@ def run_cell(cell: dict, args) -> dict:
                               work / "model", work / "curve.csv",
                               train_judge=judges["train"], val_judge=judges["val"], backbone_spec=backbone_spec)
     finally:
-        stage_mod.build_ranker, train_mod.sample_pairs = build, own_sample_pairs
+        stage_mod.build_ranker, train_mod.sample_pairs, train_mod.LengthBalance = build, own_sample_pairs, own_balance
     train_s = time.time() - t0
     c = counter["c"]
     c.handle.remove()

@@ -1,4 +1,5 @@
-"""benchmarks/study_ranker.py's cell names: the `-m<G>` sub-pool of a learning curve over judged models."""
+"""benchmarks/study_ranker.py: the cells' names and sub-pools, the model prior, the weight chosen on val, and the
+model-balanced pair weights."""
 
 import pytest
 
@@ -28,9 +29,9 @@ def test_sub_pool_outside_the_pool_is_refused(study_ranker, m):
         study_ranker.sub_pool(POOL, m, 42)
 
 
-class _Ex:  # what model_prior reads of an example: its answers' models, in the prompt's own order
-    def __init__(self, models):
-        self.models = models
+class _Ex:  # what model_prior and ModelBalance read of an example: its answers' models and verdicts
+    def __init__(self, models, signal=None):
+        self.models, self.signal = models, signal
 
 
 def test_model_prior_is_each_models_mean_z_score_matched_by_name(study_ranker):
@@ -55,3 +56,37 @@ def test_prior_picks_move_from_maxlogits_to_the_priors_best_model(study_ranker):
 def test_a_weight_is_chosen_on_val_by_the_lowest_gpt_rank_ties_to_the_smaller(study_ranker):
     rows = {0.0: {"gpt_rank": 1.9}, 0.5: {"gpt_rank": 1.7}, 1.0: {"gpt_rank": 1.7}, 2.0: {"gpt_rank": 1.8}}
     assert study_ranker.chosen_on_val(rows) == 0.5
+
+
+def test_model_balanced_weights_give_each_model_as_much_weight_better_as_worse(study_ranker):
+    # "s" beats "m" and "w" on four prompts; "m" beats both on one, "w" beats each once: of the expected
+    # draws (each prompt spreads one unit over its pairs) "s" is the better answer in 62%, "m" in 46%,
+    # "w" in 44%, so model identity alone predicts the label, and the weights must take that away
+    examples = ([_Ex(["s", "m", "w"], [2.0, 1.0, 0.0])] * 4 + [_Ex(["w", "s", "m"], [1.0, 0.0, 2.0])]
+                + [_Ex(["s", "w"], [0.0, 1.0]), _Ex(["m", "w"], [0.0, 1.0])])
+    balance = study_ranker.ModelBalance(examples)
+    better, worse, total, draws = {}, {}, 0.0, 0.0
+    for ex in examples:
+        pairs = study_ranker.better_worse_pairs(ex.signal)
+        for b, w in pairs:
+            assert ex.signal[b] > ex.signal[w]
+            weight = balance.weight(ex, w, b) / len(pairs)  # either order of the pair weighs the same
+            better[ex.models[b]] = better.get(ex.models[b], 0.0) + weight
+            worse[ex.models[w]] = worse.get(ex.models[w], 0.0) + weight
+            total, draws = total + weight, draws + 1 / len(pairs)
+    assert better == pytest.approx(worse, rel=1e-9)
+    assert total / draws == pytest.approx(1.0)  # a mean weight of 1 over the draws
+    assert balance.d["s"] < balance.d["m"] < balance.d["w"]  # a strong model's wins weigh less, its losses more
+    ex = examples[0]
+    assert balance.weigh(ex, [(0, 2), (2, 0)]) == pytest.approx([balance.d["s"] / balance.d["w"] / balance.norm] * 2)
+
+
+def test_model_balance_refuses_a_model_that_never_loses(study_ranker):
+    with pytest.raises(ValueError, match="every model needs a pair where it is the better and one"):
+        study_ranker.ModelBalance([_Ex(["a", "b"], [1.0, 0.0]), _Ex(["b", "a"], [0.0, 1.0])])
+
+
+def test_model_balanced_cells_parse_and_exclude_length_balance(study_ranker):
+    cell = study_ranker.parse_cell("len128-src128-poolholdout-e2-adrop0-modbal-mean-seed1")
+    assert (cell["model_balanced"], cell["length_balanced"], cell["pooling"], cell["seed"]) == (True, False, "mean", 1)
+    assert study_ranker.parse_cell("len128-src128-pool37-e2-adrop0-lenbal-mean")["model_balanced"] is False

@@ -123,6 +123,20 @@ class LengthBalance:
             self.drawn[k] += 1
         return [self.weights[k] for k in kinds]
 
+    def describe(self) -> str:
+        """What the weights are, for the training log."""
+        return ("length-balanced pairs: of an input's pairs with different signal, the better answer is the longer "
+                f"in {self.shares['longer']:.3f}, the shorter in {self.shares['shorter']:.3f}, as long in "
+                f"{self.shares['equal']:.3f} (means over the inputs); loss weights "
+                f"{ {k: round(v, 3) for k, v in self.weights.items()} }")
+
+    def drawn_report(self) -> str:
+        """What the weights achieved on the pairs drawn so far, for the training log."""
+        d, w = self.drawn, self.weights
+        share = d["longer"] * w["longer"] / max(d["longer"] * w["longer"] + d["shorter"] * w["shorter"], 1e-12)
+        return (f"length-balanced pairs drawn so far: better answer longer {d['longer']}, shorter {d['shorter']}, "
+                f"as long {d['equal']}; the longer's share of the weight of unequal pairs {share:.3f}")
+
 
 def word_counts(texts) -> list[int]:
     from llmblend.ranker.baselines import word_count
@@ -434,10 +448,7 @@ def train(model, tokenizer, train_ex, val_ex, cfg: dict, seed: int, checkpoint=N
             raise ValueError("ranker.train.length_balanced_pairs weighs the PairRanker's training pairs; "
                              f"{raw.config.ranker_type} draws no pairs")
         balance = LengthBalance(train_ex)
-        log.info("length-balanced pairs: of an input's pairs with different signal, the better answer is the "
-                 "longer in %.3f, the shorter in %.3f, as long in %.3f (means over the inputs); loss weights %s",
-                 balance.shares["longer"], balance.shares["shorter"], balance.shares["equal"],
-                 {k: round(v, 3) for k, v in balance.weights.items()})
+        log.info("%s", balance.describe())
     batcher = Batcher(raw.config, tokenizer, cfg, seed, balance)
     order_rng = random.Random(seed + 1)
     history, best, best_state = [], -math.inf, None
@@ -520,10 +531,7 @@ def train(model, tokenizer, train_ex, val_ex, cfg: dict, seed: int, checkpoint=N
         log.info("%s epoch %d: loss %.4f, val_score %.4f (%.1fs)", raw.config.ranker_type, epoch, row["loss"], vs,
                  time.time() - t0)
         if balance is not None:  # what the weights achieved (since this process started)
-            d, w = balance.drawn, balance.weights
-            log.info("length-balanced pairs drawn so far: better answer longer %d, shorter %d, as long %d; "
-                     "the longer's share of the weight of unequal pairs %.3f", d["longer"], d["shorter"], d["equal"],
-                     d["longer"] * w["longer"] / max(d["longer"] * w["longer"] + d["shorter"] * w["shorter"], 1e-12))
+            log.info("%s", balance.drawn_report())
         if vs > best or best_state is None:
             best, best_state = vs, copy.deepcopy(raw.state_dict())
         if epoch < cfg["epochs"]:
