@@ -95,6 +95,8 @@ def parse_cell(name: str) -> dict:
     if not m:
         raise SystemExit(f"cell {name!r}: expected len<C>[-src<S>]-pool<12|37|holdout>[-m<G>[d<D>]]-e<E>[-p<K>][-fp32][-headtail]"
                          "[-adrop0][-anchor][-lenbal][-modbal][-tie<T>][-mean][-refit][-lr<M>e<X>][-seed<N>][-<backbone>]")
+    if m["lenbal"] and m["modbal"]:
+        raise SystemExit(f"cell {name!r}: -lenbal and -modbal weigh the same pairs; choose one")
     return {"name": name, "candidate_max_len": int(m["len"]), "source_max_len": int(m["src"] or 128),
             "pool": m["pool"], "train_models": None if m["models"] is None else int(m["models"]),
             "draw": None if m["draw"] is None else int(m["draw"]),
@@ -257,7 +259,7 @@ class ModelBalance:
 
     def describe(self) -> str:
         ends = sorted(self.models, key=self.d.get)
-        return (f"model-balanced pairs over {len(self.models)} models: effective share of the draws "  # Kish's
+        return (f"model-balanced pairs over {len(self.models)} models: effective share of the draws (Kish) "
                 f"{self.effective:.3f}; d from {ends[0]} {self.d[ends[0]]:.3f} (the better answer in "
                 f"{self.better_share[ends[0]]:.3f} of its pairs) to {ends[-1]} {self.d[ends[-1]]:.3f} "
                 f"({self.better_share[ends[-1]]:.3f})")
@@ -388,8 +390,6 @@ def run_cell(cell: dict, args) -> dict:
     rc["train"] = {**rc["train"], "epochs": cell["epochs"], "autocast": cell["autocast"],
                    "attention_dropout": cell.get("attention_dropout"),
                    "length_balanced_pairs": bool(cell.get("length_balanced") or cell.get("model_balanced"))}
-    if cell.get("length_balanced") and cell.get("model_balanced"):
-        raise SystemExit(f"cell {cell['name']}: -lenbal and -modbal weigh the same pairs; choose one")
     if cell.get("lr") is not None:
         rc["train"]["lr"] = cell["lr"]
     if cell.get("pooling"):

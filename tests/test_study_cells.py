@@ -90,3 +90,5 @@ def test_model_balanced_cells_parse_and_exclude_length_balance(study_ranker):
     cell = study_ranker.parse_cell("len128-src128-poolholdout-e2-adrop0-modbal-mean-seed1")
     assert (cell["model_balanced"], cell["length_balanced"], cell["pooling"], cell["seed"]) == (True, False, "mean", 1)
     assert study_ranker.parse_cell("len128-src128-pool37-e2-adrop0-lenbal-mean")["model_balanced"] is False
+    with pytest.raises(SystemExit, match="-lenbal and -modbal weigh the same pairs"):
+        study_ranker.parse_cell("len128-src128-pool37-e2-adrop0-lenbal-modbal-mean")
