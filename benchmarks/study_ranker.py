@@ -900,6 +900,149 @@ def model_prior_study(names: list[str], args) -> str:
 
 
 VERDICT_LEVELS = (1.0, 1.5, 2.0)  # GPT-4's preference against the reference: lost, tied, won
+
+
+def judged_pairs(prefs: list) -> list[tuple[int, int]]:
+    """(better, worse) answer positions of one prompt: every pair whose GPT-4 verdicts against the
+    reference differ (won > tied > lost, as the replay judge labels pairs); same verdicts and missing
+    ones order nothing."""
+    return [(i, j) if prefs[i] > prefs[j] else (j, i) for i, j in itertools.combinations(range(len(prefs)), 2)
+            if prefs[i] in VERDICT_LEVELS and prefs[j] in VERDICT_LEVELS and prefs[i] != prefs[j]]
+
+
+def ordered_right(pairs: list[tuple[int, int]], margin) -> float:
+    """How many of a prompt's (better, worse) pairs `margin(better, worse)` puts the right way round:
+    1 for a positive margin, 1/2 for none (a tie of scores), 0 for a negative one."""
+    return float(sum(1.0 if d > 0 else 0.5 if d == 0 else 0.0 for d in (margin(b, w) for b, w in pairs)))
+
+
+def pair_accuracy(right: np.ndarray, n: np.ndarray, idx: np.ndarray) -> tuple[float, list[float]]:
+    """The share of all judged pairs ordered right, with a 95% CI from resampling whole prompts
+    (idx: bootstrap_indices over the prompts)."""
+    from llmblend.analysis.stats import percentile_ci
+
+    with np.errstate(all="ignore"):
+        return float(right.sum() / n.sum()), list(percentile_ci(right[idx].sum(1) / n[idx].sum(1), 0.95))
+
+
+def paired_difference(right: np.ndarray, base: np.ndarray, n: np.ndarray, idx: np.ndarray) -> tuple[float, list[float]]:
+    """The pair accuracy of one reading minus another's on the same pairs, with a 95% CI from the same
+    prompt resamples for both (paired: what the two share cancels)."""
+    from llmblend.analysis.stats import percentile_ci
+
+    return (float((right.sum() - base.sum()) / n.sum()),
+            list(percentile_ci((right[idx].sum(1) - base[idx].sum(1)) / n[idx].sum(1), 0.95)))
+
+
+# which judged pairs a reading counts: all, or those whose better answer is the longer / the shorter in words
+LENGTH_SIDES = ("all", "longer", "shorter")
+
+
+def pairs_by_length(pairs: list[tuple[int, int]], words: list[int]) -> dict[str, list[tuple[int, int]]]:
+    """A prompt's (better, worse) pairs, all and split by whether the better answer is the longer one
+    (pairs of equal length are in `all` only)."""
+    return {"all": pairs, "longer": [(b, w) for b, w in pairs if words[b] > words[w]],
+            "shorter": [(b, w) for b, w in pairs if words[b] < words[w]]}
+
+
+def pair_accuracy_study(names: list[str], args) -> str:
+    """How often each finished cell's scores order two answers of a test prompt as GPT-4's verdicts
+    against the reference do, over every such pair (judged_pairs): a reading of the whole ranking,
+    not of its top-1 alone, so it moves less with the 200 prompts' luck than the pick's GPT-Rank does.
+    Per cell: its direct comparison of the two (M_bw - M_wb, both orders), MaxLogits' scores, and
+    MaxLogits + consensus at the profile's weight; per ranked set (the 12, or the 8 held-out models):
+    the consensus alone, the longer answer, and each answer's model ordered by its win rate on these
+    prompts (it reads the test labels: what knowing which LLM is better would give). Each reading is
+    also given on the pairs whose better answer is the longer and on those where it is the shorter: a
+    ranker that learned only length is right on the first and wrong on the second. CIs resample
+    prompts; each cell after the first of its ranked set also gets its difference from that first
+    cell on all pairs, on the same resamples (paired)."""
+    from llmblend.analysis.stats import bootstrap_indices
+    from llmblend.ranker import aggregate
+    from llmblend.ranker.baselines import word_count
+    from llmblend.ranker.consensus import combined_scores, consensus_scores
+
+    cfg = load_profile(args)
+    data = ROOT / "data" / cfg["run"]
+    cc, encoder, cache = consensus_encoder(cfg, args, "consensus")
+    w = float(cc["weight"])
+    seed = int(cfg["seed"])
+    sets: dict[str, dict] = {}  # "ranked" / "heldout" -> examples, pairs by side, bootstrap draws, first cell, rows
+
+    def read(st: dict, margins) -> dict:
+        """Per side: (accuracy, CI, per-prompt rights) of one reading, margins[e](b, w) on prompt e."""
+        out = {}
+        for side in LENGTH_SIDES:
+            right = np.array([ordered_right(p[side], f) for p, f in zip(st["pairs"], margins)])
+            acc, ci = pair_accuracy(right, st["n"][side], st["idx"])
+            out[side] = (acc, ci, right)
+        return out
+
+    def cells_line(label: str, name: str, what: str, r: dict, against: str = "") -> str:
+        return (f"| {label} | {name} | {what} | " + " | ".join(
+            f"{100 * r[s][0]:.1f} [{100 * r[s][1][0]:.1f}, {100 * r[s][1][1]:.1f}]" for s in LENGTH_SIDES) + f" | {against} |")
+
+    lines = [f"pairs whose GPT-4 verdicts differ, test prompts; consensus weight {w:g}; 95% CIs resample prompts",
+             "| ranked models | cell | scores | all pairs, % right [95% CI] | the better answer is the longer | "
+             "the better answer is the shorter | all pairs against the set's first cell, points [95% CI] |",
+             "|" + "---|" * 7]
+    for name in names:
+        cell = {"pool": "37", "headtail": False} if name == "workflow" else parse_cell(name)
+        kind = "heldout" if cell["pool"] == "holdout" else "ranked"
+        if kind not in sets:
+            examples, prefs = split_set(cfg, data, cell, "test", cache)
+            words = [[word_count(t) for t in ex.texts] for ex in examples]
+            pairs = [pairs_by_length(judged_pairs(p), wc) for p, wc in zip(prefs, words)]
+            n = {side: np.array([len(p[side]) for p in pairs], float) for side in LENGTH_SIDES}
+            cons = cached_consensus(cache / f"{kind}_test.json", examples, lambda: consensus_scores(
+                encoder, [ex.texts for ex in examples], int(cc["max_len"])))
+            win: dict[str, list[float]] = {}
+            for ex, p in zip(examples, prefs):
+                for m, v in zip(ex.models, p):
+                    win.setdefault(m, []).append(np.nan if v is None else WIN_VALUE[v])
+            rate = {m: float(np.nanmean(v)) for m, v in win.items()}
+            label = (f"{'the 12' if kind == 'ranked' else f'held-out {len(rate)}'} ({len(examples)} prompts, "
+                     f"{int(n['all'].sum())} pairs: {int(n['longer'].sum())} longer better, "
+                     f"{int(n['shorter'].sum())} shorter better)")
+            st = sets[kind] = {"examples": examples, "pairs": pairs, "n": n, "label": label, "first": None,
+                               "idx": bootstrap_indices(len(examples), 1000, seed), "cons": cons, "rows": {}}
+            refs = {"consensus alone": cons, "the longer answer": words,
+                    "the model's win rate on these prompts (reads the labels)": [[rate[m] for m in ex.models]
+                                                                                 for ex in examples]}
+            for ref, sc in refs.items():
+                r = read(st, [lambda b, x, s=s: s[b] - s[x] for s in sc])
+                st["rows"][ref] = {side: {"accuracy": r[side][0], "ci": r[side][1]} for side in LENGTH_SIDES}
+                lines.append(cells_line(label, "-", ref, r))
+        st = sets[kind]
+        mats = split_matrices(cfg, name, "test", st["examples"], Path(args.out))
+        ml = [aggregate.max_logits(m).tolist() for m in mats]
+        readings = {"pair logits": [lambda b, x, m=m: m[b, x] - m[x, b] for m in mats],
+                    "MaxLogits": [lambda b, x, s=s: s[b] - s[x] for s in ml],
+                    "MaxLogits + consensus": [lambda b, x, s=s: s[b] - s[x]
+                                              for s in combined_scores([ml, st["cons"]], [1.0, w])]}
+        out, rights = {}, {}
+        for what, margins in readings.items():
+            r = read(st, margins)
+            rights[what] = r["all"][2]
+            out[what] = {side: {"accuracy": r[side][0], "ci": r[side][1]} for side in LENGTH_SIDES}
+            against = ""
+            if st["first"] is not None:
+                first = st["first"][0]
+                delta, (lo, hi) = paired_difference(r["all"][2], st["first"][1][what], st["n"]["all"], st["idx"])
+                out[what]["against"] = {"cell": first, "points": 100 * delta, "ci": [100 * lo, 100 * hi]}
+                against = f"{100 * delta:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}] vs {first}"
+            lines.append(cells_line(st["label"], name, what, r, against))
+        if st["first"] is None:
+            st["first"] = (name, rights)
+        st["rows"][name] = out
+    for kind, st in sets.items():
+        path = Path(args.out) / f"pair-accuracy-{kind}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"label": st["label"], "rows": st["rows"]}, indent=1) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    return "\n".join(lines)
+
+
 NOISE_SCALES = (0.0, 0.25, 0.5, 0.75, 1.0)
 NOISE_SIMS = 400
 NOISE_BOOT = 200
@@ -1358,6 +1501,10 @@ def main(argv=None) -> int:
     ap.add_argument("--consensus-splits", nargs="+", default=["val", "test"], choices=["val", "test"],
                     help="--consensus, --ensemble-consensus and --model-prior on these splits (test alone: no weight is chosen, "
                          "read the profile's 1.0; spares ranking val's prompts with a slow ranker)")
+    ap.add_argument("--pair-accuracy", nargs="*", default=[],
+                    help="finished cells (`workflow`: the workflow's PairRanker): the share of the test's judged pairs "
+                         "their scores order as GPT-4 does, with CIs and paired differences from the first cell of each "
+                         "ranked set (pair_accuracy_study)")
     ap.add_argument("--judge-noise", action="store_true",
                     help="the labels' own noise: GPT-4's verdicts on texts it judged twice, and the test pick of "
                          "the judge asked again (judge_noise_study)")
@@ -1392,6 +1539,8 @@ def main(argv=None) -> int:
         print(ensemble_consensus(args.ensemble_consensus, args))
     if args.model_prior:
         print(model_prior_study(args.model_prior, args))
+    if args.pair_accuracy:
+        print(pair_accuracy_study(args.pair_accuracy, args))
     if args.probe is not None:
         print(probe_study(args.probe, args))
     if args.judge_noise:

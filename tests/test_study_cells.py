@@ -1,5 +1,5 @@
-"""benchmarks/study_ranker.py: the cells' names and sub-pools, the model prior, the weight chosen on val, and the
-model-balanced pair weights."""
+"""benchmarks/study_ranker.py: the cells' names and sub-pools, the model prior, the weight chosen on val, the
+model-balanced pair weights, and the pair accuracy of a ranking."""
 
 import pytest
 
@@ -92,3 +92,38 @@ def test_model_balanced_cells_parse_and_exclude_length_balance(study_ranker):
     assert study_ranker.parse_cell("len128-src128-pool37-e2-adrop0-lenbal-mean")["model_balanced"] is False
     with pytest.raises(SystemExit, match="-lenbal and -modbal weigh the same pairs"):
         study_ranker.parse_cell("len128-src128-pool37-e2-adrop0-lenbal-modbal-mean")
+
+
+def test_judged_pairs_put_the_better_verdict_first_and_skip_same_or_missing_ones(study_ranker):
+    # won 2, lost 1, tied 1.5 (a tie beats a loss and loses to a win), no verdict, won again
+    prefs = [2.0, 1.0, 1.5, None, 2.0]
+    assert study_ranker.judged_pairs(prefs) == [(0, 1), (0, 2), (2, 1), (4, 1), (4, 2)]
+
+
+def test_pairs_are_counted_right_half_or_wrong_by_the_sign_of_the_margin(study_ranker):
+    pairs = [(0, 1), (0, 2), (2, 1), (4, 1), (4, 2)]
+    scores = [3.0, 1.0, 2.0, 0.0, 2.0]  # the last pair is a tie of scores: half
+    assert study_ranker.ordered_right(pairs, lambda b, w: scores[b] - scores[w]) == 4.5
+    assert study_ranker.ordered_right(pairs, lambda b, w: scores[w] - scores[b]) == 0.5
+
+
+def test_pairs_split_by_whether_the_better_answer_is_the_longer(study_ranker):
+    pairs = [(0, 1), (0, 2), (2, 1), (4, 1), (4, 2), (0, 4)]
+    words = [10, 5, 20, 0, 10]  # (0, 4): equal length, in `all` only
+    split = study_ranker.pairs_by_length(pairs, words)
+    assert split == {"all": pairs, "longer": [(0, 1), (2, 1), (4, 1)], "shorter": [(0, 2), (4, 2)]}
+
+
+def test_pair_accuracy_pools_pairs_over_prompts_and_resamples_whole_prompts(study_ranker):
+    import numpy as np
+
+    right, n = np.array([2.0, 1.0]), np.array([2.0, 4.0])
+    # pooled: 3 of 6 (not the mean of the prompts' own shares, 0.625); each resample is one prompt twice
+    acc, ci = study_ranker.pair_accuracy(right, n, np.array([[0, 0], [1, 1]] * 50))
+    assert acc == 0.5
+    assert ci[0] < 0.3 and ci[1] > 0.95
+    # the same reading against itself differs by nothing; a better one by its share of the pairs
+    idx = np.array([[0, 1], [1, 1], [0, 0]])
+    assert study_ranker.paired_difference(right, right, n, idx) == (0.0, [0.0, 0.0])
+    delta, (lo, hi) = study_ranker.paired_difference(right + np.array([0.0, 3.0]), right, n, idx)
+    assert delta == 0.5 and 0.0 < lo <= hi <= 0.75
