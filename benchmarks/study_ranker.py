@@ -903,11 +903,16 @@ VERDICT_LEVELS = (1.0, 1.5, 2.0)  # GPT-4's preference against the reference: lo
 
 
 def judged_pairs(prefs: list) -> list[tuple[int, int]]:
-    """(better, worse) answer positions of one prompt: every pair whose GPT-4 verdicts against the
-    reference differ (won > tied > lost, as the replay judge labels pairs); same verdicts and missing
-    ones order nothing."""
-    return [(i, j) if prefs[i] > prefs[j] else (j, i) for i, j in itertools.combinations(range(len(prefs)), 2)
-            if prefs[i] in VERDICT_LEVELS and prefs[j] in VERDICT_LEVELS and prefs[i] != prefs[j]]
+    """(better, worse) answer positions of one prompt: every pair the replay judge orders from the two
+    GPT-4 verdicts against the reference (alpaca_pair_label: won > tied > lost); same verdicts and
+    missing ones order nothing."""
+    from llmblend.judge.backends import alpaca_pair_label
+    from llmblend.judge.labels import A_BETTER, B_BETTER
+
+    order = {A_BETTER: lambda i, j: (i, j), B_BETTER: lambda i, j: (j, i)}
+    return [order[label](i, j) for i, j in itertools.combinations(range(len(prefs)), 2)
+            if prefs[i] in VERDICT_LEVELS and prefs[j] in VERDICT_LEVELS
+            and (label := alpaca_pair_label(prefs[i], prefs[j])) in order]
 
 
 def ordered_right(pairs: list[tuple[int, int]], margin) -> float:
@@ -919,19 +924,17 @@ def ordered_right(pairs: list[tuple[int, int]], margin) -> float:
 def pair_accuracy(right: np.ndarray, n: np.ndarray, idx: np.ndarray) -> tuple[float, list[float]]:
     """The share of all judged pairs ordered right, with a 95% CI from resampling whole prompts
     (idx: bootstrap_indices over the prompts)."""
-    from llmblend.analysis.stats import percentile_ci
+    from llmblend.analysis.stats import ratio_ci
 
-    with np.errstate(all="ignore"):
-        return float(right.sum() / n.sum()), list(percentile_ci(right[idx].sum(1) / n[idx].sum(1), 0.95))
+    return float(right.sum() / n.sum()), list(ratio_ci(right, n, idx, 0.95))
 
 
 def paired_difference(right: np.ndarray, base: np.ndarray, n: np.ndarray, idx: np.ndarray) -> tuple[float, list[float]]:
     """The pair accuracy of one reading minus another's on the same pairs, with a 95% CI from the same
     prompt resamples for both (paired: what the two share cancels)."""
-    from llmblend.analysis.stats import percentile_ci
+    from llmblend.analysis.stats import ratio_ci
 
-    return (float((right.sum() - base.sum()) / n.sum()),
-            list(percentile_ci((right[idx].sum(1) - base[idx].sum(1)) / n[idx].sum(1), 0.95)))
+    return float((right.sum() - base.sum()) / n.sum()), list(ratio_ci(right, n, idx, 0.95, base=base))
 
 
 # which judged pairs a reading counts: all, or those whose better answer is the longer / the shorter in words

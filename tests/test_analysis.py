@@ -197,6 +197,7 @@ def test_ge_readings_on_a_hand_checked_example(tmp_path):
 EXPECTED = ["tables/table2.csv", "tables/table2.md", "tables/table2.tex", "tables/table3.csv", "tables/table3.md",
             "tables/table3.tex", "tables/table2_vs_paper.md", "tables/table3_vs_paper.md",
             "tables/table2_readings.csv", "tables/table3_readings.csv", "tables/summary.json",
+            "tables/pair_order.csv", "tables/pair_order.md",
             "metrics/headline.json", "plots/first_place.csv", "plots/gpt_rank_distribution.csv", "plots/tradeoff.csv"] + [
     f"figures/{f}.{e}" for f in ("figure1", "gpt_rank_distribution", "correlation_heatmap", "tradeoff")
     for e in ("png", "svg")]
@@ -454,3 +455,50 @@ def test_pick_length_column_is_the_mean_words_of_each_rows_picks(tmp_path):
     assert "{llrrrrrrrr}" in tex and "pick\\_len\\_words" in tex and "4.50" in tex
     head = json.loads((tmp_path / "out/metrics/headline.json").read_text())["table2"]
     assert head["longest"]["pick_len_words"] == 4.5 and head["llm-blender"]["pick_len_words"] == 4.0
+
+
+def test_pair_order_reads_each_ranking_on_the_judges_pairs_split_by_the_better_answers_length(tmp_path):
+    """Hand-checked: 2 examples x 3 models, alpha beats beta and gamma on both, beta and gamma tie (no
+    order). Words: e1 alpha 3, beta 1, gamma 5; e2 alpha 1, beta 4, gamma 0. So the four ordered pairs
+    are e1 alpha>beta and e2 alpha>gamma (the better answer is the longer), e1 alpha>gamma and e2
+    alpha>beta (it is the shorter)."""
+    texts = {"e1": ["a b c", "one", "w x  y\tz q"], "e2": ["a", "b c d e", ""]}
+    _write(tmp_path / "s.jsonl", [{"id": i, "candidates": [{"model": m, "text": t, "scores": {"bleu": 1.0}}
+                                                           for m, t in zip(("alpha", "beta", "gamma"), ts)]}
+                                  for i, ts in texts.items()])
+    _write(tmp_path / "j.jsonl", [{"id": i, "cmp_results": {"alpha,beta": "A is better", "beta,gamma": "Same good",
+                                                            "gamma,alpha": "B is better"}} for i in texts])
+    ranks = {"longest": [[2, 3, 1], [2, 1, 3]],      # right on both longer-better pairs, wrong on both others
+             "pairranker": [[2, 1, 3], [3, 2, 1]],   # e1 alpha>gamma right, the other three wrong
+             "simcls": [[1, 1, 3], [2, 1, 1]]}       # e1 alpha=beta (half), alpha>gamma right; e2 both wrong
+    rankings = {}
+    for m, rs in ranks.items():
+        rankings[m] = tmp_path / m / "test.jsonl"
+        _write(rankings[m], [{"id": i, "ranks": r, "n_forward": 0} for i, r in zip(texts, rs)])
+    cfg = {"run": "t", "seed": 1, "evaluate": {"vicuna": "alpha", "oa": "beta", "bootstrap": {"samples": 20}}}
+    evaluate(cfg, tmp_path / "s.jsonl", tmp_path / "out", judge=tmp_path / "j.jsonl", rankings=rankings)
+    rows = {r["method"]: r for r in read_csv(tmp_path / "out/tables/pair_order.csv")}
+    got = {m: (float(r["pairs"]), float(r["right"]), float(r["longer_better_pairs"]), float(r["longer_better_right"]),
+               float(r["shorter_better_pairs"]), float(r["shorter_better_right"])) for m, r in rows.items()}
+    assert got == {"Longest": (4, 50, 2, 100, 2, 0), "PairRanker": (4, 25, 2, 0, 2, 50),
+                   "SimCLS": (4, 37.5, 2, 25, 2, 50)}
+    lo, hi = float(rows["SimCLS"]["right_lo"]), float(rows["SimCLS"]["right_hi"])
+    assert 0 <= lo <= 37.5 <= hi <= 75  # resampling the two examples: e1 alone 75, e2 alone 0
+    md = (tmp_path / "out/tables/pair_order.md").read_text()
+    assert "| Longest | 4 | 50.0 [" in md and "| 2 | 0.0 [0.0, 0.0] |" in md
+    head = json.loads((tmp_path / "out/metrics/headline.json").read_text())["pair_order"]
+    assert head["pairranker"]["shorter_better_right"] == 50 and head["longest"]["longer_better_right"] == 100
+
+
+def test_ordered_pairs_count_only_the_pools_ranked_pairs_that_the_judge_orders():
+    o = np.zeros((1, 3, 3), dtype=np.int8)
+    o[0, 0, 1], o[0, 1, 0] = J.WIN, J.LOSS          # 0 beat 1
+    o[0, 2, 0], o[0, 0, 2] = J.WIN, J.LOSS          # 2 beat 0
+    o[0, 1, 2] = o[0, 2, 1] = J.SAME_GOOD           # no order
+    ranks, words = np.array([[1.0, 2.0, 3.0]]), np.array([[5.0, 10.0, 20.0]])
+    every = J.ordered_pairs(o, ranks, np.ones(3, bool), words)
+    assert {k: (float(r[0]), float(n[0])) for k, (r, n) in every.items()} == \
+        {"all": (1.0, 2.0), "longer": (0.0, 1.0), "shorter": (1.0, 1.0)}
+    # a candidate outside the pool, or unranked, takes its pairs with it
+    assert float(J.ordered_pairs(o, ranks, np.array([True, True, False]))["all"][1][0]) == 1.0
+    assert float(J.ordered_pairs(o, np.array([[1.0, np.nan, 3.0]]), np.ones(3, bool))["all"][1][0]) == 1.0

@@ -41,8 +41,12 @@ def test_report_is_self_contained_with_tables_figures_config_and_benchmarks(buil
     assert "rank_candidates/pairranker" in text and "12.5" in text  # the benchmark time
     assert "bootstrap:" in text  # the config
     assert "judge.examples_unlabelled" in text  # what was missing
-    for cap in ("figure1", "tradeoff", "table2"):
+    for cap in ("figure1", "tradeoff", "table2", "pair_order"):
         assert html_escape((CAPTIONS / f"{cap}.rst").read_text().strip()[:40]) in text
+    # the pair-order table, after Table 3 and before the counts, with its rows
+    pairs = text.index("id='pair_order'")
+    assert text.index("id='table3'") < pairs < text.index("id='counts'")
+    assert "shorter-better pairs" in text[pairs:] and "PairRanker (Bubble)" in text[pairs:text.index("id='counts'")]
 
 
 def test_report_shows_the_select_curve_only_where_the_evaluation_drew_it(tmp_path):

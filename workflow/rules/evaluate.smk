@@ -47,6 +47,8 @@ if ECFG is not None and config.get("ranker") and config.get("judge") and config.
             table2_readings=report(f"{RESULTS}/tables/table2_readings.csv", caption="../report/table2.rst",
                                    category="Tables", labels={"table": "Table 2, other readings"}),
             table2_vs_paper=f"{RESULTS}/tables/table2_vs_paper.md",
+            pair_order=report(f"{RESULTS}/tables/pair_order.csv", caption="../report/pair_order.rst", category="Tables"),
+            pair_order_md=f"{RESULTS}/tables/pair_order.md",
             table3=report(f"{RESULTS}/tables/table3.csv", caption="../report/table3.rst", category="Tables"),
             table3_md=f"{RESULTS}/tables/table3.md",
             table3_tex=f"{RESULTS}/tables/table3.tex",

@@ -26,9 +26,9 @@ import pandas as pd
 
 from llmblend.analysis import figures, render
 from llmblend.analysis.inputs import load_inputs
-from llmblend.analysis.tables import (GE_READINGS, TABLE2_COLUMNS, TABLE3_COLUMNS, Evaluation, add_cis,
-                                      first_place_shares, fused_method, rank_correlation_matrix, settings_of,
-                                      table3)
+from llmblend.analysis.tables import (GE_READINGS, PAIR_ORDER_COLUMNS, TABLE2_COLUMNS, TABLE3_COLUMNS, Evaluation,
+                                      add_cis, first_place_shares, fused_method, pair_order, rank_correlation_matrix,
+                                      settings_of, table3)
 from llmblend.analysis.tables import select as select_in_pool
 from llmblend.errors import InputError
 from llmblend.io import read_json, write_json
@@ -147,6 +147,7 @@ class Results:
     ev: Evaluation
     rows: list            # Table 2, the configured reading
     t3: list              # Table 3
+    pairs: list           # how each ranking orders the judge's pairs (tables/pair_order)
     readings2: list       # (label, rows) of every reading of Table 2, the configured one first
     readings3: list
     why_not: str | None   # why the tables are not comparable to the paper's (None: they are)
@@ -206,7 +207,7 @@ def compute(cfg: dict, scored, judge=None, rankings: dict | None = None, fused=N
                "top3": by_key[m]["values"]["top3"], "bartscore": by_key[m]["values"]["bartscore"]}
               for m in st["tradeoff_methods"] if m in by_key]
     return Results(
-        st=st, seed=seed, inputs=inputs, ev=ev, rows=rows, t3=t3, readings2=readings2, readings3=readings3,
+        st=st, seed=seed, inputs=inputs, ev=ev, rows=rows, t3=t3, pairs=pair_order(inputs, ev, st, seed), readings2=readings2, readings3=readings3,
         why_not=_why_not_comparable(st),
         roles={"vicuna": inputs.models[ev.roles["vicuna"]], "oa": inputs.models[ev.roles["oa"]]},
         shares=shares, dist=dist, max_rank=int(ev.pool.sum()) + (1 if inputs.fused else 0),
@@ -233,7 +234,14 @@ def write_tables(res: Results, tables_dir: Path) -> None:
     note3 = (f"Pearson and Spearman x100, computed {st['correlation'].replace('_', ' ')} "
              "(reference: per candidate column across examples, averaged); footrule = mean over examples of "
              "sum |rank - GPT-Rank|. 95% CIs: bootstrap over examples. Other readings: table3_readings.csv.")
+    note_pairs = (f"Of the GPT-Rank pool's pairs the judge orders (one answer won against the other) on the "
+                  f"{int(inputs.judged.sum())} judged test examples: how many, and the % each ranking puts the "
+                  "same way round (equal ranks count half); then the same for the pairs whose better answer is "
+                  "the longer and those where it is the shorter (in words). A ranking by length alone is right "
+                  "on every longer-better pair and on no shorter-better one; a coin is at 50 on both. 95% CIs: "
+                  "bootstrap over judged examples.")
     render.write_table2(res.rows, tables_dir, note2)
+    render.write_pair_order(res.pairs, tables_dir, note_pairs)
     render.write_table3(res.t3, tables_dir, note3)
     render.write_readings(res.readings2, ["gpt_rank", "ge_vic", "ge_oa", "top3"], tables_dir / "table2_readings.csv",
                           ("category", "method"))
@@ -277,7 +285,9 @@ def write_metrics(res: Results, path: Path) -> None:
                 "table2": {r["key"]: {c: _clean(r["values"][c]) for c in TABLE2_COLUMNS
                                       if _clean(r["values"][c]) is not None} for r in res.rows},
                 "table3": {r["key"]: {c: _clean(r["values"][c]) for c in TABLE3_COLUMNS
-                                      if _clean(r["values"][c]) is not None} for r in res.t3}}
+                                      if _clean(r["values"][c]) is not None} for r in res.t3},
+                "pair_order": {r["key"]: {c: _clean(r["values"][c]) for c in PAIR_ORDER_COLUMNS
+                                          if _clean(r["values"][c]) is not None} for r in res.pairs}}
     for r in res.rows:
         lo, hi = r["ci"]["gpt_rank"]
         if _clean(lo) is not None:

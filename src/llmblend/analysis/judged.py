@@ -79,6 +79,24 @@ def gpt_ranks(outcomes: np.ndarray, pool: np.ndarray) -> np.ndarray:
     return ranks_from_scores(scores_from_outcomes(outcomes, pool))
 
 
+def ordered_pairs(outcomes: np.ndarray, ranks: np.ndarray, pool: np.ndarray,
+                  lengths: np.ndarray | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per example, the pool's pairs the judge orders (one candidate won against the other) that
+    `ranks` (n, k; lower is better, NaN unranked) put the same way round: (right, pairs), each of shape
+    (n,), a tie of ranks counting half. "all" of them, and with `lengths` (n, k words) "longer" and
+    "shorter": the pairs whose better answer has more / fewer words."""
+    k = ranks.shape[1]
+    ri, rj = ranks[:, :, None], ranks[:, None, :]
+    won = ((outcomes[:, :k, :k] == WIN) & (pool[:, None] & pool[None, :])[None]
+           & np.isfinite(ri) & np.isfinite(rj))
+    credit = np.where(ri < rj, 1.0, np.where(ri == rj, 0.5, 0.0))
+    sides = {"all": won}
+    if lengths is not None:
+        li, lj = lengths[:, :k, None], lengths[:, None, :k]
+        sides["longer"], sides["shorter"] = won & (li > lj), won & (li < lj)
+    return {side: ((credit * m).sum((1, 2)), m.sum((1, 2)).astype(float)) for side, m in sides.items()}
+
+
 def head_to_head(outcomes: np.ndarray, sel: np.ndarray, ref: int, reading: str) -> np.ndarray:
     """Credit for "selection >= ref" from the pair's own judge label, NaN where it has no valid label.
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from llmblend.analysis.tables import TABLE2_COLUMNS, TABLE3_COLUMNS
+from llmblend.analysis.tables import PAIR_ORDER_COLUMNS, TABLE2_COLUMNS, TABLE3_COLUMNS
 from llmblend.io import atomic_path, write_text
 
 PAPER_NUMBERS = Path(__file__).with_name("paper_numbers.yaml")
@@ -25,10 +25,10 @@ def _fmt(v, decimals=SHOW_DECIMALS) -> str:
     return "" if v is None else f"{v:.{decimals}f}"
 
 
-def _ci(ci) -> str:
+def _ci(ci, decimals=SHOW_DECIMALS) -> str:
     if not ci or any(_num(x) is None for x in ci):
         return ""
-    return f"[{ci[0]:.2f}, {ci[1]:.2f}]"
+    return f"[{ci[0]:.{decimals}f}, {ci[1]:.{decimals}f}]"
 
 
 def table2_frame(rows: list[dict]) -> pd.DataFrame:
@@ -82,6 +82,27 @@ def write_table3(rows, out_dir: Path, note: str) -> None:
     write_text(out_dir / "table3.md", f"# Table 3: correlation with GPT-Rank\n\n{note}\n\n" + _md_table(header, lines))
     tex = _latex(df, "Correlation of ranking methods and metrics with GPT-Rank (Table 3, reproduced)", "tab:table3")
     write_text(out_dir / "table3.tex", tex)
+
+
+def write_pair_order(rows, out_dir: Path, note: str) -> None:
+    """tables/pair_order.{csv,md}: each ranking's share of the judge's ordered pairs, with CIs."""
+    shares = PAIR_ORDER_COLUMNS[1::2]
+    data = [{"method": r["method"], **{c: _num(r["values"][c]) for c in PAIR_ORDER_COLUMNS},
+             **{f"{c}_{end}": None if r["ci"].get(c) is None else _num(r["ci"][c][i])
+                for c in shares for i, end in enumerate(("lo", "hi"))}} for r in rows]
+    write_csv(pd.DataFrame(data, columns=["method"] + PAIR_ORDER_COLUMNS
+                           + [f"{c}_{end}" for c in shares for end in ("lo", "hi")]), out_dir / "pair_order.csv")
+    header = ["method", "pairs", "% right [95% CI]", "longer-better pairs", "% right [95% CI]",
+              "shorter-better pairs", "% right [95% CI]"]
+
+    def share(r, c):
+        v = _fmt(r["values"][c], 1)
+        return f"{v} {_ci(r['ci'].get(c), 1)}".strip() if v else ""
+
+    lines = [[r["method"]] + [x for count, c in zip(PAIR_ORDER_COLUMNS[::2], shares)
+                              for x in (_fmt(r["values"][count], 0), share(r, c))] for r in rows]
+    write_text(out_dir / "pair_order.md", f"# How each ranking orders the judge's pairs\n\n{note}\n\n"
+               + _md_table(header, lines))
 
 
 def write_readings(readings: list[tuple[str, list[dict]]], columns: list[str], path: Path, key_cols) -> None:

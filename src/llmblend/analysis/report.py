@@ -229,6 +229,10 @@ def build_report(cfg: dict, results, captions, out) -> Path:
         parts.append(readings.to_html(index=False, na_rep="", float_format=lambda v: f"{v:.2f}", border=0))
         parts.append("</details>")
         parts.append(markdown_to_html(_need(tables / f"{name}_vs_paper.md").read_text(encoding="utf-8")))
+    # the whole ranking, beside its pick: how each method orders the judge's pairs, by the better answer's length
+    parts.append(f"<h2 id='pair_order'>How each ranking orders the judge's pairs</h2>"
+                 f"<p class='caption'>{_esc(_caption(captions, 'pair_order'))}</p>")
+    parts.append(markdown_to_html(_need(tables / "pair_order.md").read_text(encoding="utf-8").split("\n", 1)[1]))
     placed = {f for figs_of in FIGURES_OF.values() for f in figs_of}
     if [f for f in drawn if f not in placed]:  # a figure with no table of its own still shows
         parts.append("<h2 id='figures'>Other figures</h2>")

@@ -72,6 +72,18 @@ def mean_ci(per_example: np.ndarray, idx: np.ndarray, confidence: float) -> tupl
     return percentile_ci(means, confidence)
 
 
+def ratio_ci(num: np.ndarray, den: np.ndarray, idx: np.ndarray, confidence: float,
+             base: np.ndarray | None = None) -> tuple[float, float]:
+    """Bootstrap CI of a pooled share sum(num) / sum(den) of per-example counts (e.g. pairs ordered
+    right of the pairs there are), resampling whole examples; with `base` (other counts over the same
+    den), of the paired difference (sum(num) - sum(base)) / sum(den) on the same draws."""
+    top = np.asarray(num, float)[idx].sum(1)
+    if base is not None:
+        top = top - np.asarray(base, float)[idx].sum(1)
+    with np.errstate(all="ignore"):
+        return percentile_ci(top / np.asarray(den, float)[idx].sum(1), confidence)
+
+
 def correlation_cis(hyp: np.ndarray, ref: np.ndarray, idx: np.ndarray, mode: str, confidence: float,
                     chunk: int = 64) -> dict:
     """Bootstrap CIs (over examples) of Pearson, Spearman and footrule."""

@@ -31,6 +31,12 @@ TABLE3_COLUMNS = ["pearson", "spearman", "footrule"]
 LOWER_IS_BETTER = {"gpt_rank", "footrule"}
 NOT_RANKED = {LENGTH_COLUMN}
 GE_READINGS = ("paper", "head_to_head", "issue6")
+# how each ranking orders the judge's pairs (tables/pair_order): of the pairs the judge orders, all of
+# them and those whose better answer is the longer / the shorter, how many and the % the ranks put the
+# same way round; a ranker that learned only length is at 100 and 0 on the two, a coin at 50 on both
+PAIR_SIDES = ("all", "longer", "shorter")
+PAIR_ORDER_COLUMNS = ["pairs", "right", "longer_better_pairs", "longer_better_right", "shorter_better_pairs",
+                      "shorter_better_right"]
 CORRELATION_MODES = ("per_candidate", "per_example")
 
 # the evaluate section's defaults live in its schema (src/llmblend/schemas/evaluate.schema.yaml)
@@ -241,6 +247,29 @@ def add_cis(rows: list[dict], inputs, st: dict, seed: int) -> None:
     idx = stats.bootstrap_indices(len(pos), st["bootstrap"]["samples"], seed)
     for row in rows:
         row["ci"] = {"gpt_rank": stats.mean_ci(row["gpt"]["gpt_rank"][pos], idx, st["bootstrap"]["confidence"])}
+
+
+def pair_order(inputs, ev: Evaluation, st: dict, seed: int) -> list[dict]:
+    """Every ranking method (the oracles too): of the GPT-Rank pool's pairs the judge orders, the % its
+    ranks put the same way round (judged.ordered_pairs), all and split by the better answer's length,
+    each with a bootstrap CI that resamples judged examples (the same draws for every row). Reads what
+    the pick's GPT-Rank cannot: the whole ranking, and whether it only orders by length."""
+    pos = np.flatnonzero(inputs.judged)
+    idx = stats.bootstrap_indices(len(pos), st["bootstrap"]["samples"], seed)
+    names = dict(zip(PAIR_SIDES, zip(PAIR_ORDER_COLUMNS[::2], PAIR_ORDER_COLUMNS[1::2])))
+    rows = []
+    for method, ranking in inputs.rankings.items():
+        per = J.ordered_pairs(inputs.outcomes[pos], ranking["ranks"][pos], ev.pool,
+                              None if inputs.lengths is None else inputs.lengths[pos])
+        values, ci = dict.fromkeys(PAIR_ORDER_COLUMNS), {}
+        for side, (right, n) in per.items():
+            count, share = names[side]
+            values[count] = float(n.sum())
+            values[share] = 100 * float(right.sum() / n.sum()) if n.sum() else None
+            ci[share] = (tuple(100 * x for x in stats.ratio_ci(right, n, idx, st["bootstrap"]["confidence"]))
+                         if n.sum() else None)
+        rows.append({"key": method, "method": method_name(method, st), "values": values, "ci": ci})
+    return rows
 
 
 # Table 3 -----------------------------------------------------------------------------------------
