@@ -424,28 +424,38 @@ def test_bootstrap_ci_brackets_the_estimate_and_tightens_with_more_examples(tmp_
     assert not math.isnan(big["gpt_rank"])
 
 
-def test_pick_length_column_is_the_mean_words_of_each_rows_picks(tmp_path):
-    """Hand-checked: 2 examples x 3 models. Words: e1 alpha 3, beta 1, gamma 5; e2 alpha 1, beta 4, gamma 0
-    (empty). Mean over all candidates would be 14/6; each row must average its own picks instead."""
+def _two_examples_three_models(tmp_path) -> dict:
+    """2 examples x 3 models, hand-checkable. Words: e1 alpha 3, beta 1, gamma 5; e2 alpha 1, beta 4,
+    gamma 0 (empty). The judge on both: alpha beats beta and gamma, beta and gamma tie ("Same good",
+    no order). Three rankings, the same on every call; returns evaluate's keyword arguments."""
     texts = {"e1": ["a b c", "one", "w x  y\tz q"], "e2": ["a", "b c d e", ""]}
     _write(tmp_path / "s.jsonl", [{"id": i, "candidates": [{"model": m, "text": t, "scores": {"bleu": 1.0}}
                                                            for m, t in zip(("alpha", "beta", "gamma"), ts)]}
                                   for i, ts in texts.items()])
     _write(tmp_path / "j.jsonl", [{"id": i, "cmp_results": {"alpha,beta": "A is better", "beta,gamma": "Same good",
                                                             "gamma,alpha": "B is better"}} for i in texts])
-    ranks = {"pairranker": [[2, 1, 3], [3, 2, 1]],   # picks beta (1 word), gamma (0): 0.5
-             "longest": [[2, 3, 1], [2, 1, 3]],      # picks gamma (5), beta (4): 4.5
-             "simcls": [[1, 1, 3], [2, 1, 1]]}       # ties to the earlier: alpha (3), beta (4): 3.5
+    ranks = {"pairranker": [[2, 1, 3], [3, 2, 1]],
+             "longest": [[2, 3, 1], [2, 1, 3]],
+             "simcls": [[1, 1, 3], [2, 1, 1]]}
     rankings = {}
     for m, rs in ranks.items():
         rankings[m] = tmp_path / m / "test.jsonl"
         _write(rankings[m], [{"id": i, "ranks": r, "n_forward": 0} for i, r in zip(texts, rs)])
+    return {"scored": tmp_path / "s.jsonl", "judge": tmp_path / "j.jsonl", "rankings": rankings}
+
+
+SMALL_CFG = {"run": "t", "seed": 1, "evaluate": {"vicuna": "alpha", "oa": "beta", "bootstrap": {"samples": 20}}}
+
+
+def test_pick_length_column_is_the_mean_words_of_each_rows_picks(tmp_path):
+    """Mean words over all candidates would be 14/6; each row must average its own picks instead:
+    PairRanker picks beta (1 word), gamma (0): 0.5; Longest gamma (5), beta (4): 4.5; SimCLS's ties go
+    to the earlier: alpha (3), beta (4): 3.5."""
+    inputs = _two_examples_three_models(tmp_path)
     _write(tmp_path / "f.jsonl", [{"id": "e1", "candidates": [{"model": "llm-blender", "text": "f g", "scores": {}}]},
                                   {"id": "e2", "candidates": [{"model": "llm-blender", "text": "h i j k l m",
                                                                "scores": {}}]}])
-    cfg = {"run": "t", "seed": 1, "evaluate": {"vicuna": "alpha", "oa": "beta", "bootstrap": {"samples": 20}}}
-    evaluate(cfg, tmp_path / "s.jsonl", tmp_path / "out", judge=tmp_path / "j.jsonl", rankings=rankings,
-             fused=tmp_path / "f.jsonl")
+    evaluate(SMALL_CFG, out_dir=tmp_path / "out", fused=tmp_path / "f.jsonl", **inputs)
     t2 = {r["method"]: float(r["pick_len_words"]) for r in read_csv(tmp_path / "out/tables/table2.csv")}
     assert t2 == {"alpha": 2.0, "beta": 2.5, "gamma": 2.5, "PairRanker": 0.5, "Longest": 4.5, "SimCLS": 3.5,
                   "PR (K=3) + GF": 4.0}
@@ -458,25 +468,11 @@ def test_pick_length_column_is_the_mean_words_of_each_rows_picks(tmp_path):
 
 
 def test_pair_order_reads_each_ranking_on_the_judges_pairs_split_by_the_better_answers_length(tmp_path):
-    """Hand-checked: 2 examples x 3 models, alpha beats beta and gamma on both, beta and gamma tie (no
-    order). Words: e1 alpha 3, beta 1, gamma 5; e2 alpha 1, beta 4, gamma 0. So the four ordered pairs
-    are e1 alpha>beta and e2 alpha>gamma (the better answer is the longer), e1 alpha>gamma and e2
-    alpha>beta (it is the shorter)."""
-    texts = {"e1": ["a b c", "one", "w x  y\tz q"], "e2": ["a", "b c d e", ""]}
-    _write(tmp_path / "s.jsonl", [{"id": i, "candidates": [{"model": m, "text": t, "scores": {"bleu": 1.0}}
-                                                           for m, t in zip(("alpha", "beta", "gamma"), ts)]}
-                                  for i, ts in texts.items()])
-    _write(tmp_path / "j.jsonl", [{"id": i, "cmp_results": {"alpha,beta": "A is better", "beta,gamma": "Same good",
-                                                            "gamma,alpha": "B is better"}} for i in texts])
-    ranks = {"longest": [[2, 3, 1], [2, 1, 3]],      # right on both longer-better pairs, wrong on both others
-             "pairranker": [[2, 1, 3], [3, 2, 1]],   # e1 alpha>gamma right, the other three wrong
-             "simcls": [[1, 1, 3], [2, 1, 1]]}       # e1 alpha=beta (half), alpha>gamma right; e2 both wrong
-    rankings = {}
-    for m, rs in ranks.items():
-        rankings[m] = tmp_path / m / "test.jsonl"
-        _write(rankings[m], [{"id": i, "ranks": r, "n_forward": 0} for i, r in zip(texts, rs)])
-    cfg = {"run": "t", "seed": 1, "evaluate": {"vicuna": "alpha", "oa": "beta", "bootstrap": {"samples": 20}}}
-    evaluate(cfg, tmp_path / "s.jsonl", tmp_path / "out", judge=tmp_path / "j.jsonl", rankings=rankings)
+    """The four ordered pairs: e1 alpha>beta and e2 alpha>gamma (the better answer is the longer), e1
+    alpha>gamma and e2 alpha>beta (it is the shorter). Longest is right on both longer-better pairs and
+    wrong on both others; PairRanker right only on e1 alpha>gamma; SimCLS half on e1 alpha=beta, right
+    on e1 alpha>gamma, wrong on both of e2."""
+    evaluate(SMALL_CFG, out_dir=tmp_path / "out", **_two_examples_three_models(tmp_path))
     rows = {r["method"]: r for r in read_csv(tmp_path / "out/tables/pair_order.csv")}
     got = {m: (float(r["pairs"]), float(r["right"]), float(r["longer_better_pairs"]), float(r["longer_better_right"]),
                float(r["shorter_better_pairs"]), float(r["shorter_better_right"])) for m, r in rows.items()}
