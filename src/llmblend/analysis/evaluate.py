@@ -207,7 +207,8 @@ def compute(cfg: dict, scored, judge=None, rankings: dict | None = None, fused=N
                "top3": by_key[m]["values"]["top3"], "bartscore": by_key[m]["values"]["bartscore"]}
               for m in st["tradeoff_methods"] if m in by_key]
     return Results(
-        st=st, seed=seed, inputs=inputs, ev=ev, rows=rows, t3=t3, pairs=pair_order(inputs, ev, st, seed), readings2=readings2, readings3=readings3,
+        st=st, seed=seed, inputs=inputs, ev=ev, rows=rows, t3=t3, readings2=readings2, readings3=readings3,
+        pairs=pair_order(inputs, ev, st, seed),
         why_not=_why_not_comparable(st),
         roles={"vicuna": inputs.models[ev.roles["vicuna"]], "oa": inputs.models[ev.roles["oa"]]},
         shares=shares, dist=dist, max_rank=int(ev.pool.sum()) + (1 if inputs.fused else 0),
