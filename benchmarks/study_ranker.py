@@ -900,25 +900,36 @@ def model_prior_study(names: list[str], args) -> str:
 
 
 VERDICT_LEVELS = (1.0, 1.5, 2.0)  # GPT-4's preference against the reference: lost, tied, won
+# the pairs a reading counts: all, or those whose better answer is the longer / the shorter in words
+LENGTH_SIDES = ("all", "longer", "shorter")
 
 
-def judged_pairs(prefs: list) -> list[tuple[int, int]]:
-    """(better, worse) answer positions of one prompt: every pair the replay judge orders from the two
-    GPT-4 verdicts against the reference (alpaca_pair_label: won > tied > lost); same verdicts and
-    missing ones order nothing."""
+def verdict_outcomes(prefs: list) -> np.ndarray:
+    """One prompt's judge outcomes (1, k, k; llmblend.analysis.judged's codes) from its answers' GPT-4
+    verdicts against the reference, every pair labelled as the replay judge labels it
+    (alpaca_pair_label: won > tied > lost); a missing verdict leaves its pairs unjudged."""
+    from llmblend.analysis.judged import fill_outcomes
     from llmblend.judge.backends import alpaca_pair_label
-    from llmblend.judge.labels import A_BETTER, B_BETTER
+    from llmblend.judge.labels import pair_key
 
-    order = {A_BETTER: lambda i, j: (i, j), B_BETTER: lambda i, j: (j, i)}
-    return [order[label](i, j) for i, j in itertools.combinations(range(len(prefs)), 2)
-            if prefs[i] in VERDICT_LEVELS and prefs[j] in VERDICT_LEVELS
-            and (label := alpaca_pair_label(prefs[i], prefs[j])) in order]
+    out = np.zeros((1, len(prefs), len(prefs)), dtype=np.int8)
+    fill_outcomes(out[0], {pair_key(str(i), str(j)): alpaca_pair_label(prefs[i], prefs[j])
+                           for i, j in itertools.combinations(range(len(prefs)), 2)
+                           if prefs[i] in VERDICT_LEVELS and prefs[j] in VERDICT_LEVELS},
+                  {str(i): i for i in range(len(prefs))}, {})
+    return out
 
 
-def ordered_right(pairs: list[tuple[int, int]], margin) -> float:
-    """How many of a prompt's (better, worse) pairs `margin(better, worse)` puts the right way round:
-    1 for a positive margin, 1/2 for none (a tie of scores), 0 for a negative one."""
-    return float(sum(1.0 if d > 0 else 0.5 if d == 0 else 0.0 for d in (margin(b, w) for b, w in pairs)))
+def pairs_right(outcomes: list[np.ndarray], words: list, scores: list) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per prompt, how many of the pairs GPT-4 orders the scores (higher is better) put the same way
+    round, and how many there are: all, and split by the better answer's length (the evaluate stage's
+    judged.ordered_pairs, one prompt at a time)."""
+    from llmblend.analysis.judged import ordered_pairs, ranks_from_scores
+
+    per = [ordered_pairs(o, ranks_from_scores(np.asarray(s, float))[None], np.ones(len(s), bool),
+                         np.asarray(w, float)[None]) for o, w, s in zip(outcomes, words, scores)]
+    return {side: (np.array([p[side][0][0] for p in per]), np.array([p[side][1][0] for p in per]))
+            for side in LENGTH_SIDES}
 
 
 def pair_accuracy(right: np.ndarray, n: np.ndarray, idx: np.ndarray) -> tuple[float, list[float]]:
@@ -937,27 +948,16 @@ def paired_difference(right: np.ndarray, base: np.ndarray, n: np.ndarray, idx: n
     return float((right.sum() - base.sum()) / n.sum()), list(ratio_ci(right, n, idx, 0.95, base=base))
 
 
-# which judged pairs a reading counts: all, or those whose better answer is the longer / the shorter in words
-LENGTH_SIDES = ("all", "longer", "shorter")
-
-
-def pairs_by_length(pairs: list[tuple[int, int]], words: list[int]) -> dict[str, list[tuple[int, int]]]:
-    """A prompt's (better, worse) pairs, all and split by whether the better answer is the longer one
-    (pairs of equal length are in `all` only)."""
-    return {"all": pairs, "longer": [(b, w) for b, w in pairs if words[b] > words[w]],
-            "shorter": [(b, w) for b, w in pairs if words[b] < words[w]]}
-
-
 def pair_accuracy_study(names: list[str], args) -> str:
     """How often each finished cell's scores order two answers of a test prompt as GPT-4's verdicts
-    against the reference do, over every such pair (judged_pairs): a reading of the whole ranking,
+    against the reference do, over every such pair (verdict_outcomes): a reading of the whole ranking,
     not of its top-1 alone, so it moves less with the 200 prompts' luck than the pick's GPT-Rank does.
-    Per cell: its direct comparison of the two (M_bw - M_wb, both orders), MaxLogits' scores, and
-    MaxLogits + consensus at the profile's weight; per ranked set (the 12, or the 8 held-out models):
-    the consensus alone, the longer answer, and each answer's model ordered by its win rate on these
-    prompts (it reads the test labels: what knowing which LLM is better would give). Each reading is
-    also given on the pairs whose better answer is the longer and on those where it is the shorter: a
-    ranker that learned only length is right on the first and wrong on the second. CIs resample
+    Per cell: MaxLogits' scores, and MaxLogits + consensus at the profile's weight; per ranked set (the
+    12, or the 8 held-out models): the consensus alone, the longer answer, and each answer's model
+    ordered by its win rate on these prompts (it reads the test labels: what knowing which LLM is
+    better would give). Each reading is also given on the pairs whose better answer is the longer and
+    on those where it is the shorter: a ranker that learned only length is right on the first and
+    wrong on the second. The counting is the evaluate stage's (tables/pair_order). CIs resample
     prompts; each cell after the first of its ranked set also gets its difference from that first
     cell on all pairs, on the same resamples (paired)."""
     from llmblend.analysis.stats import bootstrap_indices
@@ -970,16 +970,12 @@ def pair_accuracy_study(names: list[str], args) -> str:
     cc, encoder, cache = consensus_encoder(cfg, args, "consensus")
     w = float(cc["weight"])
     seed = int(cfg["seed"])
-    sets: dict[str, dict] = {}  # "ranked" / "heldout" -> examples, pairs by side, bootstrap draws, first cell, rows
+    sets: dict[str, dict] = {}  # "ranked" / "heldout" -> outcomes, words, pair counts, bootstrap draws, first cell, rows
 
-    def read(st: dict, margins) -> dict:
-        """Per side: (accuracy, CI, per-prompt rights) of one reading, margins[e](b, w) on prompt e."""
-        out = {}
-        for side in LENGTH_SIDES:
-            right = np.array([ordered_right(p[side], f) for p, f in zip(st["pairs"], margins)])
-            acc, ci = pair_accuracy(right, st["n"][side], st["idx"])
-            out[side] = (acc, ci, right)
-        return out
+    def read(st: dict, scores: list) -> dict:
+        """Per side: (accuracy, CI, per-prompt rights) of one reading (per-prompt scores)."""
+        counts = pairs_right(st["outcomes"], st["words"], scores)
+        return {side: (*pair_accuracy(right, n, st["idx"]), right) for side, (right, n) in counts.items()}
 
     def cells_line(label: str, name: str, what: str, r: dict, against: str = "") -> str:
         return (f"| {label} | {name} | {what} | " + " | ".join(
@@ -995,8 +991,8 @@ def pair_accuracy_study(names: list[str], args) -> str:
         if kind not in sets:
             examples, prefs = split_set(cfg, data, cell, "test", cache)
             words = [[word_count(t) for t in ex.texts] for ex in examples]
-            pairs = [pairs_by_length(judged_pairs(p), wc) for p, wc in zip(prefs, words)]
-            n = {side: np.array([len(p[side]) for p in pairs], float) for side in LENGTH_SIDES}
+            outcomes = [verdict_outcomes(p) for p in prefs]
+            n = {side: c[1] for side, c in pairs_right(outcomes, words, words).items()}
             cons = cached_consensus(cache / f"{kind}_test.json", examples, lambda: consensus_scores(
                 encoder, [ex.texts for ex in examples], int(cc["max_len"])))
             win: dict[str, list[float]] = {}
@@ -1007,25 +1003,22 @@ def pair_accuracy_study(names: list[str], args) -> str:
             label = (f"{'the 12' if kind == 'ranked' else f'held-out {len(rate)}'} ({len(examples)} prompts, "
                      f"{int(n['all'].sum())} pairs: {int(n['longer'].sum())} longer better, "
                      f"{int(n['shorter'].sum())} shorter better)")
-            st = sets[kind] = {"examples": examples, "pairs": pairs, "n": n, "label": label, "first": None,
-                               "idx": bootstrap_indices(len(examples), 1000, seed), "cons": cons, "rows": {}}
+            st = sets[kind] = {"examples": examples, "outcomes": outcomes, "words": words, "label": label,
+                               "n": n, "first": None, "idx": bootstrap_indices(len(examples), 1000, seed),
+                               "cons": cons, "rows": {}}
             refs = {"consensus alone": cons, "the longer answer": words,
                     "the model's win rate on these prompts (reads the labels)": [[rate[m] for m in ex.models]
                                                                                  for ex in examples]}
             for ref, sc in refs.items():
-                r = read(st, [lambda b, x, s=s: s[b] - s[x] for s in sc])
+                r = read(st, sc)
                 st["rows"][ref] = {side: {"accuracy": r[side][0], "ci": r[side][1]} for side in LENGTH_SIDES}
                 lines.append(cells_line(label, "-", ref, r))
         st = sets[kind]
-        mats = split_matrices(cfg, name, "test", st["examples"], Path(args.out))
-        ml = [aggregate.max_logits(m).tolist() for m in mats]
-        readings = {"pair logits": [lambda b, x, m=m: m[b, x] - m[x, b] for m in mats],
-                    "MaxLogits": [lambda b, x, s=s: s[b] - s[x] for s in ml],
-                    "MaxLogits + consensus": [lambda b, x, s=s: s[b] - s[x]
-                                              for s in combined_scores([ml, st["cons"]], [1.0, w])]}
+        ml = [aggregate.max_logits(m).tolist()
+              for m in split_matrices(cfg, name, "test", st["examples"], Path(args.out))]
         out, rights = {}, {}
-        for what, margins in readings.items():
-            r = read(st, margins)
+        for what, scores in {"MaxLogits": ml, "MaxLogits + consensus": combined_scores([ml, st["cons"]], [1.0, w])}.items():
+            r = read(st, scores)
             rights[what] = r["all"][2]
             out[what] = {side: {"accuracy": r[side][0], "ci": r[side][1]} for side in LENGTH_SIDES}
             against = ""

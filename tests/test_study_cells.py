@@ -94,24 +94,23 @@ def test_model_balanced_cells_parse_and_exclude_length_balance(study_ranker):
         study_ranker.parse_cell("len128-src128-pool37-e2-adrop0-lenbal-modbal-mean")
 
 
-def test_judged_pairs_put_the_better_verdict_first_and_skip_same_or_missing_ones(study_ranker):
-    # won 2, lost 1, tied 1.5 (a tie beats a loss and loses to a win), no verdict, won again
-    prefs = [2.0, 1.0, 1.5, None, 2.0]
-    assert study_ranker.judged_pairs(prefs) == [(0, 1), (0, 2), (2, 1), (4, 1), (4, 2)]
+def test_verdicts_become_the_replay_judges_ordered_pairs_counted_by_the_better_answers_length(study_ranker):
+    import numpy as np
 
+    # won 2, lost 1, tied 1.5 (a tie beats a loss and loses to a win), no verdict, won again: the ordered
+    # pairs (better, worse) are (0, 1), (0, 2), (2, 1), (4, 1), (4, 2); (0, 4) is a tie, 3 is unjudged
+    outcomes = study_ranker.verdict_outcomes([2.0, 1.0, 1.5, None, 2.0])
+    words = [10, 5, 20, 0, 10]            # longer better: (0, 1), (2, 1), (4, 1); shorter: (0, 2), (4, 2)
+    scores = [3.0, 1.0, 2.0, 0.0, 2.0]    # (4, 2) a tie of scores: half
+    got = study_ranker.pairs_right([outcomes], [words], [scores])
+    assert {side: (float(r[0]), float(n[0])) for side, (r, n) in got.items()} == \
+        {"all": (4.5, 5.0), "longer": (3.0, 3.0), "shorter": (1.5, 2.0)}
+    flipped = study_ranker.pairs_right([outcomes], [words], [[-x for x in scores]])
+    assert float(flipped["all"][0][0]) == 0.5
+    from llmblend.analysis import judged as J
 
-def test_pairs_are_counted_right_half_or_wrong_by_the_sign_of_the_margin(study_ranker):
-    pairs = [(0, 1), (0, 2), (2, 1), (4, 1), (4, 2)]
-    scores = [3.0, 1.0, 2.0, 0.0, 2.0]  # the last pair is a tie of scores: half
-    assert study_ranker.ordered_right(pairs, lambda b, w: scores[b] - scores[w]) == 4.5
-    assert study_ranker.ordered_right(pairs, lambda b, w: scores[w] - scores[b]) == 0.5
-
-
-def test_pairs_split_by_whether_the_better_answer_is_the_longer(study_ranker):
-    pairs = [(0, 1), (0, 2), (2, 1), (4, 1), (4, 2), (0, 4)]
-    words = [10, 5, 20, 0, 10]  # (0, 4): equal length, in `all` only
-    split = study_ranker.pairs_by_length(pairs, words)
-    assert split == {"all": pairs, "longer": [(0, 1), (2, 1), (4, 1)], "shorter": [(0, 2), (4, 2)]}
+    assert np.count_nonzero(outcomes == J.WIN) == 5 and outcomes[0, 0, 4] == outcomes[0, 4, 0] == J.SAME_GOOD
+    assert not outcomes[0, 3].any() and not outcomes[0, :, 3].any()  # no verdict: unjudged
 
 
 def test_pair_accuracy_pools_pairs_over_prompts_and_resamples_whole_prompts(study_ranker):
