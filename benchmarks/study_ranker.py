@@ -317,18 +317,23 @@ def test_set(cfg: dict, data: Path, cell: dict, work: Path):
     return examples, prefs
 
 
-def gpt_rank_scores(prefs: list) -> list[float]:
-    """GPT-Rank scores (wins minus losses) of one example's answers from their verdicts against the
-    reference, as the replay judge labels every pair (llmblend.judge.backends.alpaca_pair_label)."""
+def verdict_labels(prefs: list) -> dict[str, str]:
+    """Every pair of one example's answers (named by position) labelled from their verdicts against
+    the reference as the replay judge labels it (llmblend.judge.backends.alpaca_pair_label); a
+    missing verdict leaves its pairs out."""
     from llmblend.judge.backends import alpaca_pair_label
-    from llmblend.judge.gpt_rank import scores
     from llmblend.judge.labels import pair_key
 
-    names = [str(i) for i in range(len(prefs))]
-    cmp = {pair_key(names[i], names[j]): alpaca_pair_label(prefs[i], prefs[j])
-           for i, j in itertools.combinations(range(len(prefs)), 2)
-           if prefs[i] is not None and prefs[j] is not None}
-    return scores(cmp, names)
+    return {pair_key(str(i), str(j)): alpaca_pair_label(prefs[i], prefs[j])
+            for i, j in itertools.combinations(range(len(prefs)), 2)
+            if prefs[i] is not None and prefs[j] is not None}
+
+
+def gpt_rank_scores(prefs: list) -> list[float]:
+    """GPT-Rank scores (wins minus losses) of one example's answers from their verdicts (verdict_labels)."""
+    from llmblend.judge.gpt_rank import scores
+
+    return scores(verdict_labels(prefs), [str(i) for i in range(len(prefs))])
 
 
 WIN_VALUE = {2.0: 1.0, 1.5: 0.5, 1.0: 0.0}  # AlpacaEval's win rate: GPT-4's verdict -> a win, half, none
@@ -909,14 +914,9 @@ def verdict_outcomes(prefs: list) -> np.ndarray:
     verdicts against the reference, every pair labelled as the replay judge labels it
     (alpaca_pair_label: won > tied > lost); a missing verdict leaves its pairs unjudged."""
     from llmblend.analysis.judged import fill_outcomes
-    from llmblend.judge.backends import alpaca_pair_label
-    from llmblend.judge.labels import pair_key
 
     out = np.zeros((1, len(prefs), len(prefs)), dtype=np.int8)
-    fill_outcomes(out[0], {pair_key(str(i), str(j)): alpaca_pair_label(prefs[i], prefs[j])
-                           for i, j in itertools.combinations(range(len(prefs)), 2)
-                           if prefs[i] in VERDICT_LEVELS and prefs[j] in VERDICT_LEVELS},
-                  {str(i): i for i in range(len(prefs))}, {})
+    fill_outcomes(out[0], verdict_labels(prefs), {str(i): i for i in range(len(prefs))}, {})
     return out
 
 
